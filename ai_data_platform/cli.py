@@ -1,0 +1,216 @@
+"""``adp``: the platform's own command line. Every subcommand has ``--help``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from datetime import date, datetime, timedelta, timezone
+
+from ai_data_platform import settings
+
+
+def _day(value: str) -> date:
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a date YYYY-MM-DD, got {value!r}") from None
+
+
+def _corruption(value: str) -> tuple[str, date, float]:
+    try:
+        table, day, rate = value.split(":")
+        rate_f = float(rate)
+        if not 0 <= rate_f <= 1:
+            raise ValueError
+        return table, date.fromisoformat(day), rate_f
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected TABLE:YYYY-MM-DD:RATE with RATE in [0, 1], got {value!r}") from None
+
+
+def _yesterday() -> date:
+    return datetime.now(timezone.utc).date() - timedelta(days=1)
+
+
+# ---------------------------------------------------------------- generate
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    from ai_data_platform.sources.simulator import generate
+
+    landing = settings.paths().landing
+    end = args.end or _yesterday()
+    started = time.perf_counter()
+    manifest = generate(
+        landing,
+        customers=args.customers,
+        days=args.days,
+        end=end,
+        seed=args.seed,
+        dirty_rate=args.dirty_rate,
+        corrupt=tuple(args.corrupt or ()),
+    )
+    elapsed = time.perf_counter() - started
+    print(f"generated {len(manifest['files'])} files for {manifest['start']}..{manifest['end']} under {landing} in {elapsed:.1f}s")
+    for table, totals in sorted(manifest["totals"].items()):
+        dirt = ", ".join(f"{k}={v}" for k, v in sorted(totals["dirt"].items()) if v)
+        print(f"  {table:16} {totals['rows']:>10} rows   injected: {dirt or 'none'}")
+    return 0
+
+
+# ---------------------------------------------------------------- materialize / summary
+
+
+def _manifest_window() -> tuple[date, date] | None:
+    manifest = settings.paths().landing_manifest
+    if not manifest.exists():
+        return None
+    data = json.loads(manifest.read_text())
+    return date.fromisoformat(data["start"]), date.fromisoformat(data["end"])
+
+
+def cmd_materialize(args: argparse.Namespace) -> int:
+    from ai_data_platform import runner
+
+    window = _manifest_window()
+    start = args.start or (window[0] if window else None)
+    end = args.end or (window[1] if window else None)
+    if args.partition:
+        start = end = args.partition
+    if start is None or end is None:
+        print("no landing data found: run `adp generate` first or pass --start/--end", file=sys.stderr)
+        return 2
+    instance = runner.prepare_instance()
+    print(f"materializing {start}..{end} through Dagster (run stored in {instance.root_directory})")
+    result = runner.materialize_range(instance, start, end, selection=args.select)
+    alerts = runner.run_alert_sensor(instance)
+    print(runner.format_summary(runner.summarize(instance), alerts))
+    print(f"run {result.run_id}: {'SUCCESS' if result.success else 'FAILURE'}")
+    return 0 if result.success else 1
+
+
+def cmd_summary(args: argparse.Namespace) -> int:
+    from ai_data_platform import runner
+
+    instance = runner.prepare_instance()
+    print(runner.format_summary(runner.summarize(instance)))
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from ai_data_platform import runner
+
+    end = args.end or _yesterday()
+    manifest_path = settings.paths().landing_manifest
+    wanted = {"customers": args.customers, "days": args.days, "end": end.isoformat(), "seed": args.seed}
+    current = json.loads(manifest_path.read_text())["args"] if manifest_path.exists() else {}
+    started = time.perf_counter()
+    if any(current.get(k) != v for k, v in wanted.items()) or current.get("corrupt"):
+        cmd_generate(argparse.Namespace(customers=args.customers, days=args.days, end=end, seed=args.seed, dirty_rate=args.dirty_rate, corrupt=()))
+    else:
+        print(f"landing data for {wanted} already present under {settings.paths().landing}")
+    instance = runner.prepare_instance()
+    window = _manifest_window()
+    print(f"materializing every asset for {window[0]}..{window[1]} through Dagster ...")
+    result = runner.materialize_range(instance, window[0], window[1])
+    alerts = runner.run_alert_sensor(instance)
+    print()
+    print(runner.format_summary(runner.summarize(instance), alerts))
+    print(f"\nrun {result.run_id}: {'SUCCESS' if result.success else 'FAILURE'} in {time.perf_counter() - started:.0f}s")
+    print("browse it: make ui  (http://127.0.0.1:3000)")
+    return 0 if result.success else 1
+
+
+# ---------------------------------------------------------------- env / ui
+
+
+def cmd_env(args: argparse.Namespace) -> int:
+    home = settings.ensure_dagster_home()
+    print(f"export ADP_DATA_DIR={settings.data_dir()}")
+    print(f"export DAGSTER_HOME={home}")
+    return 0
+
+
+def cmd_ui(args: argparse.Namespace) -> int:
+    """Run `dagster dev` in its own process group and stop the whole group on exit."""
+    home = settings.ensure_dagster_home()
+    env = dict(os.environ, DAGSTER_HOME=str(home), ADP_DATA_DIR=str(settings.data_dir()))
+    workspace = settings.PROJECT_ROOT / "workspace.yaml"
+    cmd = [sys.executable, "-m", "dagster", "dev", "-w", str(workspace), "-h", args.host, "-p", str(args.port)]
+    proc = subprocess.Popen(cmd, env=env, cwd=settings.PROJECT_ROOT, start_new_session=True)
+
+    def stop(*_):
+        try:
+            os.killpg(proc.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+
+    signal.signal(signal.SIGTERM, lambda *a: (stop(), sys.exit(0)))
+    try:
+        return proc.wait()
+    except KeyboardInterrupt:
+        stop()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+        return 0
+    finally:
+        stop()
+
+
+# ---------------------------------------------------------------- parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="adp", description="ai_data_platform command line. State lives under $ADP_DATA_DIR (default ./data).")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    g = sub.add_parser("generate", help="write deterministic CRM, billing and behavioral landing files")
+    g.add_argument("--customers", type=int, required=True, help="number of customers")
+    g.add_argument("--days", type=int, required=True, help="number of daily exports")
+    g.add_argument("--end", type=_day, help="last export day (default: yesterday, UTC)")
+    g.add_argument("--seed", type=int, required=True, help="random seed: same arguments and seed give byte-identical files")
+    g.add_argument("--dirty-rate", type=float, default=0.005, help="rate of each kind of injected dirt (default 0.005)")
+    g.add_argument("--corrupt", type=_corruption, action="append", metavar="TABLE:DAY:RATE", help="heavily corrupt one table's day: RATE of rows reference unknown customers")
+    g.set_defaults(func=cmd_generate)
+
+    m = sub.add_parser("materialize", help="materialize days of every asset through Dagster (one single-run backfill)")
+    m.add_argument("--start", type=_day, help="first day (default: first landed day)")
+    m.add_argument("--end", type=_day, help="last day (default: last landed day)")
+    m.add_argument("--partition", type=_day, help="just this day")
+    m.add_argument("--select", help="comma-separated asset keys (e.g. raw/events,staging/events); default: all")
+    m.set_defaults(func=cmd_materialize)
+
+    d = sub.add_parser("demo", help="generate the default data set, materialize everything, print a summary")
+    d.add_argument("--customers", type=int, default=3000)
+    d.add_argument("--days", type=int, default=30)
+    d.add_argument("--end", type=_day, help="last day (default: yesterday, UTC)")
+    d.add_argument("--seed", type=int, default=42)
+    d.add_argument("--dirty-rate", type=float, default=0.005)
+    d.set_defaults(func=cmd_demo)
+
+    s = sub.add_parser("summary", help="per asset: partitions, rows, checks passed/failed, quarantined rows, alerts")
+    s.set_defaults(func=cmd_summary)
+
+    e = sub.add_parser("env", help="print the environment variables for using dagster's own CLI on this data dir")
+    e.set_defaults(func=cmd_env)
+
+    u = sub.add_parser("ui", help="start the Dagster UI (dagster dev) over the same instance")
+    u.add_argument("--host", default="127.0.0.1")
+    u.add_argument("--port", type=int, default=3000)
+    u.set_defaults(func=cmd_ui)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

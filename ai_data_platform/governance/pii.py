@@ -1,0 +1,75 @@
+"""Pseudonymization of direct identifiers with a keyed HMAC.
+
+Staging never holds a raw email, phone or name outside the restricted identity table; systems
+join on ``HMAC-SHA256(key, normalized value)`` instead. The same function exists twice on
+purpose and is tested to agree: in Python (for tests, the CLI and small lookups) and compiled to
+DuckDB SQL (so hashing a whole partition runs inside the warehouse, never row by row in Python).
+The key comes from ``ADP_PII_HMAC_KEY``; the built-in demo key is public and not for production.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+
+_BLOCK_SIZE = 64  # SHA-256 block size in bytes (RFC 2104)
+
+
+def normalize_email(value: str | None) -> str | None:
+    if value is None:
+        return None
+    value = value.strip().lower()
+    return value or None
+
+
+def normalize_phone(value: str | None) -> str | None:
+    """Keep a leading + and the digits: ``+49 151-123`` and ``+49151123`` hash the same."""
+    if value is None:
+        return None
+    digits = re.sub(r"[^0-9]", "", value)
+    if not digits:
+        return None
+    return ("+" if value.strip().startswith("+") else "") + digits
+
+
+def hmac_hex(key: str, value: str | None) -> str | None:
+    if value is None:
+        return None
+    return hmac.new(key.encode(), value.encode(), hashlib.sha256).hexdigest()
+
+
+def _padded_key(key: str) -> bytes:
+    raw = key.encode()
+    if len(raw) > _BLOCK_SIZE:
+        raw = hashlib.sha256(raw).digest()
+    return raw.ljust(_BLOCK_SIZE, b"\x00")
+
+
+def _blob_literal(data: bytes) -> str:
+    return "unhex('" + data.hex() + "')"
+
+
+def hmac_sql(key: str, expr: str) -> str:
+    """A DuckDB expression computing ``hmac_hex(key, expr)`` (NULL stays NULL).
+
+    HMAC(K, m) = H((K ^ opad) || H((K ^ ipad) || m)); DuckDB's sha256 accepts BLOBs and returns
+    hex, and ``unhex`` turns it back into bytes for the outer hash.
+    """
+    padded = _padded_key(key)
+    ipad = bytes(b ^ 0x36 for b in padded)
+    opad = bytes(b ^ 0x5C for b in padded)
+    inner = f"sha256({_blob_literal(ipad)} || encode({expr}))"
+    return f"CASE WHEN ({expr}) IS NULL THEN NULL ELSE sha256({_blob_literal(opad)} || unhex({inner})) END"
+
+
+def normalize_email_sql(expr: str) -> str:
+    return f"nullif(lower(trim({expr})), '')"
+
+
+def normalize_phone_sql(expr: str) -> str:
+    digits = f"regexp_replace({expr}, '[^0-9]', '', 'g')"
+    return (
+        f"CASE WHEN {digits} = '' OR {expr} IS NULL THEN NULL "
+        f"ELSE (CASE WHEN starts_with(trim({expr}), '+') THEN '+' ELSE '' END) || {digits} END"
+    )

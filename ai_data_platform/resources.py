@@ -1,0 +1,62 @@
+"""Resources, chosen per environment in this one place.
+
+``local`` (the embedded default) and ``prod`` differ only in where things live and which
+secrets are mandatory; asset code asks for ``warehouse``, ``landing`` and ``pii`` and never
+builds a path or a connection itself.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import dagster as dg
+import duckdb
+from dagster_duckdb import DuckDBResource
+
+from ai_data_platform import settings, warehouse
+
+
+class WarehouseResource(DuckDBResource):
+    """The DuckDB warehouse: waits for the single-writer lock and creates the layer schemas."""
+
+    @contextmanager
+    def get_connection(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        con = warehouse.connect(self.database)
+        try:
+            warehouse.ensure_schemas(con)
+            yield con
+        finally:
+            con.close()
+
+
+class LandingResource(dg.ConfigurableResource):
+    """Where the daily source exports land."""
+
+    root: str
+
+    @property
+    def path(self) -> Path:
+        return Path(self.root)
+
+
+class PiiResource(dg.ConfigurableResource):
+    """The HMAC key that pseudonymizes email and phone join keys (``ADP_PII_HMAC_KEY``)."""
+
+    hmac_key: str
+
+
+def build_resources(paths: settings.Paths | None = None) -> dict[str, object]:
+    paths = paths or settings.paths()
+    return {
+        "warehouse": WarehouseResource(database=str(paths.warehouse)),
+        "landing": LandingResource(root=str(paths.landing)),
+        "pii": PiiResource(hmac_key=settings.pii_hmac_key()),
+    }
+
+
+def resources_for_environment() -> dict[str, object]:
+    """The resources for ``ADP_ENV`` (``local`` default, or ``prod``)."""
+    settings.environment()  # validates ADP_ENV
+    return build_resources(settings.paths())

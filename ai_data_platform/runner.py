@@ -1,0 +1,145 @@
+"""Run the platform through Dagster on the persistent instance, and summarize what it holds.
+
+Used by ``adp materialize`` and ``adp demo``: runs are recorded in the instance under
+``$ADP_DATA_DIR/dagster_home`` exactly like runs launched from the UI, so ``make ui`` shows them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from datetime import date
+
+import dagster as dg
+
+from ai_data_platform import settings, warehouse
+
+
+def prepare_instance() -> dg.DagsterInstance:
+    """The instance under ``$ADP_DATA_DIR/dagster_home`` (sets ``DAGSTER_HOME`` for this process)."""
+    home = settings.ensure_dagster_home()
+    os.environ["DAGSTER_HOME"] = str(home)
+    return dg.DagsterInstance.get()
+
+
+def load_defs() -> dg.Definitions:
+    # Imported late: partitions start at the generated data's first day, read at import.
+    from ai_data_platform.definitions import defs
+
+    return defs
+
+
+def materialize_range(
+    instance: dg.DagsterInstance, start: date, end: date, *, selection: str | None = None
+) -> dg.ExecuteInProcessResult:
+    """One single-run backfill of the nightly job over [start, end], in this process."""
+    defs = load_defs()
+    job = defs.resolve_job_def("nightly")
+    tags = {
+        "dagster/asset_partition_range_start": start.isoformat(),
+        "dagster/asset_partition_range_end": end.isoformat(),
+        "adp/trigger": "adp materialize",
+    }
+    kwargs = {}
+    if selection:
+        kwargs["asset_selection"] = list(dg.AssetSelection.from_coercible(selection.split(",")).resolve(defs.resolve_asset_graph()))
+    return job.execute_in_process(instance=instance, tags=tags, raise_on_error=False, **kwargs)
+
+
+def run_alert_sensor(instance: dg.DagsterInstance) -> int:
+    """Evaluate the alert sensor once (as the daemon would) and return how many alerts it raised."""
+    from ai_data_platform.observability.sensors import alert_sensor
+
+    alerts_file = settings.paths().alerts
+    before = _count_lines(alerts_file)
+    defs = load_defs()
+    cursor_path = settings.paths().dagster_home / "alert_sensor_cursor.json"
+    cursor = cursor_path.read_text() if cursor_path.exists() else None
+    context = dg.build_sensor_context(instance=instance, cursor=cursor, definitions=defs)
+    alert_sensor.evaluate_tick(context)
+    if context.cursor:
+        cursor_path.write_text(context.cursor)
+    return _count_lines(alerts_file) - before
+
+
+def _count_lines(path) -> int:
+    if not path.exists():
+        return 0
+    with path.open() as fh:
+        return sum(1 for _ in fh)
+
+
+@dataclass
+class AssetSummary:
+    key: str
+    partitions: int
+    rows: int | None
+    checks_passed: int
+    checks_failed: int
+    quarantined: int | None
+    alerts: int
+    failed_checks: list[str] = field(default_factory=list)
+
+
+def summarize(instance: dg.DagsterInstance) -> list[AssetSummary]:
+    defs = load_defs()
+    graph = defs.resolve_asset_graph()
+    alerts_by_asset: dict[str, int] = {}
+    alerts_file = settings.paths().alerts
+    if alerts_file.exists():
+        for line in alerts_file.read_text().splitlines():
+            try:
+                key = json.loads(line).get("asset_key")
+            except ValueError:
+                continue
+            if key:
+                alerts_by_asset[key] = alerts_by_asset.get(key, 0) + 1
+    wh_path = settings.paths().warehouse
+    con = warehouse.connect(wh_path, read_only=True) if wh_path.exists() else None
+    out: list[AssetSummary] = []
+    try:
+        for key in sorted(graph.materializable_asset_keys, key=lambda k: k.to_user_string()):
+            records = instance.fetch_materializations(dg.AssetRecordsFilter(asset_key=key), limit=100_000).records
+            partitions = len({r.partition_key for r in records if r.partition_key})
+            table = ".".join(key.path)
+            rows = quarantined = None
+            if con is not None and warehouse.table_exists(con, table):
+                rows = con.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+            q_table = f"quarantine.{key.path[-1]}"
+            if key.path[0] == "staging" and con is not None and warehouse.table_exists(con, q_table):
+                quarantined = con.execute(f"SELECT count(*) FROM {q_table}").fetchone()[0]
+            check_keys = list(graph.get(key).check_keys)
+            latest = instance.event_log_storage.get_latest_asset_check_execution_by_key(check_keys) if check_keys else {}
+            passed = sum(1 for r in latest.values() if r.status.value == "SUCCEEDED")
+            failed = [ck.name for ck, r in latest.items() if r.status.value == "FAILED"]
+            out.append(
+                AssetSummary(
+                    key=key.to_user_string(),
+                    partitions=partitions,
+                    rows=rows,
+                    checks_passed=passed,
+                    checks_failed=len(failed),
+                    quarantined=quarantined,
+                    alerts=alerts_by_asset.get(key.to_user_string(), 0),
+                    failed_checks=failed,
+                )
+            )
+    finally:
+        if con is not None:
+            con.close()
+    return out
+
+
+def format_summary(rows: list[AssetSummary], total_alerts: int | None = None) -> str:
+    header = f"{'asset':32} {'partitions':>10} {'rows':>10} {'checks ok':>9} {'failed':>6} {'quarantined':>11} {'alerts':>6}"
+    lines = [header, "-" * len(header)]
+    for r in rows:
+        lines.append(
+            f"{r.key:32} {r.partitions:>10} {('-' if r.rows is None else r.rows):>10} {r.checks_passed:>9} "
+            f"{r.checks_failed:>6} {('-' if r.quarantined is None else r.quarantined):>11} {r.alerts:>6}"
+            + (f"   failed: {', '.join(r.failed_checks)}" if r.failed_checks else "")
+        )
+    if total_alerts is not None:
+        lines.append(f"alerts raised: {total_alerts} (see {settings.paths().alerts})")
+    return "\n".join(lines)

@@ -1,0 +1,149 @@
+"""Quality gates on staging: a blocking Great Expectations suite per table, and a blocking
+referential-integrity suite across every table that references a customer.
+
+Both run per partition; in a single-run backfill they validate every day of the range and report
+each failing day. A failed gate stops everything downstream of it in the run.
+"""
+
+
+from datetime import date
+
+import dagster as dg
+
+from ai_data_platform.partitions import daily_partitions, days_in
+from ai_data_platform.quality.gx_runner import ValidationReport, validate_dataframe
+from ai_data_platform.quality.suites import staging_suite
+from ai_data_platform.quality.tolerances import MAX_UNKNOWN_CUSTOMER_RATE
+from ai_data_platform.resources import PiiResource, WarehouseResource
+from ai_data_platform.sources import staging
+from ai_data_platform.sources import staging_sql as sql
+from ai_data_platform.sources.assets import staging_key
+from ai_data_platform.sources.contracts import SOURCE_TABLES, SourceTable
+
+
+def gx_check_result(
+    table: str, reports: dict[date, ValidationReport], **result_kwargs
+) -> dg.AssetCheckResult:
+    """One check result for the GX reports of every day in the run, naming each failure."""
+    failed = {day: r for day, r in reports.items() if not r.success}
+    if failed:
+        lines = [
+            f"{table} partition {day}: suite {r.suite} failed {r.failed} of {r.evaluated} expectations: {r.summary()}"
+            for day, r in sorted(failed.items())
+        ]
+        message = "\n".join(lines)
+    else:
+        message = f"{table}: suite passed for {len(reports)} partition(s)"
+    return dg.AssetCheckResult(
+        passed=not failed,
+        severity=dg.AssetCheckSeverity.ERROR,
+        description=message[:2000],
+        metadata={
+            "message": message,
+            "partitions_validated": len(reports),
+            "partitions_failed": sorted(str(d) for d in failed),
+            "expectations_evaluated": sum(r.evaluated for r in reports.values()),
+            "expectations_failed": sum(r.failed for r in reports.values()),
+            "failures": {str(day): [o for o in r.to_dict()["outcomes"] if not o["success"]] for day, r in failed.items()},
+        },
+        **result_kwargs,
+    )
+
+
+def build_staging_gate(t: SourceTable) -> dg.AssetChecksDefinition:
+    suite = staging_suite(t)
+
+    @dg.asset_check(
+        asset=staging_key(t),
+        name="gx_suite",
+        blocking=True,
+        partitions_def=daily_partitions,
+        description=(
+            f"Great Expectations suite {suite.name}: {len(suite.expectations)} expectations on the "
+            "partition's parsed rows before quarantine (not null, unique key, accepted values, "
+            "non-negative amounts, well-formed records), each tolerating at most 5% failures."
+        ),
+    )
+    def _gate(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource, pii: PiiResource):
+        reports = {}
+        with warehouse.get_connection() as con:
+            for day in days_in(context):
+                frame = staging.candidate_rows(con, t, day, pii.hmac_key)
+                reports[day] = validate_dataframe(frame, suite)
+        return gx_check_result(sql.staging_table(t), reports)
+
+    return _gate
+
+
+REFERENCING_TABLES = [t for t in SOURCE_TABLES if t.customer_ref is not None]
+
+
+def unknown_customer_rates(con, t: SourceTable, lo: date, hi: date) -> dict[date, tuple[int, int]]:
+    """Per day: (rows referencing an unknown customer, rows judged) for one table."""
+    rows = con.execute(
+        f"""
+        WITH s AS (SELECT _partition_date d, count(*) n FROM {sql.staging_table(t)}
+                   WHERE _partition_date BETWEEN ? AND ? GROUP BY 1),
+             q AS (SELECT _partition_date d, count(*) n, count(*) FILTER (WHERE rule = 'known_customer') u
+                   FROM {sql.quarantine_table(t)} WHERE _partition_date BETWEEN ? AND ? GROUP BY 1)
+        SELECT coalesce(s.d, q.d), coalesce(q.u, 0), coalesce(s.n, 0) + coalesce(q.n, 0)
+        FROM s FULL OUTER JOIN q ON s.d = q.d
+        """,
+        [lo, hi, lo, hi],
+    ).fetchall()
+    return {r[0]: (r[1], r[2]) for r in rows}
+
+
+@dg.multi_asset_check(
+    name="referential_integrity",
+    specs=[
+        dg.AssetCheckSpec(
+            "referential_integrity",
+            asset=staging_key(t),
+            blocking=True,
+            partitions_def=daily_partitions,
+            description=(
+                f"At most {MAX_UNKNOWN_CUSTOMER_RATE:.0%} of the partition's rows may reference a "
+                "customer unknown to the CRM as of that day (those rows are quarantined)."
+            ),
+        )
+        for t in REFERENCING_TABLES
+    ],
+    can_subset=True,
+)
+def referential_integrity(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource):
+    days = days_in(context)
+    selected = context.selected_asset_check_keys
+    with warehouse.get_connection() as con:
+        staging.ensure_all_tables(con, REFERENCING_TABLES)
+        for t in REFERENCING_TABLES:
+            key = dg.AssetCheckKey(staging_key(t), "referential_integrity")
+            if key not in selected:
+                continue
+            rates = unknown_customer_rates(con, t, min(days), max(days))
+            failing = {
+                d: (u, n) for d, (u, n) in rates.items() if n and u / n > MAX_UNKNOWN_CUSTOMER_RATE
+            }
+            if failing:
+                message = "; ".join(
+                    f"{sql.staging_table(t)} partition {d}: {u} of {n} rows ({u / n:.1%}) reference "
+                    f"unknown customers via {t.customer_ref}, above the {MAX_UNKNOWN_CUSTOMER_RATE:.0%} tolerance"
+                    for d, (u, n) in sorted(failing.items())
+                )
+            else:
+                worst = max(((u / n if n else 0.0) for u, n in rates.values()), default=0.0)
+                message = f"{sql.staging_table(t)}: unknown-customer rate at most {worst:.2%} over {len(rates)} partition(s)"
+            yield dg.AssetCheckResult(
+                asset_key=staging_key(t),
+                check_name="referential_integrity",
+                passed=not failing,
+                description=message[:2000],
+                metadata={
+                    "message": message,
+                    "unknown_by_day": {str(d): {"unknown": u, "rows": n} for d, (u, n) in sorted(rates.items())},
+                },
+            )
+
+
+staging_gates = [build_staging_gate(t) for t in SOURCE_TABLES]
+source_checks = [*staging_gates, referential_integrity]

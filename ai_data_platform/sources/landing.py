@@ -1,0 +1,158 @@
+"""Read one landing file exactly as it landed, without dropping a row.
+
+Every format is read to the same shape: the contract's columns as text (missing columns null),
+``_row_number`` (1-based record number in the file; for CSV the header is not counted) and
+``_raw_line`` (the raw text of a record that could not be split into fields: a CSV row with the
+wrong number of fields or a JSON-lines record that is not a JSON object; null otherwise).
+Parsing into types and validating happens later, in staging, where failures are quarantined with
+a reason. The columns actually found in the file are reported so schema drift can be named.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+
+from ai_data_platform.sources.contracts import SourceTable
+
+
+class LandingFileMissing(FileNotFoundError):
+    """The export for a table and day has not landed."""
+
+
+@dataclass(frozen=True)
+class LandedFile:
+    path: Path
+    table: pa.Table  # contract columns (string), _row_number (int64), _raw_line (string)
+    observed_columns: tuple[str, ...]
+
+    @property
+    def rows(self) -> int:
+        return self.table.num_rows
+
+
+def read_landing_file(contract: SourceTable, path: Path) -> LandedFile:
+    if not path.exists():
+        raise LandingFileMissing(
+            f"no landing file for {contract.source}/{contract.name}: expected {path}"
+        )
+    reader = {"csv": _read_csv, "parquet": _read_parquet, "jsonl": _read_jsonl}[contract.file_format]
+    table, observed = reader(contract, path)
+    return LandedFile(path=path, table=table, observed_columns=tuple(observed))
+
+
+def _conform(
+    contract: SourceTable,
+    columns: dict[str, pa.Array],
+    row_numbers: pa.Array,
+    raw_lines: pa.Array,
+) -> pa.Table:
+    n = len(row_numbers)
+    arrays = []
+    for name in contract.column_names:
+        arr = columns.get(name)
+        arrays.append(pa.nulls(n, pa.string()) if arr is None else pc.cast(arr, pa.string()))
+    arrays += [row_numbers, raw_lines]
+    return pa.Table.from_arrays(
+        arrays, names=[*contract.column_names, "_row_number", "_raw_line"]
+    )
+
+
+def _read_csv(contract: SourceTable, path: Path) -> tuple[pa.Table, list[str]]:
+    with path.open("r", encoding="utf-8", errors="replace", newline="") as fh:
+        observed = next(csv.reader(fh), [])
+
+    invalid: list[tuple[int, str]] = []
+
+    def on_invalid(row: pacsv.InvalidRow) -> str:
+        invalid.append((row.number, row.text))
+        return "skip"
+
+    if not observed:
+        empty = pa.array([], pa.int64())
+        return _conform(contract, {}, empty, pa.array([], pa.string())), observed
+    table = pacsv.read_csv(
+        path,
+        read_options=pacsv.ReadOptions(use_threads=False),
+        parse_options=pacsv.ParseOptions(invalid_row_handler=on_invalid),
+        convert_options=pacsv.ConvertOptions(
+            column_types={c: pa.string() for c in observed},
+            strings_can_be_null=True,
+            null_values=[""],
+            quoted_strings_can_be_null=False,
+        ),
+    )
+    # pyarrow numbers rows by physical line (header = line 1); records are numbered from 1.
+    bad_records = {number - 1: text for number, text in invalid}
+    total = table.num_rows + len(bad_records)
+    good_numbers = [i for i in range(1, total + 1) if i not in bad_records]
+    good = {c: table.column(c).combine_chunks() for c in table.column_names}
+    good_part = _conform(
+        contract, good, pa.array(good_numbers, pa.int64()), pa.nulls(table.num_rows, pa.string())
+    )
+    if not bad_records:
+        return good_part, observed
+    bad_numbers = sorted(bad_records)
+    bad_part = _conform(
+        contract,
+        {},
+        pa.array(bad_numbers, pa.int64()),
+        pa.array([bad_records[i] for i in bad_numbers], pa.string()),
+    )
+    merged = pa.concat_tables([good_part, bad_part])
+    return merged.sort_by("_row_number"), observed
+
+
+def _read_parquet(contract: SourceTable, path: Path) -> tuple[pa.Table, list[str]]:
+    table = pq.read_table(path)
+    observed = list(table.column_names)
+    columns = {}
+    for name in observed:
+        col = table.column(name).combine_chunks()
+        if pa.types.is_timestamp(col.type):
+            # Render timestamps the way the text exports do, so staging parses one format.
+            col = pc.strftime(col, format="%Y-%m-%dT%H:%M:%S")
+        columns[name] = col
+    n = table.num_rows
+    return (
+        _conform(contract, columns, pa.array(range(1, n + 1), pa.int64()), pa.nulls(n, pa.string())),
+        observed,
+    )
+
+
+def _read_jsonl(contract: SourceTable, path: Path) -> tuple[pa.Table, list[str]]:
+    lines = path.read_bytes().decode("utf-8", errors="replace").split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    values: dict[str, list] = {name: [] for name in contract.column_names}
+    raw_lines: list[str | None] = []
+    observed: dict[str, None] = {}
+    for line in lines:
+        try:
+            record = json.loads(line)
+        except ValueError:
+            record = None
+        if not isinstance(record, dict):
+            raw_lines.append(line)
+            for name in contract.column_names:
+                values[name].append(None)
+            continue
+        raw_lines.append(None)
+        for key in record:
+            observed.setdefault(key, None)
+        for name in contract.column_names:
+            v = record.get(name)
+            values[name].append(None if v is None else (v if isinstance(v, str) else json.dumps(v)))
+    n = len(lines)
+    columns = {name: pa.array(vals, pa.string()) for name, vals in values.items() if name in observed}
+    return (
+        _conform(contract, columns, pa.array(range(1, n + 1), pa.int64()), pa.array(raw_lines, pa.string())),
+        list(observed),
+    )

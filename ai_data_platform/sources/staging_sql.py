@@ -1,0 +1,307 @@
+"""Compile a source contract into the SQL that stages one day of it.
+
+For one table and day the staging step:
+
+1. drops exact duplicates (every landed column equal) and counts them;
+2. parses each column to its contract type with ``TRY_CAST``;
+3. judges every remaining row against the rules in a fixed order, keeping the first failure:
+   ``malformed_row`` → ``not_null`` → ``invalid_timestamp`` (event time unparseable or outside
+   [2000-01-01, day + 2 days)) → ``invalid_<type>`` (other unparseable values) →
+   ``accepted_values`` → ``non_negative`` → ``known_customer`` → ``unique_key``;
+4. writes passing rows to ``staging.<table>`` and failing rows to ``quarantine.<table>`` with the
+   file, row number, rule, column and raw value.
+
+So for every partition: raw rows = staged + quarantined + duplicates (row conservation).
+Direct identifiers are replaced by keyed HMACs here; the raw values survive only in the
+restricted ``identity.customer_pii`` table. Pure functions returning SQL text: no connection.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+
+from ai_data_platform.governance.pii import (
+    hmac_sql,
+    normalize_email_sql,
+    normalize_phone_sql,
+)
+from ai_data_platform.sources.contracts import (
+    CUSTOMERS,
+    EARLIEST_VALID_TIME,
+    PII_DIRECT,
+    SUPPORT_TICKETS,
+    SourceTable,
+)
+from ai_data_platform.warehouse import quote, sql_literal
+
+JUDGED_TEMP = "_staging_judged"
+QUARANTINE_COLUMNS = (
+    ("_partition_date", "DATE"),
+    ("_file", "VARCHAR"),
+    ("_row_number", "BIGINT"),
+    ("rule", "VARCHAR"),
+    ("column_name", "VARCHAR"),
+    ("raw_value", "VARCHAR"),
+    ("raw_record", "VARCHAR"),
+)
+LINEAGE_COLUMNS = (("_partition_date", "DATE"), ("_file", "VARCHAR"), ("_row_number", "BIGINT"))
+_TYPE_RULES = {"TIMESTAMP": "invalid_timestamp", "DOUBLE": "invalid_number", "BOOLEAN": "invalid_boolean", "BIGINT": "invalid_number"}
+
+
+def raw_table(t: SourceTable) -> str:
+    return f"raw.{t.name}"
+
+
+def staging_table(t: SourceTable) -> str:
+    return f"staging.{t.name}"
+
+
+def quarantine_table(t: SourceTable) -> str:
+    return f"quarantine.{t.name}"
+
+
+IDENTITY_TABLE = "identity.customer_pii"
+
+
+def typed(name: str) -> str:
+    return quote(f"__typed_{name}")
+
+
+# ---------------------------------------------------------------- DDL
+
+
+def raw_ddl(t: SourceTable) -> str:
+    cols = ", ".join(f"{quote(c)} VARCHAR" for c in t.column_names)
+    return (
+        f"CREATE TABLE IF NOT EXISTS {raw_table(t)} ({cols}, _partition_date DATE, "
+        "_file VARCHAR, _row_number BIGINT, _raw_line VARCHAR, _loaded_at TIMESTAMP)"
+    )
+
+
+def staging_columns(t: SourceTable) -> list[tuple[str, str]]:
+    """Name and type of every staging column: contract columns minus direct PII, plus keys."""
+    cols: list[tuple[str, str]] = []
+    for c in t.columns:
+        if c.pii == PII_DIRECT:
+            continue
+        cols.append((c.name, c.dtype))
+    if t is CUSTOMERS:
+        cols += [("email_hash", "VARCHAR"), ("phone_hash", "VARCHAR")]
+    if t is SUPPORT_TICKETS:
+        cols += [("email_hash", "VARCHAR"), ("customer_id", "VARCHAR")]
+    cols += [*LINEAGE_COLUMNS, ("_available_at", "TIMESTAMP")]
+    return cols
+
+
+def staging_ddl(t: SourceTable) -> str:
+    cols = ", ".join(f"{quote(n)} {ty}" for n, ty in staging_columns(t))
+    return f"CREATE TABLE IF NOT EXISTS {staging_table(t)} ({cols})"
+
+
+def quarantine_ddl(t: SourceTable) -> str:
+    cols = ", ".join(f"{n} {ty}" for n, ty in QUARANTINE_COLUMNS)
+    return f"CREATE TABLE IF NOT EXISTS {quarantine_table(t)} ({cols})"
+
+
+IDENTITY_COLUMNS = (
+    ("customer_id", "VARCHAR"),
+    ("name", "VARCHAR"),
+    ("email", "VARCHAR"),
+    ("phone", "VARCHAR"),
+    ("email_hash", "VARCHAR"),
+    ("phone_hash", "VARCHAR"),
+    ("country", "VARCHAR"),
+    ("region", "VARCHAR"),
+    ("updated_at", "TIMESTAMP"),
+    *LINEAGE_COLUMNS,
+)
+
+
+def identity_ddl() -> str:
+    cols = ", ".join(f"{n} {ty}" for n, ty in IDENTITY_COLUMNS)
+    return f"CREATE TABLE IF NOT EXISTS {IDENTITY_TABLE} ({cols})"
+
+
+# ---------------------------------------------------------------- judging
+
+
+def _violation(rule: str, column: str | None, raw_expr: str) -> str:
+    col = sql_literal(column)
+    return f"{{'rule': '{rule}', 'column_name': {col}, 'raw_value': CAST({raw_expr} AS VARCHAR)}}"
+
+
+def _rule_cases(t: SourceTable, day: date) -> list[tuple[str, str]]:
+    """(condition, violation struct) pairs in rule order; the first true condition wins."""
+    cases: list[tuple[str, str]] = [("_raw_line IS NOT NULL", _violation("malformed_row", None, "_raw_line"))]
+    for c in t.columns:
+        if c.required:
+            raw = quote(c.name)
+            cases.append((f"({raw} IS NULL OR trim({raw}) = '')", _violation("not_null", c.name, raw)))
+    time_raw, time_typed = quote(t.time_column), typed(t.time_column)
+    upper = f"(DATE {sql_literal(day.isoformat())} + INTERVAL 2 DAY)"
+    cases.append(
+        (
+            f"({time_raw} IS NOT NULL AND ({time_typed} IS NULL "
+            f"OR {time_typed} < TIMESTAMP '{EARLIEST_VALID_TIME}' OR {time_typed} >= {upper}))",
+            _violation("invalid_timestamp", t.time_column, time_raw),
+        )
+    )
+    for c in t.columns:
+        if c.dtype != "VARCHAR" and c.name != t.time_column:
+            raw = quote(c.name)
+            cases.append(
+                (
+                    f"({raw} IS NOT NULL AND trim({raw}) <> '' AND {typed(c.name)} IS NULL)",
+                    _violation(_TYPE_RULES[c.dtype], c.name, raw),
+                )
+            )
+    for c in t.columns:
+        if c.accepted_values:
+            allowed = ", ".join(sql_literal(v) for v in c.accepted_values)
+            cases.append(
+                (
+                    f"({typed(c.name)} IS NOT NULL AND {typed(c.name)} NOT IN ({allowed}))",
+                    _violation("accepted_values", c.name, quote(c.name)),
+                )
+            )
+    for c in t.columns:
+        if c.non_negative:
+            cases.append((f"({typed(c.name)} < 0)", _violation("non_negative", c.name, quote(c.name))))
+    if t.customer_ref is not None:
+        cases.append(
+            ("(_known._known_id IS NULL)", _violation("known_customer", t.customer_ref, quote(t.customer_ref)))
+        )
+    return cases
+
+
+def _typed_expr(c_name: str, dtype: str) -> str:
+    raw = quote(c_name)
+    if dtype == "VARCHAR":
+        return f"nullif(trim({raw}), '')"
+    return f"TRY_CAST(nullif(trim({raw}), '') AS {dtype})"
+
+
+def _known_customers_cte(t: SourceTable, day: date, hmac_key: str) -> tuple[str, str]:
+    """A CTE of customers known as of ``day`` and the join condition to it."""
+    d = sql_literal(day.isoformat())
+    if t is SUPPORT_TICKETS:
+        email_hash = hmac_sql(hmac_key, normalize_email_sql(quote("customer_email")))
+        cte = (
+            "_known AS (SELECT email_hash AS _known_email_hash, arg_max(customer_id, updated_at) AS _known_id "
+            f"FROM {staging_table(CUSTOMERS)} WHERE _partition_date <= DATE {d} GROUP BY email_hash)"
+        )
+        return cte, f"_known._known_email_hash = {email_hash}"
+    cte = (
+        "_known AS (SELECT DISTINCT customer_id AS _known_id "
+        f"FROM {staging_table(CUSTOMERS)} WHERE _partition_date <= DATE {d})"
+    )
+    return cte, f"_known._known_id = {typed('customer_id')}"
+
+
+def judged_sql(t: SourceTable, day: date, hmac_key: str) -> str:
+    """Every raw row of ``day`` with ``_copy`` (1 = first of exact duplicates) and ``_violation``.
+
+    ``_violation`` is NULL for rows that pass every rule, else a struct (rule, column_name,
+    raw_value) for the first rule they fail; ``unique_key`` is applied over passing rows.
+    """
+    d = sql_literal(day.isoformat())
+    all_cols = ", ".join(quote(c) for c in (*t.column_names, "_raw_line"))
+    typed_cols = ", ".join(f"{_typed_expr(c.name, c.dtype)} AS {typed(c.name)}" for c in t.columns)
+    ctes = [
+        f"_src AS (SELECT *, row_number() OVER (PARTITION BY {all_cols} ORDER BY _row_number) AS _copy "
+        f"FROM {raw_table(t)} WHERE _partition_date = DATE {d})",
+        f"_typed AS (SELECT _src.*, {typed_cols} FROM _src)",
+    ]
+    join = ""
+    if t.customer_ref is not None:
+        cte, cond = _known_customers_cte(t, day, hmac_key)
+        ctes.append(cte)
+        join = f"LEFT JOIN _known ON {cond}"
+    cases = "\n".join(f"    WHEN {cond} THEN {struct}" for cond, struct in _rule_cases(t, day))
+    known_id = ", _known._known_id AS _known_customer_id" if t is SUPPORT_TICKETS else ""
+    ctes.append(
+        f"_rules AS (SELECT _typed.*{known_id}, CASE\n{cases}\n    ELSE NULL END AS _violation "
+        f"FROM _typed {join} WHERE _copy = 1)"
+    )
+    key = typed(t.key)
+    return (
+        "WITH " + ",\n".join(ctes) + "\n"
+        "SELECT * REPLACE (CASE WHEN _violation IS NULL AND _key_rank > 1 THEN "
+        + _violation("unique_key", t.key, quote(t.key))
+        + " ELSE _violation END AS _violation) FROM ("
+        f"SELECT *, row_number() OVER (PARTITION BY _violation IS NULL, {key} ORDER BY _row_number) AS _key_rank "
+        "FROM _rules)\n"
+        f"UNION ALL BY NAME SELECT *, NULL AS _violation, NULL AS _key_rank FROM _typed WHERE _copy > 1"
+    )
+
+
+# ---------------------------------------------------------------- outputs (from the judged temp table)
+
+
+def _staged_value(t: SourceTable, name: str, hmac_key: str) -> str:
+    if t is CUSTOMERS and name == "email_hash":
+        return hmac_sql(hmac_key, normalize_email_sql(quote("email")))
+    if t is CUSTOMERS and name == "phone_hash":
+        return hmac_sql(hmac_key, normalize_phone_sql(quote("phone")))
+    if t is SUPPORT_TICKETS and name == "email_hash":
+        return hmac_sql(hmac_key, normalize_email_sql(quote("customer_email")))
+    if t is SUPPORT_TICKETS and name == "customer_id":
+        return "_known_customer_id"
+    if name in ("_partition_date", "_file", "_row_number"):
+        return name
+    if name == "_available_at":
+        # A daily export is available once its day has ended: the point-in-time "load time".
+        return "CAST(_partition_date + INTERVAL 1 DAY AS TIMESTAMP)"
+    return typed(name)
+
+
+def staged_select(t: SourceTable, hmac_key: str) -> str:
+    cols = ", ".join(f"{_staged_value(t, n, hmac_key)} AS {quote(n)}" for n, _ in staging_columns(t))
+    return f"SELECT {cols} FROM {JUDGED_TEMP} WHERE _copy = 1 AND _violation IS NULL ORDER BY _row_number"
+
+
+def quarantine_select(t: SourceTable) -> str:
+    record = "to_json({" + ", ".join(f"'{c}': {quote(c)}" for c in t.column_names) + "})"
+    return (
+        "SELECT _partition_date, _file, _row_number, _violation.rule AS rule, "
+        "_violation.column_name AS column_name, _violation.raw_value AS raw_value, "
+        f"coalesce(_raw_line, CAST({record} AS VARCHAR)) AS raw_record "
+        f"FROM {JUDGED_TEMP} WHERE _copy = 1 AND _violation IS NOT NULL ORDER BY _row_number"
+    )
+
+
+def identity_select(hmac_key: str) -> str:
+    email_hash = hmac_sql(hmac_key, normalize_email_sql(quote("email")))
+    phone_hash = hmac_sql(hmac_key, normalize_phone_sql(quote("phone")))
+    return (
+        f"SELECT {typed('customer_id')} AS customer_id, {typed('name')} AS name, "
+        f"{normalize_email_sql(quote('email'))} AS email, {typed('phone')} AS phone, "
+        f"{email_hash} AS email_hash, {phone_hash} AS phone_hash, {typed('country')} AS country, "
+        f"{typed('region')} AS region, {typed('updated_at')} AS updated_at, "
+        "_partition_date, _file, _row_number "
+        f"FROM {JUDGED_TEMP} WHERE _copy = 1 AND _violation IS NULL ORDER BY _row_number"
+    )
+
+
+def duplicate_count_sql(t: SourceTable) -> str:
+    return f"SELECT count(*) FROM {JUDGED_TEMP} WHERE _copy > 1"
+
+
+def conservation_sql(t: SourceTable, lo: date, hi: date) -> str:
+    """Per day in [lo, hi]: raw rows, distinct raw rows, staged rows and quarantined rows,
+    each counted independently from the stored tables (not from the staging step's own numbers).
+    """
+    all_cols = ", ".join(quote(c) for c in (*t.column_names, "_raw_line"))
+    rng = f"BETWEEN DATE {sql_literal(lo.isoformat())} AND DATE {sql_literal(hi.isoformat())}"
+    return f"""
+    WITH days AS (SELECT DISTINCT _partition_date AS d FROM {raw_table(t)} WHERE _partition_date {rng}),
+    raw_n AS (SELECT _partition_date AS d, count(*) AS n FROM {raw_table(t)} WHERE _partition_date {rng} GROUP BY 1),
+    distinct_n AS (SELECT d, count(*) AS n FROM (
+        SELECT _partition_date AS d FROM {raw_table(t)} WHERE _partition_date {rng}
+        GROUP BY _partition_date, {all_cols}) GROUP BY 1),
+    staged_n AS (SELECT _partition_date AS d, count(*) AS n FROM {staging_table(t)} WHERE _partition_date {rng} GROUP BY 1),
+    quarantined_n AS (SELECT _partition_date AS d, count(*) AS n FROM {quarantine_table(t)} WHERE _partition_date {rng} GROUP BY 1)
+    SELECT days.d, coalesce(raw_n.n, 0), coalesce(distinct_n.n, 0), coalesce(staged_n.n, 0), coalesce(quarantined_n.n, 0)
+    FROM days LEFT JOIN raw_n USING (d) LEFT JOIN distinct_n USING (d)
+    LEFT JOIN staged_n USING (d) LEFT JOIN quarantined_n USING (d) ORDER BY 1
+    """

@@ -1,0 +1,136 @@
+"""DuckDB warehouse helpers: schemas by layer, idempotent partition writes, table metadata.
+
+The warehouse is one DuckDB file (``$ADP_DATA_DIR/warehouse.duckdb``) with a schema per layer:
+``raw``, ``staging``, ``quarantine``, ``identity`` (restricted PII), ``marts``, ``features`` and
+``meta``. Every time-partitioned table carries ``_partition_date`` and is written by deleting the
+partition window and inserting it again inside one transaction, so re-materializing a partition
+replaces it exactly.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import date
+from pathlib import Path
+
+import duckdb
+
+LAYER_SCHEMAS = ("raw", "staging", "quarantine", "identity", "marts", "features", "meta")
+
+# DuckDB takes one writer per database file; another process holding it makes connect() raise an
+# IOException mentioning the lock. We wait for it instead of failing the run.
+_LOCK_RETRY_SECONDS = 120.0
+
+
+def connect(path: Path | str, *, read_only: bool = False) -> duckdb.DuckDBPyConnection:
+    """Open the warehouse, waiting (with backoff) while another process holds the write lock."""
+    path = str(path)
+    if path != ":memory:":
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+    deadline = time.monotonic() + _LOCK_RETRY_SECONDS
+    delay = 0.05
+    while True:
+        try:
+            return duckdb.connect(path, read_only=read_only)
+        except duckdb.IOException as exc:
+            if "lock" not in str(exc).lower() or time.monotonic() > deadline:
+                raise
+            time.sleep(delay)
+            delay = min(delay * 2, 2.0)
+
+
+def ensure_schemas(con: duckdb.DuckDBPyConnection) -> None:
+    for schema in LAYER_SCHEMAS:
+        con.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
+
+
+@contextmanager
+def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConnection]:
+    con.execute("BEGIN TRANSACTION")
+    try:
+        yield con
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    con.execute("COMMIT")
+
+
+def quote(identifier: str) -> str:
+    return '"' + identifier.replace('"', '""') + '"'
+
+
+def sql_literal(value: object) -> str:
+    if value is None:
+        return "NULL"
+    if isinstance(value, bool):
+        return "TRUE" if value else "FALSE"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, date):
+        return f"DATE '{value.isoformat()}'"
+    return "'" + str(value).replace("'", "''") + "'"
+
+
+def table_exists(con: duckdb.DuckDBPyConnection, qualified: str) -> bool:
+    schema, name = qualified.split(".")
+    return bool(
+        con.execute(
+            "SELECT count(*) FROM information_schema.tables WHERE table_schema = ? AND table_name = ?",
+            [schema, name],
+        ).fetchone()[0]
+    )
+
+
+def replace_partitions(
+    con: duckdb.DuckDBPyConnection,
+    qualified: str,
+    days: Sequence[date],
+    select_sql_for_day,
+    *,
+    create_sql: str | None = None,
+) -> dict[date, int]:
+    """Delete the given days from ``qualified`` and insert ``select_sql_for_day(day)`` for each.
+
+    Runs as one transaction: either the whole window is replaced or nothing changes. When the
+    table does not exist yet it is created from ``create_sql`` (a CREATE TABLE statement) or,
+    failing that, from the first day's SELECT. Returns rows inserted per day.
+    """
+    counts: dict[date, int] = {}
+    with transaction(con):
+        if not table_exists(con, qualified):
+            if create_sql:
+                con.execute(create_sql)
+            else:
+                con.execute(f"CREATE TABLE {qualified} AS {select_sql_for_day(days[0])} LIMIT 0")
+        lo, hi = min(days), max(days)
+        con.execute(
+            f"DELETE FROM {qualified} WHERE _partition_date BETWEEN ? AND ?", [lo, hi]
+        )
+        for day in days:
+            inserted = con.execute(f"INSERT INTO {qualified} BY NAME {select_sql_for_day(day)}")
+            counts[day] = inserted.fetchone()[0]
+    return counts
+
+
+def partition_counts(
+    con: duckdb.DuckDBPyConnection, qualified: str, lo: date, hi: date
+) -> dict[date, int]:
+    if not table_exists(con, qualified):
+        return {}
+    rows = con.execute(
+        f"SELECT _partition_date, count(*) FROM {qualified} "
+        "WHERE _partition_date BETWEEN ? AND ? GROUP BY 1",
+        [lo, hi],
+    ).fetchall()
+    return {r[0]: r[1] for r in rows}
+
+
+def table_columns(con: duckdb.DuckDBPyConnection, qualified: str) -> list[tuple[str, str]]:
+    schema, name = qualified.split(".")
+    return con.execute(
+        "SELECT column_name, data_type FROM information_schema.columns "
+        "WHERE table_schema = ? AND table_name = ? ORDER BY ordinal_position",
+        [schema, name],
+    ).fetchall()

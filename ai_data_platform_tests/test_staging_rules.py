@@ -1,0 +1,217 @@
+"""Staging rules on hand-made landing files: each bad row is quarantined by the rule it breaks,
+exact duplicates are counted, PII never reaches staging, and rows are conserved."""
+
+import csv
+import json
+from datetime import date
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from ai_data_platform import warehouse
+from ai_data_platform.governance.pii import hmac_hex
+from ai_data_platform.sources import raw_load, staging
+from ai_data_platform.sources.contracts import CUSTOMERS, EVENTS, PAYMENTS, SUPPORT_TICKETS
+
+DAY = date(2026, 11, 20)
+KEY = "test-key"
+CUSTOMER_HEADER = list(CUSTOMERS.column_names)
+
+
+def _customer(cid, email, **over):
+    row = {
+        "customer_id": cid, "name": "Ann Example", "email": email, "phone": "+49 151 1234",
+        "country": "DE", "region": "EU", "segment": "smb", "signup_at": "2025-01-01T10:00:00Z",
+        "marketing_consent": "true", "updated_at": "2026-11-20T08:00:00Z",
+    }
+    row.update(over)
+    return row
+
+
+def _write_csv(path, header, rows, raw_lines=()):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(header)
+        for r in rows:
+            w.writerow([r.get(h, "") for h in header])
+        for line in raw_lines:
+            fh.write(line + "\n")
+
+
+@pytest.fixture()
+def landed(tmp_path):
+    landing = tmp_path / "landing"
+    good = [_customer("C1", "Ann@Example.com"), _customer("C2", "bob@example.com")]
+    bad = [
+        _customer("C3", ""),  # not_null on email
+        _customer("C4", "d@example.com", updated_at="2026-02-30T25:00:00Z"),  # invalid_timestamp
+        _customer("C5", "e@example.com", region="MARS"),  # accepted_values
+        _customer("C6", "f@example.com", marketing_consent="maybe"),  # invalid_boolean
+        _customer("C1", "other@example.com"),  # unique_key (second C1)
+    ]
+    dup = [_customer("C2", "bob@example.com")]  # exact duplicate of a good row
+    _write_csv(CUSTOMERS.landing_file(landing, DAY), CUSTOMER_HEADER, good + bad + dup, raw_lines=["C7,truncated"])
+
+    pay_rows = [
+        ("P1", "I1", "C1", 10.0, "EUR", "succeeded", None),
+        ("P2", "I2", "C2", 5.0, "EUR", "failed", "card_declined"),
+        ("P3", "I3", "C1", -4.0, "EUR", "succeeded", None),  # non_negative
+        ("P4", "I4", "C999", 7.0, "EUR", "succeeded", None),  # known_customer
+        ("P5", "I5", "C1", 7.0, "EUR", "??", None),  # accepted_values
+    ]
+    ts = pa.array(
+        [
+            "2026-11-20 09:00:00", "2026-11-20 10:00:00", "2026-11-20 11:00:00",
+            "2026-11-20 12:00:00", "2026-11-20 13:00:00", "2999-01-01 00:00:00",
+        ]
+    ).cast(pa.timestamp("us"))
+    cols = list(zip(*pay_rows, ("P6", "I6", "C1", 1.0, "EUR", "succeeded", None)))
+    table = pa.table(
+        {
+            "payment_id": list(cols[0]), "invoice_id": list(cols[1]), "customer_id": list(cols[2]),
+            "amount": list(cols[3]), "currency": list(cols[4]), "status": list(cols[5]),
+            "failure_code": pa.array(list(cols[6]), pa.string()), "created_at": ts,
+        }
+    )
+    path = PAYMENTS.landing_file(landing, DAY)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(table, path)
+
+    events = [
+        {"event_id": "E1", "customer_id": "C1", "event_type": "login", "event_time": "2026-11-20T01:00:00Z"},
+        {"event_id": "E2", "customer_id": "C2", "event_type": "card_transaction", "event_time": "2026-11-18T23:00:00Z", "amount": 12.5},
+        {"event_id": "E3", "customer_id": None, "event_type": "login", "event_time": "2026-11-20T01:00:00Z"},
+    ]
+    ev_path = EVENTS.landing_file(landing, DAY)
+    ev_path.parent.mkdir(parents=True, exist_ok=True)
+    lines = [json.dumps({c: e.get(c) for c in EVENTS.column_names}) for e in events]
+    lines.append('{"event_id": "E4", "customer_id"')  # malformed
+    lines.append(lines[0])  # exact duplicate
+    ev_path.write_text("\n".join(lines) + "\n")
+
+    tickets = [
+        {"ticket_id": "T1", "customer_email": " ANN@example.com", "created_at": "2026-11-20T05:00:00Z", "channel": "email", "category": "billing", "priority": "low", "status": "open", "body": "help, please"},
+        {"ticket_id": "T2", "customer_email": "nobody@example.com", "created_at": "2026-11-20T05:00:00Z", "channel": "chat", "category": "billing", "priority": "low", "status": "open", "body": ""},
+    ]
+    _write_csv(SUPPORT_TICKETS.landing_file(landing, DAY), list(SUPPORT_TICKETS.column_names), tickets)
+
+    con = warehouse.connect(tmp_path / "wh.duckdb")
+    warehouse.ensure_schemas(con)
+    for t in (CUSTOMERS, PAYMENTS, EVENTS, SUPPORT_TICKETS):
+        raw_load.load_days(con, t, landing, [DAY])
+    results = {t.name: staging.stage_days(con, t, [DAY], KEY)[0] for t in (CUSTOMERS, PAYMENTS, EVENTS, SUPPORT_TICKETS)}
+    yield con, results
+    con.close()
+
+
+def _quarantine(con, table):
+    return {r[0]: (r[1], r[2]) for r in con.execute(f"SELECT _row_number, rule, column_name FROM quarantine.{table}").fetchall()}
+
+
+def test_customers_each_bad_row_is_quarantined_by_its_rule(landed):
+    con, results = landed
+    q = _quarantine(con, "customers")
+    assert q == {
+        3: ("not_null", "email"),
+        4: ("invalid_timestamp", "updated_at"),
+        5: ("accepted_values", "region"),
+        6: ("invalid_boolean", "marketing_consent"),
+        7: ("unique_key", "customer_id"),
+        9: ("malformed_row", None),
+    }
+    r = results["customers"]
+    assert (r.raw, r.staged, r.quarantined, r.duplicates) == (9, 2, 6, 1)
+    assert r.conserved
+
+
+def test_quarantine_keeps_file_and_raw_value(landed):
+    con, _ = landed
+    row = con.execute(
+        "SELECT _file, raw_value, raw_record FROM quarantine.customers WHERE rule = 'accepted_values'"
+    ).fetchone()
+    assert row[0] == "crm/customers/2026-11-20.csv"
+    assert row[1] == "MARS"
+    assert json.loads(row[2])["customer_id"] == "C5"
+    malformed = con.execute("SELECT raw_value FROM quarantine.customers WHERE rule = 'malformed_row'").fetchone()
+    assert malformed[0] == "C7,truncated"
+
+
+def test_staging_holds_no_direct_pii_and_uses_hmac_keys(landed):
+    con, _ = landed
+    cols = {c for c, _ in warehouse.table_columns(con, "staging.customers")}
+    assert not {"name", "email", "phone"} & cols
+    hashes = dict(con.execute("SELECT customer_id, email_hash FROM staging.customers").fetchall())
+    assert hashes["C1"] == hmac_hex(KEY, "ann@example.com")
+    ident = con.execute("SELECT email, name FROM identity.customer_pii WHERE customer_id = 'C1'").fetchone()
+    assert ident == ("ann@example.com", "Ann Example")
+
+
+def test_payments_rules_and_out_of_range_timestamp(landed):
+    con, results = landed
+    q = _quarantine(con, "payments")
+    assert q == {
+        3: ("non_negative", "amount"),
+        4: ("known_customer", "customer_id"),
+        5: ("accepted_values", "status"),
+        6: ("invalid_timestamp", "created_at"),
+    }
+    assert con.execute("SELECT list(payment_id ORDER BY payment_id) FROM staging.payments").fetchone()[0] == ["P1", "P2"]
+    amount = con.execute("SELECT amount FROM staging.payments WHERE payment_id = 'P1'").fetchone()[0]
+    assert amount == 10.0 and results["payments"].conserved
+
+
+def test_events_malformed_json_null_customer_and_duplicates(landed):
+    con, results = landed
+    q = _quarantine(con, "events")
+    assert q == {3: ("not_null", "customer_id"), 4: ("malformed_row", None)}
+    r = results["events"]
+    assert (r.raw, r.staged, r.quarantined, r.duplicates) == (5, 2, 2, 1)
+    # a late event (event time two days before the export day) is valid
+    assert con.execute("SELECT count(*) FROM staging.events WHERE event_id = 'E2'").fetchone()[0] == 1
+
+
+def test_support_tickets_resolve_customers_through_the_email_hash(landed):
+    con, _ = landed
+    rows = con.execute("SELECT ticket_id, customer_id FROM staging.support_tickets").fetchall()
+    assert rows == [("T1", "C1")]
+    assert _quarantine(con, "support_tickets") == {2: ("known_customer", "customer_email")}
+
+
+def test_restaging_a_day_replaces_it_exactly(landed, tmp_path):
+    con, _ = landed
+    before = con.execute("SELECT * FROM staging.payments ORDER BY payment_id").fetchall()
+    q_before = con.execute("SELECT * FROM quarantine.payments ORDER BY _row_number").fetchall()
+    staging.stage_days(con, PAYMENTS, [DAY], KEY)
+    assert con.execute("SELECT * FROM staging.payments ORDER BY payment_id").fetchall() == before
+    assert con.execute("SELECT * FROM quarantine.payments ORDER BY _row_number").fetchall() == q_before
+
+
+def test_conservation_is_recounted_from_the_tables(landed):
+    con, _ = landed
+    (c,) = staging.conservation(con, CUSTOMERS, DAY, DAY)
+    assert (c.raw, c.staged, c.quarantined, c.duplicates) == (9, 2, 6, 1) and c.holds
+    con.execute("DELETE FROM quarantine.customers WHERE rule = 'not_null'")  # a row silently lost
+    (c,) = staging.conservation(con, CUSTOMERS, DAY, DAY)
+    assert not c.holds
+    assert "1 rows unaccounted for" in c.describe("staging.customers")
+
+
+def test_schema_drift_names_missing_and_added_columns(tmp_path):
+    landing = tmp_path / "landing"
+    header = [c for c in CUSTOMER_HEADER if c != "segment"] + ["loyalty_tier"]
+    _write_csv(CUSTOMERS.landing_file(landing, DAY), header, [_customer("C1", "a@b.c")])
+    con = warehouse.connect(tmp_path / "wh.duckdb")
+    warehouse.ensure_schemas(con)
+    (load,) = raw_load.load_days(con, CUSTOMERS, landing, [DAY])
+    assert load.drift.missing == ("segment",) and load.drift.added == ("loyalty_tier",)
+    assert "missing ['segment']" in load.drift.describe(CUSTOMERS, DAY)
+    con.close()
+
+
+def test_volume_band_flags_a_collapse_but_not_noise():
+    med, low, high = raw_load.volume_band([1000, 1010, 990, 1005])
+    assert low < 900 and high > 1100 and low > 400
+    med, low, high = raw_load.volume_band([3, 5, 4])
+    assert low == 0.0 and high >= 8  # small counts: wide band, no false alarms
