@@ -1,0 +1,51 @@
+"""The late-data sensor re-runs a day only when its landing files changed after it was materialized."""
+
+import os
+import time
+
+import dagster as dg
+
+from ai_data_platform.definitions import defs
+from ai_data_platform.sources.contracts import EVENTS, SOURCE_TABLES
+from ai_data_platform.sources.sensors import late_landing_sensor
+
+
+def _land(landing, day, mtime):
+    for t in SOURCE_TABLES:
+        path = t.landing_file(landing, day)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("")
+        os.utime(path, (mtime, mtime))
+
+
+def _tick(instance):
+    context = dg.build_sensor_context(instance=instance, definitions=defs)
+    return late_landing_sensor.evaluate_tick(context)
+
+
+def test_changed_file_after_materialization_triggers_that_day_only(data_dir):
+    landing = data_dir / "landing"
+    past = time.time() - 3600
+    _land(landing, "2026-11-19", past)
+    _land(landing, "2026-11-20", past)
+    with dg.instance_for_test() as instance:
+        for t in SOURCE_TABLES:
+            instance.report_runless_asset_event(
+                dg.AssetMaterialization(asset_key=["raw", t.name], partition="2026-11-19")
+            )
+        first = _tick(instance)
+        assert first.run_requests == [] and "no landing file" in first.skip_message
+
+        late = EVENTS.landing_file(landing, "2026-11-19")
+        os.utime(late, (time.time() + 5, time.time() + 5))
+        second = _tick(instance)
+        assert [r.partition_key for r in second.run_requests] == ["2026-11-19"]
+        assert second.run_requests[0].run_key.startswith("late-data:2026-11-19:")
+        # the same change yields the same run key, so Dagster launches it once
+        assert _tick(instance).run_requests[0].run_key == second.run_requests[0].run_key
+
+
+def test_new_day_that_was_never_materialized_is_left_to_the_schedule(data_dir):
+    _land(data_dir / "landing", "2026-11-20", time.time())
+    with dg.instance_for_test() as instance:
+        assert _tick(instance).run_requests == []

@@ -1,0 +1,167 @@
+"""Benchmark: one nightly partition end to end through Dagster vs the same SQL run bare in DuckDB.
+
+At 100k customers x 30 days (default): generates the data once, materializes the first 29 days
+as one single-run backfill (setup, timed once), then measures the last day, side by side in one
+run, each in a fresh subprocess so peak memory is its own:
+
+- platform: ``dg.materialize`` of every asset and check for the day (what the nightly job runs);
+- bare:     the same raw load, staging, Customer 360 and feature SQL through the plain functions,
+            no Dagster and no checks (the floor);
+- checks:   the platform run's share spent in checks is reported from the difference.
+
+Medians of ``--runs`` runs (re-materializing a day replaces it exactly, so runs are repeatable).
+Results are merged into bench/results.json under "nightly".
+
+    python bench/bench_nightly.py [--customers 100000] [--days 30] [--runs 3] [--workdir DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import date, timedelta
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+RESULTS = HERE / "results.json"
+END = date(2026, 11, 20)
+
+PLATFORM = r"""
+import sys, time, warnings
+warnings.filterwarnings("ignore")
+import dagster as dg
+from ai_data_platform import settings
+from ai_data_platform.definitions import defs
+from ai_data_platform.resources import build_resources
+day = sys.argv[1]
+t = time.perf_counter()
+r = dg.materialize([*defs.assets, *defs.asset_checks], partition_key=day,
+                   resources=build_resources(settings.paths()), raise_on_error=False)
+print(time.perf_counter() - t, r.success)
+"""
+
+BARE = r"""
+import sys, time
+from datetime import date
+from ai_data_platform import settings, warehouse
+from ai_data_platform.features.compile import customer_daily_sql
+from ai_data_platform.marts import customer_360 as c360
+from ai_data_platform.sources import raw_load, staging
+from ai_data_platform.sources.contracts import SOURCE_TABLES
+day = date.fromisoformat(sys.argv[1])
+p = settings.paths()
+t = time.perf_counter()
+con = warehouse.connect(p.warehouse)
+for tbl in SOURCE_TABLES:
+    raw_load.load_days(con, tbl, p.landing, [day])
+for tbl in SOURCE_TABLES:
+    staging.stage_days(con, tbl, [day], settings.pii_hmac_key())
+warehouse.replace_partitions(con, "marts.customer_360", [day], c360.customer_360_sql)
+warehouse.replace_partitions(con, "features.customer_daily", [day], customer_daily_sql)
+con.close()
+print(time.perf_counter() - t, True)
+"""
+
+
+def run_child(code: str, day: str, env: dict) -> tuple[float, float]:
+    """Run a snippet in a fresh interpreter; return (seconds it timed, peak RSS MiB of the child)."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    proc = subprocess.run([sys.executable, "-c", code, day], env=env, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise SystemExit(proc.stderr[-4000:])
+    seconds, ok = proc.stdout.strip().splitlines()[-1].split()
+    if ok != "True":
+        raise SystemExit(f"run for {day} did not succeed:\n{proc.stderr[-4000:]}")
+    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return float(seconds), max(peak, before) / 1024
+
+
+def peak_rss_of(code: str, day: str, env: dict) -> tuple[float, float]:
+    """Like run_child but measures the child's own peak RSS with /usr/bin/time when available."""
+    if Path("/usr/bin/time").exists():
+        proc = subprocess.run(["/usr/bin/time", "-f", "%M", sys.executable, "-c", code, day], env=env, capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise SystemExit(proc.stderr[-4000:])
+        seconds = float(proc.stdout.strip().splitlines()[-1].split()[0])
+        kib = int(proc.stderr.strip().splitlines()[-1])
+        return seconds, kib / 1024
+    return run_child(code, day, env)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--customers", type=int, default=100_000)
+    ap.add_argument("--days", type=int, default=30)
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--workdir", type=Path, default=None, help="keep data here (default: a temp dir)")
+    args = ap.parse_args()
+
+    work = args.workdir or Path(tempfile.mkdtemp(prefix="adp-bench-"))
+    work.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ, ADP_DATA_DIR=str(work), ADP_PARTITION_START="2026-01-01", PYTHONWARNINGS="ignore")
+    sys.path.insert(0, str(HERE.parent))
+    os.environ.update({k: env[k] for k in ("ADP_DATA_DIR", "ADP_PARTITION_START")})
+
+    from ai_data_platform.sources.simulator import generate
+
+    manifest_path = work / "landing" / "manifest.json"
+    wanted = {"customers": args.customers, "days": args.days, "end": END.isoformat()}
+    have = json.loads(manifest_path.read_text())["args"] if manifest_path.exists() else {}
+    t = time.perf_counter()
+    if any(have.get(k) != v for k, v in wanted.items()):
+        generate(work / "landing", customers=args.customers, days=args.days, end=END, seed=1)
+    gen_s = time.perf_counter() - t
+    last = END.isoformat()
+    first = (END - timedelta(days=args.days - 1)).isoformat()
+    before_last = (END - timedelta(days=1)).isoformat()
+
+    setup = r"""
+import sys, time, warnings
+warnings.filterwarnings("ignore")
+import dagster as dg
+from ai_data_platform import settings
+from ai_data_platform.definitions import defs
+from ai_data_platform.resources import build_resources
+t = time.perf_counter()
+r = dg.materialize([*defs.assets, *defs.asset_checks], resources=build_resources(settings.paths()), raise_on_error=False,
+    tags={"dagster/asset_partition_range_start": sys.argv[1].split(',')[0], "dagster/asset_partition_range_end": sys.argv[1].split(',')[1]})
+print(time.perf_counter() - t, r.success)
+"""
+    print(f"setup: materializing {first}..{before_last} as one single-run backfill ...", flush=True)
+    setup_s, setup_mib = peak_rss_of(setup, f"{first},{before_last}", env)
+
+    platform, bare = [], []
+    for i in range(args.runs):
+        # interleave so both see the same machine state
+        platform.append(peak_rss_of(PLATFORM, last, env))
+        bare.append(peak_rss_of(BARE, last, env))
+        print(f"run {i + 1}: platform {platform[-1][0]:.2f}s  bare {bare[-1][0]:.2f}s", flush=True)
+
+    p_med = statistics.median(s for s, _ in platform)
+    b_med = statistics.median(s for s, _ in bare)
+    result = {
+        "customers": args.customers,
+        "days": args.days,
+        "runs": args.runs,
+        "generate_seconds_if_run": round(gen_s, 2),
+        "backfill_setup": {"days": args.days - 1, "seconds": round(setup_s, 2), "peak_rss_mib": round(setup_mib, 1)},
+        "nightly_partition_platform": {"median_seconds": round(p_med, 2), "peak_rss_mib": round(max(m for _, m in platform), 1), "all_seconds": [round(s, 2) for s, _ in platform]},
+        "nightly_partition_bare_sql": {"median_seconds": round(b_med, 2), "peak_rss_mib": round(max(m for _, m in bare), 1), "all_seconds": [round(s, 2) for s, _ in bare]},
+        "ratio_platform_to_bare": round(p_med / b_med, 2),
+        "machine": {"cpus": os.cpu_count()},
+    }
+    data = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+    data["nightly"] = result
+    RESULTS.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
