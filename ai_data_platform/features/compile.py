@@ -52,7 +52,7 @@ def _source_cte(source: str, feats: list[Feature], day: date) -> str:
         f"agg_{source} AS (SELECT customer_id,\n    {aggs}\n  FROM {spec['table']}, params\n"
         f"  WHERE _partition_date BETWEEN {d} - INTERVAL {widest + MAX_LATENESS_DAYS} DAY AND {d}\n"
         f"    AND {time_col} < _as_of AND {time_col} >= _as_of - INTERVAL {widest} DAY\n"
-        "  GROUP BY customer_id)"
+        "  GROUP BY customer_id, _as_of)"
     )
 
 

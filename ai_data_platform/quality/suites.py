@@ -9,12 +9,13 @@ values are in the batch, the result shows how many there are and what they look 
 from __future__ import annotations
 
 from ai_data_platform.quality.gx_runner import ExpectationSpec, SuiteSpec
-from ai_data_platform.quality.tolerances import MAX_RULE_FAILURE_RATE
+from ai_data_platform.quality.tolerances import MAX_RULE_FAILURE_RATE, allowed_rate
 from ai_data_platform.sources.contracts import PII_DIRECT, SourceTable
 
 
-def staging_suite(t: SourceTable, tolerance: float = MAX_RULE_FAILURE_RATE) -> SuiteSpec:
-    mostly = round(1.0 - tolerance, 6)
+def staging_suite(t: SourceTable, rows: int = 0, tolerance: float = MAX_RULE_FAILURE_RATE) -> SuiteSpec:
+    """The suite for a partition of ``rows`` candidate rows (small partitions tolerate a few rows)."""
+    mostly = round(1.0 - allowed_rate(rows, tolerance), 4)
     exps: list[ExpectationSpec] = [
         ExpectationSpec("ExpectColumnValuesToBeInSet", {"column": "malformed", "value_set": [False], "mostly": mostly}),
     ]

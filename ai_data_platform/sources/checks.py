@@ -13,7 +13,7 @@ import dagster as dg
 from ai_data_platform.partitions import daily_partitions, days_in
 from ai_data_platform.quality.gx_runner import ValidationReport, validate_dataframe
 from ai_data_platform.quality.suites import staging_suite
-from ai_data_platform.quality.tolerances import MAX_UNKNOWN_CUSTOMER_RATE
+from ai_data_platform.quality.tolerances import MAX_UNKNOWN_CUSTOMER_RATE, MIN_TOLERATED_ROWS, exceeds
 from ai_data_platform.resources import PiiResource, WarehouseResource
 from ai_data_platform.sources import staging
 from ai_data_platform.sources import staging_sql as sql
@@ -51,7 +51,7 @@ def gx_check_result(
 
 
 def build_staging_gate(t: SourceTable) -> dg.AssetChecksDefinition:
-    suite = staging_suite(t)
+    suite = staging_suite(t, rows=1_000_000)  # the large-partition form, for the description
 
     @dg.asset_check(
         asset=staging_key(t),
@@ -61,7 +61,8 @@ def build_staging_gate(t: SourceTable) -> dg.AssetChecksDefinition:
         description=(
             f"Great Expectations suite {suite.name}: {len(suite.expectations)} expectations on the "
             "partition's parsed rows before quarantine (not null, unique key, accepted values, "
-            "non-negative amounts, well-formed records), each tolerating at most 5% failures."
+            "non-negative amounts, well-formed records), each tolerating at most 5% failures "
+            f"(or {MIN_TOLERATED_ROWS} rows in a small partition)."
         ),
     )
     def _gate(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource, pii: PiiResource):
@@ -69,7 +70,7 @@ def build_staging_gate(t: SourceTable) -> dg.AssetChecksDefinition:
         with warehouse.get_connection() as con:
             for day in days_in(context):
                 frame = staging.candidate_rows(con, t, day, pii.hmac_key)
-                reports[day] = validate_dataframe(frame, suite)
+                reports[day] = validate_dataframe(frame, staging_suite(t, rows=len(frame)))
         return gx_check_result(sql.staging_table(t), reports)
 
     return _gate
@@ -103,8 +104,9 @@ def unknown_customer_rates(con, t: SourceTable, lo: date, hi: date) -> dict[date
             blocking=True,
             partitions_def=daily_partitions,
             description=(
-                f"At most {MAX_UNKNOWN_CUSTOMER_RATE:.0%} of the partition's rows may reference a "
-                "customer unknown to the CRM as of that day (those rows are quarantined)."
+                f"At most {MAX_UNKNOWN_CUSTOMER_RATE:.0%} of the partition's rows (or {MIN_TOLERATED_ROWS} rows "
+                "in a small partition) may reference a customer unknown to the CRM as of that day "
+                "(those rows are quarantined)."
             ),
         )
         for t in REFERENCING_TABLES
@@ -121,9 +123,7 @@ def referential_integrity(context: dg.AssetCheckExecutionContext, warehouse: War
             if key not in selected:
                 continue
             rates = unknown_customer_rates(con, t, min(days), max(days))
-            failing = {
-                d: (u, n) for d, (u, n) in rates.items() if n and u / n > MAX_UNKNOWN_CUSTOMER_RATE
-            }
+            failing = {d: (u, n) for d, (u, n) in rates.items() if exceeds(u, n, MAX_UNKNOWN_CUSTOMER_RATE)}
             if failing:
                 message = "; ".join(
                     f"{sql.staging_table(t)} partition {d}: {u} of {n} rows ({u / n:.1%}) reference "

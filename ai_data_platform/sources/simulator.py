@@ -1,0 +1,198 @@
+"""Deterministic source simulator: a subscription SaaS's CRM, billing and product data, with dirt.
+
+``generate`` simulates ``customers`` customers over the ``days`` days ending at ``end`` and
+writes one landing file per source table per day, exactly to the contracts in
+``contracts.py``, plus ``manifest.json`` recording how many rows and how much of each kind of
+dirt every file holds. Same arguments, same bytes: every random draw comes from a stream
+seeded by ``seed`` (see ``simulator_clock.stream``) and every writer is byte-stable.
+
+The business behind the data (see the ``simulator_*`` modules): customers in EU/US/APAC sign
+up over two years, pay a monthly subscription by card, use the product (events), open support
+tickets, sometimes drift away and cancel (churn rises with falling activity, failed payments,
+complaints and a cheap plan) and sometimes have their card used fraudulently (new device,
+foreign IP, bursts, big amounts), which leads to chargebacks.
+
+No Dagster here: this module is plain Python so tests, benchmarks and the CLI can call it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Sequence
+from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
+
+from ai_data_platform.sources.contracts import DIRT_KINDS, SOURCE_TABLES, SourceTable, table
+from ai_data_platform.sources.simulator_clock import Window, stream
+from ai_data_platform.sources.simulator_days import simulate
+from ai_data_platform.sources.simulator_dirt import DirtInjector, FileRows
+from ai_data_platform.sources.simulator_ids import MAX_CUSTOMERS
+from ai_data_platform.sources.simulator_world import HISTORY_DAYS
+from ai_data_platform.sources.simulator_writers import csv_header, write_lines, write_parquet
+
+GENERATOR_VERSION = "1.0.0"
+MANIFEST_NAME = "manifest.json"
+_EARLIEST_SIGNUP = date(2000, 1, 2)
+
+
+def default_end() -> date:
+    """Yesterday in UTC: the last complete day, the natural end of a simulated window."""
+    return (datetime.now(timezone.utc) - timedelta(days=1)).date()
+
+
+def generate(
+    landing_root: Path,
+    *,
+    customers: int,
+    days: int,
+    end: date,
+    seed: int,
+    dirty_rate: float = 0.005,
+    corrupt: Sequence[tuple[str, date, float]] = (),
+) -> dict:
+    """Write every source table's landing file for each day in ``[end - days + 1, end]``.
+
+    Args:
+        landing_root: directory receiving ``<source>/<table>/<YYYY-MM-DD>.<ext>`` files and
+            ``manifest.json``. Existing landing files of the source tables are removed first.
+        customers: size of the customer base (1 .. 7,999,999).
+        days: number of days in the window (>= 1).
+        end: last day of the window.
+        seed: seed of every random draw; same arguments give byte-identical files.
+        dirty_rate: per file and per dirt kind, the expected share of the clean row count
+            added as extra dirty rows (see ``simulator_dirt``).
+        corrupt: ``(table_name, day, rate)`` entries: on that day's file, ``rate`` of the clean
+            rows get a customer reference no CRM row has (counted as ``unknown_customer``).
+
+    Returns:
+        The manifest, also written to ``landing_root/manifest.json``.
+    """
+    landing_root = Path(landing_root)
+    _check_arguments(customers, days, end, dirty_rate)
+    window = Window.ending(end, days)
+    corrupt_rates = _corruption_plan(corrupt, window)
+    remove_landing_files(landing_root)
+    injector = DirtInjector(dirty_rate)
+    files: dict[str, dict] = {}
+    for t, clean_tables in simulate(customers, window, seed):
+        day = window.day(t)
+        for index, contract in enumerate(SOURCE_TABLES):
+            rate = corrupt_rates.get((contract.name, day), 0.0)
+            content = injector.file_rows(contract, clean_tables[contract.name], stream(seed, "dirt", index, t), rate)
+            path = contract.landing_file(landing_root, day)
+            _write(contract, path, content)
+            files[path.relative_to(landing_root).as_posix()] = {
+                "table": contract.name,
+                "date": day.isoformat(),
+                "rows": content.rows,
+                "dirt": dict(content.dirt),
+            }
+    manifest = {
+        "generator_version": GENERATOR_VERSION,
+        "args": {
+            "customers": customers,
+            "days": days,
+            "end": end.isoformat(),
+            "seed": seed,
+            "dirty_rate": dirty_rate,
+            "corrupt": [[name, day.isoformat(), rate] for (name, day), rate in sorted(corrupt_rates.items())],
+        },
+        "start": window.start.isoformat(),
+        "end": window.end.isoformat(),
+        "files": files,
+        "totals": _totals(files),
+    }
+    landing_root.mkdir(parents=True, exist_ok=True)
+    (landing_root / MANIFEST_NAME).write_text(json.dumps(manifest, sort_keys=True, indent=2) + "\n")
+    return manifest
+
+
+def remove_landing_files(landing_root: Path) -> None:
+    """Delete the source tables' landing files and the manifest under ``landing_root`` only."""
+    for contract in SOURCE_TABLES:
+        directory = contract.landing_dir(landing_root)
+        if directory.is_dir():
+            for path in directory.glob(f"*.{contract.extension}"):
+                if path.is_file() or path.is_symlink():
+                    path.unlink()
+    manifest = landing_root / MANIFEST_NAME
+    if manifest.is_file():
+        manifest.unlink()
+
+
+def _write(contract: SourceTable, path: Path, content: FileRows) -> None:
+    if contract.file_format == "parquet":
+        write_parquet(path, content.table)
+    elif contract.file_format == "csv":
+        write_lines(path, content.lines, header=csv_header(contract))
+    else:
+        write_lines(path, content.lines)
+
+
+def _totals(files: dict[str, dict]) -> dict[str, dict]:
+    totals = {t.name: {"rows": 0, "dirt": {kind: 0 for kind in DIRT_KINDS}} for t in SOURCE_TABLES}
+    for entry in files.values():
+        total = totals[entry["table"]]
+        total["rows"] += entry["rows"]
+        for kind, count in entry["dirt"].items():
+            total["dirt"][kind] += count
+    return totals
+
+
+def _check_arguments(customers: int, days: int, end: date, dirty_rate: float) -> None:
+    if not isinstance(customers, int) or not 1 <= customers <= MAX_CUSTOMERS:
+        raise ValueError(f"customers must be an int in [1, {MAX_CUSTOMERS}], got {customers!r}")
+    if not isinstance(days, int) or days < 1:
+        raise ValueError(f"days must be a positive int, got {days!r}")
+    if not isinstance(end, date) or isinstance(end, datetime):
+        raise TypeError(f"end must be a datetime.date, got {end!r}")
+    if not 0.0 <= dirty_rate < 1.0:
+        raise ValueError(f"dirty_rate must lie in [0, 1), got {dirty_rate!r}")
+    history = max(HISTORY_DAYS, days + 60)
+    if end + timedelta(days=1) - timedelta(days=history) < _EARLIEST_SIGNUP:
+        raise ValueError(f"end {end} leaves no room for {history} days of history after 2000-01-01")
+
+
+def _corruption_plan(corrupt: Sequence[tuple[str, date, float]], window: Window) -> dict[tuple[str, date], float]:
+    plan: dict[tuple[str, date], float] = {}
+    for entry in corrupt:
+        name, day, rate = entry
+        contract = table(name)
+        day = date.fromisoformat(day) if isinstance(day, str) else day
+        if contract.customer_ref is None:
+            raise ValueError(f"{name} has no customer reference to corrupt")
+        if not window.start <= day <= window.end:
+            raise ValueError(f"corrupt day {day} lies outside the window {window.start}..{window.end}")
+        if not 0.0 <= float(rate) <= 1.0:
+            raise ValueError(f"corrupt rate must lie in [0, 1], got {rate!r}")
+        if (name, day) in plan:
+            raise ValueError(f"{name} on {day} is listed twice in corrupt")
+        plan[(name, day)] = float(rate)
+    return plan
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """``python -m ai_data_platform.sources.simulator LANDING_ROOT [--customers N ...]``."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("landing_root", type=Path)
+    parser.add_argument("--customers", type=int, default=10_000)
+    parser.add_argument("--days", type=int, default=30)
+    parser.add_argument("--end", type=date.fromisoformat, default=default_end())
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--dirty-rate", type=float, default=0.005)
+    args = parser.parse_args(argv)
+    manifest = generate(
+        args.landing_root,
+        customers=args.customers,
+        days=args.days,
+        end=args.end,
+        seed=args.seed,
+        dirty_rate=args.dirty_rate,
+    )
+    for name, total in manifest["totals"].items():
+        print(f"{name:16s} {total['rows']:>10d} rows  dirt {total['dirt']}")
+
+
+if __name__ == "__main__":
+    main()
