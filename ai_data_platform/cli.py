@@ -135,13 +135,22 @@ def cmd_env(args: argparse.Namespace) -> int:
     return 0
 
 
+def _default_signals() -> None:
+    """In the child: undo an inherited 'ignore' of SIGINT/SIGTERM (nohup, some CI shells) so
+    stopping the process group really stops dagster dev, its webserver, daemon and code server."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
 def cmd_ui(args: argparse.Namespace) -> int:
     """Run `dagster dev` in its own process group and stop the whole group on exit."""
     home = settings.ensure_dagster_home()
     env = dict(os.environ, DAGSTER_HOME=str(home), ADP_DATA_DIR=str(settings.data_dir()))
     workspace = settings.PROJECT_ROOT / "workspace.yaml"
     cmd = [sys.executable, "-m", "dagster", "dev", "-w", str(workspace), "-h", args.host, "-p", str(args.port)]
-    proc = subprocess.Popen(cmd, env=env, cwd=settings.PROJECT_ROOT, start_new_session=True)
+    proc = subprocess.Popen(
+        cmd, env=env, cwd=settings.PROJECT_ROOT, start_new_session=True, preexec_fn=_default_signals
+    )
 
     def stop(*_):
         try:

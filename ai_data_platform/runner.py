@@ -31,7 +31,12 @@ def load_defs() -> dg.Definitions:
 
 
 def materialize_range(
-    instance: dg.DagsterInstance, start: date, end: date, *, selection: str | None = None
+    instance: dg.DagsterInstance,
+    start: date,
+    end: date,
+    *,
+    selection: str | None = None,
+    log_level: str = "WARNING",
 ) -> dg.ExecuteInProcessResult:
     """One single-run backfill of the nightly job over [start, end], in this process."""
     defs = load_defs()
@@ -44,7 +49,11 @@ def materialize_range(
     kwargs = {}
     if selection:
         kwargs["asset_selection"] = list(dg.AssetSelection.from_coercible(selection.split(",")).resolve(defs.resolve_asset_graph()))
-    return job.execute_in_process(instance=instance, tags=tags, raise_on_error=False, **kwargs)
+    # Step-by-step DEBUG events go to the instance (and the UI); the console shows warnings and up.
+    run_config = {"loggers": {"console": {"config": {"log_level": log_level}}}}
+    return job.execute_in_process(
+        instance=instance, tags=tags, raise_on_error=False, run_config=run_config, **kwargs
+    )
 
 
 def run_alert_sensor(instance: dg.DagsterInstance) -> int:
@@ -100,8 +109,7 @@ def summarize(instance: dg.DagsterInstance) -> list[AssetSummary]:
     out: list[AssetSummary] = []
     try:
         for key in sorted(graph.materializable_asset_keys, key=lambda k: k.to_user_string()):
-            records = instance.fetch_materializations(dg.AssetRecordsFilter(asset_key=key), limit=100_000).records
-            partitions = len({r.partition_key for r in records if r.partition_key})
+            partitions = len(instance.get_materialized_partitions(key))
             table = ".".join(key.path)
             rows = quarantined = None
             if con is not None and warehouse.table_exists(con, table):

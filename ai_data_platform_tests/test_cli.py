@@ -80,3 +80,50 @@ def test_generate_rejects_bad_arguments_clearly():
     proc = subprocess.run([str(BIN / "adp"), "generate", "--customers", "10", "--days", "2", "--seed", "1", "--end", "2026-13-01"],
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2 and "expected a date YYYY-MM-DD" in proc.stderr
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_adp_ui_serves_the_instance_and_stops_its_whole_process_group(data_dir):
+    import json
+    import signal
+    import time
+    import urllib.request
+
+    port = _free_port()
+    env = dict(os.environ, ADP_DATA_DIR=str(data_dir))
+    proc = subprocess.Popen([str(BIN / "adp"), "ui", "--port", str(port)], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    query = json.dumps({"query": "{ assetNodes { assetKey { path } groupName } }"}).encode()
+    try:
+        deadline = time.monotonic() + 120
+        nodes = None
+        while time.monotonic() < deadline and nodes is None:
+            time.sleep(2)
+            try:
+                req = urllib.request.Request(f"http://127.0.0.1:{port}/graphql", data=query, headers={"content-type": "application/json"})
+                nodes = json.load(urllib.request.urlopen(req, timeout=5))["data"]["assetNodes"]
+            except OSError:
+                continue
+        assert nodes is not None, "the UI did not come up"
+        groups = {n["groupName"] for n in nodes}
+        assert groups == {"crm", "billing", "behavioral", "marts", "features"}
+        assert ["features", "customer_daily"] in [n["assetKey"]["path"] for n in nodes]
+        assert (data_dir / "dagster_home" / "dagster.yaml").exists()
+    finally:
+        os.kill(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=60)
+    # every process of `dagster dev` (webserver, daemon, code server) is gone
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        left = subprocess.run(["pgrep", "-f", f"-p {port}|--port {port}"], capture_output=True, text=True).stdout.split()
+        if not left:
+            break
+        time.sleep(1)
+    assert not left, f"processes still running: {left}"
