@@ -48,7 +48,7 @@ def materialize_range(
     }
     kwargs = {}
     if selection:
-        kwargs["asset_selection"] = list(dg.AssetSelection.from_coercible(selection.split(",")).resolve(defs.resolve_asset_graph()))
+        kwargs["asset_selection"] = [dg.AssetKey.from_user_string(k.strip()) for k in selection.split(",")]
     # Step-by-step DEBUG events go to the instance (and the UI); the console shows warnings and up.
     run_config = {"loggers": {"console": {"config": {"log_level": log_level}}}}
     return job.execute_in_process(

@@ -2,13 +2,16 @@
 
 import os
 import socket
+import tempfile
 from datetime import date
 from pathlib import Path
 
 import pytest
 
-# Partitions must not depend on whatever ./data holds on the developer's machine.
+# Partitions must not depend on whatever ./data holds on the developer's machine, and no test may
+# write there by accident: the default data dir for the whole session is a fresh temp dir.
 os.environ["ADP_PARTITION_START"] = "2026-01-01"
+os.environ["ADP_DATA_DIR"] = tempfile.mkdtemp(prefix="adp-test-session-")
 os.environ.pop("ADP_ALERT_WEBHOOK_URL", None)
 
 END = date(2026, 11, 20)

@@ -127,3 +127,28 @@ def test_adp_ui_serves_the_instance_and_stops_its_whole_process_group(data_dir):
             break
         time.sleep(1)
     assert not left, f"processes still running: {left}"
+
+
+def test_adp_demo_materializes_everything_and_prints_the_summary(data_dir):
+    env = dict(os.environ, ADP_DATA_DIR=str(data_dir))
+    env.pop("ADP_PARTITION_START", None)  # partitions start at the generated data's first day
+    proc = subprocess.run(
+        [str(BIN / "adp"), "demo", "--customers", "300", "--days", "4", "--end", END.isoformat()],
+        env=env, capture_output=True, text=True, timeout=600,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    out = proc.stdout
+    assert ": SUCCESS" in out
+    lines = {line.split()[0]: line.split() for line in out.splitlines() if line.startswith(("raw/", "staging/", "features/", "marts/"))}
+    assert len(lines) == 16
+    for key, cols in lines.items():
+        assert cols[1] == "4", (key, cols)  # every asset: all 4 partitions
+        assert cols[4] == "0", (key, cols)  # no failed check
+    assert int(lines["staging/events"][5]) > 0  # quarantined rows reported
+    home = data_dir / "dagster_home"
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        assert [r.status for r in instance.get_runs()] == [dg.DagsterRunStatus.SUCCESS]
+    # a second demo reuses the landing data instead of regenerating it
+    again = subprocess.run([str(BIN / "adp"), "demo", "--customers", "300", "--days", "4", "--end", END.isoformat()],
+                           env=env, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0 and "already present" in again.stdout

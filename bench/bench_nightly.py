@@ -101,7 +101,7 @@ def main() -> None:
     ap.add_argument("--days", type=int, default=30)
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--workdir", type=Path, default=None, help="keep data here (default: a temp dir)")
-    args = ap.parse_args()
+    args, _ = ap.parse_known_args()
 
     work = args.workdir or Path(tempfile.mkdtemp(prefix="adp-bench-"))
     work.mkdir(parents=True, exist_ok=True)
