@@ -26,8 +26,8 @@ sys.path.insert(0, str(HERE.parent))
 from ai_data_platform import warehouse  # noqa: E402
 from ai_data_platform.features.compile import customer_daily_sql  # noqa: E402
 from ai_data_platform.features.registry import SOURCES  # noqa: E402
+from results_file import record  # noqa: E402
 
-RESULTS = HERE / "results.json"
 
 
 def extend_history(path: Path, factor: int) -> dict[str, int]:
@@ -90,9 +90,7 @@ def main() -> None:
         "ratio_long_to_short": round(statistics.median(long) / statistics.median(short), 2),
         "runs": args.runs,
     }
-    data = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
-    data["feature_window"] = result
-    RESULTS.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+    record("feature_window", result)
     print(json.dumps(result, indent=2))
 
 

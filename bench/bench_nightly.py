@@ -29,8 +29,9 @@ import time
 from datetime import date, timedelta
 from pathlib import Path
 
+from results_file import record
+
 HERE = Path(__file__).resolve().parent
-RESULTS = HERE / "results.json"
 END = date(2026, 11, 20)
 
 PLATFORM = r"""
@@ -157,9 +158,7 @@ print(time.perf_counter() - t, r.success)
         "ratio_platform_to_bare": round(p_med / b_med, 2),
         "machine": {"cpus": os.cpu_count()},
     }
-    data = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
-    data["nightly"] = result
-    RESULTS.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+    record("nightly", result)
     print(json.dumps(result, indent=2))
 
 

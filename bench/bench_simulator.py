@@ -22,7 +22,8 @@ import time
 from datetime import date
 from pathlib import Path
 
-RESULTS = Path(__file__).resolve().parent / "results.json"
+from results_file import record
+
 END = date(2026, 1, 31)
 SEED = 1
 CHILD_CODE = """
@@ -57,9 +58,7 @@ def run_once(customers: int, days: int) -> dict:
 
 
 def merge_results(entry: dict) -> None:
-    results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
-    results["simulator"] = entry
-    RESULTS.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
+    record("simulator", entry)
 
 
 def main(argv: list[str] | None = None) -> dict:
