@@ -119,6 +119,16 @@ class SuiteSpec:
     def __post_init__(self) -> None:
         object.__setattr__(self, "expectations", tuple(self.expectations))
 
+    @property
+    def columns(self) -> tuple[str, ...]:
+        """The columns the suite's expectations read, in first-use order."""
+        seen: dict[str, None] = {}
+        for e in self.expectations:
+            column = e.kwargs.get("column")
+            if column is not None:
+                seen.setdefault(column, None)
+        return tuple(seen)
+
 
 @dataclass(frozen=True)
 class ExpectationOutcome:

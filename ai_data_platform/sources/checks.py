@@ -69,7 +69,7 @@ def build_staging_gate(t: SourceTable) -> dg.AssetChecksDefinition:
         reports = {}
         with warehouse.get_connection() as con:
             for day in days_in(context):
-                frame = staging.candidate_rows(con, t, day, pii.hmac_key)
+                frame = staging.candidate_rows(con, t, day, pii.hmac_key, columns=suite.columns)
                 reports[day] = validate_dataframe(frame, staging_suite(t, rows=len(frame)))
         return gx_check_result(sql.staging_table(t), reports)
 

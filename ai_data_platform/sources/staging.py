@@ -7,6 +7,7 @@ for customers, ``identity``) inside one transaction.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date
 
@@ -15,7 +16,7 @@ import pandas as pd
 
 from ai_data_platform import warehouse
 from ai_data_platform.sources import staging_sql as sql
-from ai_data_platform.sources.contracts import CUSTOMERS, SourceTable
+from ai_data_platform.sources.contracts import CUSTOMERS, PII_DIRECT, SourceTable
 
 
 @dataclass
@@ -112,23 +113,32 @@ def conservation(con: duckdb.DuckDBPyConnection, t: SourceTable, lo: date, hi: d
     return [Conservation(r[0], r[1], r[2], r[3], r[4]) for r in rows]
 
 
-def candidate_rows(con: duckdb.DuckDBPyConnection, t: SourceTable, day: date, hmac_key: str) -> pd.DataFrame:
+def candidate_rows(
+    con: duckdb.DuckDBPyConnection,
+    t: SourceTable,
+    day: date,
+    hmac_key: str,
+    columns: Iterable[str] | None = None,
+) -> pd.DataFrame:
     """The day's de-duplicated rows parsed to their contract types, before any rule removes them.
 
     This is what the quality gate validates: a Great Expectations suite with ``mostly``
     thresholds sees the bad values themselves (and can show them), not just their absence.
-    Direct-PII columns are left out: a gate's sample of offending values must not leak them.
+    ``columns`` narrows the frame to what the suite reads (plus ``malformed``; and
+    ``customer_known`` where the table references customers). Direct-PII columns are never
+    included: a gate's sample of offending values must not leak them.
     """
-    from ai_data_platform.sources.contracts import PII_DIRECT
-
-    cols = ", ".join(
-        f"{sql.typed(c.name)} AS {warehouse.quote(c.name)}" for c in t.columns if c.pii != PII_DIRECT
-    )
-    known = ""
-    if t.customer_ref is not None:
-        known = ", (_violation IS NULL OR _violation.rule <> 'known_customer') AS customer_known"
+    wanted = set(columns) if columns is not None else None
+    cols = [
+        f"{sql.typed(c.name)} AS {warehouse.quote(c.name)}"
+        for c in t.columns
+        if c.pii != PII_DIRECT and (wanted is None or c.name in wanted)
+    ]
+    if t.customer_ref is not None and (wanted is None or "customer_known" in wanted):
+        cols.append("(_violation IS NULL OR _violation.rule <> 'known_customer') AS customer_known")
+    cols.append("_raw_line IS NOT NULL AS malformed")
     query = (
         f"WITH j AS ({sql.judged_sql(t, day, hmac_key)}) "
-        f"SELECT {cols}{known}, _raw_line IS NOT NULL AS malformed FROM j WHERE _copy = 1 ORDER BY _row_number"
+        f"SELECT {', '.join(cols)} FROM j WHERE _copy = 1 ORDER BY _row_number"
     )
     return con.execute(query).df()
