@@ -234,7 +234,7 @@ def _feature_entries(table: pa.Table, features: Sequence[FeatureRef], label: str
     for feature in features:
         if not isinstance(feature, FeatureRef):
             raise TypeError(f"features must be FeatureRef instances, got {type(feature).__name__}")
-        if False:
+        if feature.name not in table.column_names:
             raise DatasetError(f"feature {feature.name!r} is not a column of the frame (columns: {table.column_names})")
         if feature.name == label:
             raise DatasetError(f"feature {feature.name!r} is the label column (target leakage)")
@@ -551,7 +551,7 @@ def population_stability_index(expected: Any, actual: Any, bins: int = 10) -> fl
     return float(np.sum((actual_shares - expected_shares) * np.log(actual_shares / expected_shares)))
 
 
-def _finite_or_none(value: float) -> float | None:
+def _finite_or_none(value: float | None) -> float | None:
     return None if value is None or not math.isfinite(value) else float(value)
 
 
@@ -575,7 +575,7 @@ def _feature_drift(old: pd.Series, new: pd.Series, old_hash: str | None, new_has
         "new_mean": mean(new_values),
         "old_null_rate": null_rate(old_values),
         "new_null_rate": null_rate(new_values),
-        "psi": _finite_or_none(psi) if psi is not None else None,
+        "psi": _finite_or_none(psi),
         "definition_changed": old_hash != new_hash,
     }
 

@@ -218,6 +218,12 @@ EVENTS = SourceTable(
         Column("customer_id", "VARCHAR", True),
         Column("event_type", "VARCHAR", True, accepted_values=EVENT_TYPES),
         Column("event_time", "TIMESTAMP", True),
+        Column(
+            "received_at",
+            "TIMESTAMP",
+            False,
+            description="when the event collector received the event (UTC): its load time",
+        ),
         Column("session_id", "VARCHAR", False),
         Column("page", "VARCHAR", False, description="page_view: page path"),
         Column("feature", "VARCHAR", False, description="feature_use: feature name"),

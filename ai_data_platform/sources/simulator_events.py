@@ -108,10 +108,11 @@ class EventSimulator:
         fraud = self._fraud_incidents(rng, live, incidents, lo, hi)
         events = DayEvents.concat([ordinary, fraud])
         arrival = self._deliver_some_late(rng, t, events)
-        events = events.take(np.argsort(arrival, kind="stable"))
+        order = np.argsort(arrival, kind="stable")
+        events, arrival = events.take(order), arrival[order]
         numbers = self.next_event + np.arange(events.customer.size, dtype=np.int64)
         self.next_event += events.customer.size
-        return self._table(events, numbers), events, numbers
+        return self._table(events, numbers, arrival), events, numbers
 
     def _new_sessions(self, count: int) -> np.ndarray:
         numbers = self.next_session + np.arange(count, dtype=np.int64)
@@ -231,7 +232,7 @@ class EventSimulator:
         events.time = np.where(late, shifted, events.time)
         return arrival
 
-    def _table(self, events: DayEvents, numbers: np.ndarray) -> pa.Table:
+    def _table(self, events: DayEvents, numbers: np.ndarray, arrival: np.ndarray) -> pa.Table:
         pop = self.population
         is_tx = events.event_type == CARD_TRANSACTION
         return contract_table(
@@ -241,6 +242,8 @@ class EventSimulator:
                 "customer_id": pop.customer_id.take(pa.array(events.customer)),
                 "event_type": pick(EVENT_TYPES, events.event_type),
                 "event_time": timestamps(events.time),
+                # the collector stamps receipt; on-time events arrive as they happen
+                "received_at": timestamps(arrival),
                 "session_id": session_ids(events.session),
                 "page": pick(vocab.PAGES, np.maximum(events.page, 0), missing=events.page < 0),
                 "feature": pick(vocab.FEATURES, np.maximum(events.feature, 0), missing=events.feature < 0),

@@ -250,8 +250,12 @@ def _staged_value(t: SourceTable, name: str, hmac_key: str) -> str:
     if name in ("_partition_date", "_file", "_row_number"):
         return name
     if name == "_available_at":
-        # A daily export is available once its day has ended: the point-in-time "load time".
-        return "CAST(_partition_date + INTERVAL 1 DAY AS TIMESTAMP)"
+        # The point-in-time "load time": a daily export is available once its day has ended;
+        # a streamed event as soon as the collector received it (never later than its export).
+        export_end = "CAST(_partition_date + INTERVAL 1 DAY AS TIMESTAMP)"
+        if "received_at" in t.column_names:
+            return f"least(coalesce({typed('received_at')}, {export_end}), {export_end})"
+        return export_end
     return typed(name)
 
 
