@@ -107,9 +107,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
     end = args.end or _yesterday()
     manifest_path = settings.paths().landing_manifest
     wanted = {"customers": args.customers, "days": args.days, "end": end.isoformat(), "seed": args.seed}
-    current = json.loads(manifest_path.read_text())["args"] if manifest_path.exists() else {}
+    from ai_data_platform.sources.simulator import GENERATOR_VERSION
+
+    manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {}
+    current = manifest.get("args", {})
     started = time.perf_counter()
-    if any(current.get(k) != v for k, v in wanted.items()) or current.get("corrupt"):
+    stale = manifest.get("generator_version") != GENERATOR_VERSION
+    if stale or any(current.get(k) != v for k, v in wanted.items()) or current.get("corrupt"):
         cmd_generate(argparse.Namespace(customers=args.customers, days=args.days, end=end, seed=args.seed, dirty_rate=args.dirty_rate, corrupt=()))
     else:
         print(f"landing data for {wanted} already present under {settings.paths().landing}")

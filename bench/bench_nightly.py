@@ -110,13 +110,14 @@ def main() -> None:
     sys.path.insert(0, str(HERE.parent))
     os.environ.update({k: env[k] for k in ("ADP_DATA_DIR", "ADP_PARTITION_START")})
 
-    from ai_data_platform.sources.simulator import generate
+    from ai_data_platform.sources.simulator import GENERATOR_VERSION, generate
 
     manifest_path = work / "landing" / "manifest.json"
     wanted = {"customers": args.customers, "days": args.days, "end": END.isoformat()}
-    have = json.loads(manifest_path.read_text())["args"] if manifest_path.exists() else {}
+    manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {}
+    have = manifest.get("args", {})
     t = time.perf_counter()
-    if any(have.get(k) != v for k, v in wanted.items()):
+    if manifest.get("generator_version") != GENERATOR_VERSION or any(have.get(k) != v for k, v in wanted.items()):
         generate(work / "landing", customers=args.customers, days=args.days, end=END, seed=1)
     gen_s = time.perf_counter() - t
     last = END.isoformat()
