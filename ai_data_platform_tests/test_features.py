@@ -8,7 +8,13 @@ import pytest
 
 from ai_data_platform import warehouse
 from ai_data_platform.features.compile import customer_daily_sql
-from ai_data_platform.features.registry import CUSTOMER_FEATURES, MAX_LATENESS_DAYS, max_window_days
+from ai_data_platform.features.registry import (
+    CUSTOMER_FEATURES,
+    MAX_LATENESS_DAYS,
+    TRANSACTION_FEATURES,
+    max_window_days,
+    published,
+)
 from ai_data_platform.sources.contracts import SOURCE_TABLES
 from ai_data_platform.sources.staging import ensure_all_tables
 
@@ -59,6 +65,8 @@ def con():
         "('P4', 'C1', 49, 'EUR', 'failed', ?, ?)",
         [_ts(5), (D - timedelta(days=5)), _ts(2), (D - timedelta(days=2)), _ts(45), D - timedelta(days=45), _ts(150), D - timedelta(days=150)],
     )
+    for table in ("customers", "subscriptions", "events", "payments"):
+        c.execute(f"UPDATE staging.{table} SET _available_at = CAST(_partition_date + INTERVAL 1 DAY AS TIMESTAMP)")
     yield c
     c.close()
 
@@ -119,9 +127,11 @@ def test_every_windowed_scan_is_bounded_by_export_day(con):
 
 
 def test_registry_declares_enough_features_across_sources():
-    names = [f.name for f in CUSTOMER_FEATURES]
-    assert len(names) == len(set(names)) and len(names) >= 15
+    names = [f.name for f in published(CUSTOMER_FEATURES)]
+    assert len(names) == len(set(names)) and len(names) >= 25
     sources = {f.source for f in CUSTOMER_FEATURES if f.source}
     assert {"events", "payments", "support_tickets"} <= sources
-    assert {7, 30, 90} <= {f.window_days for f in CUSTOMER_FEATURES if f.window_days}
+    assert {"7d", "30d", "90d"} <= {f.window for f in CUSTOMER_FEATURES if f.window}
     assert all(f.description for f in CUSTOMER_FEATURES)
+    txn = [f.name for f in published(TRANSACTION_FEATURES)]
+    assert len(txn) >= 10 and {"txn_count_1h", "txn_count_24h", "is_new_device", "ip_country_mismatch"} <= set(txn)

@@ -7,7 +7,7 @@ import dagster as dg
 
 from ai_data_platform import warehouse as wh
 from ai_data_platform.features import compile as fc
-from ai_data_platform.features.registry import CUSTOMER_FEATURES, SOURCES
+from ai_data_platform.features.registry import CUSTOMER_FEATURES, SOURCES, published
 from ai_data_platform.metadata import OWNERS, column_lineage, column_schema, table_metadata
 from ai_data_platform.partitions import daily_partitions, days_in
 from ai_data_platform.quality.gx_runner import validate_dataframe
@@ -22,13 +22,13 @@ TABLE = "features.customer_daily"
 FEATURE_FRESHNESS = dg.FreshnessPolicy.cron(deadline_cron="0 5 * * *", lower_bound_delta=timedelta(hours=5))
 SCHEMA = column_schema(
     fc.customer_daily_columns(),
-    {"customer_id": "CRM customer id", "_partition_date": "as-of day"} | {f.name: f.description for f in CUSTOMER_FEATURES},
+    {"customer_id": "CRM customer id", "_partition_date": "as-of day"} | {f.name: f.description for f in published(CUSTOMER_FEATURES)},
 )
 
 
 def _lineage() -> dg.TableColumnLineage:
     m = {"customer_id": [(staging_key(CUSTOMERS), "customer_id")]}
-    for f in CUSTOMER_FEATURES:
+    for f in published(CUSTOMER_FEATURES):
         if f.source:
             key = staging_key(TABLES_BY_NAME[f.source])
             m[f.name] = [(key, f.column or SOURCES[f.source]["time"])]
@@ -41,7 +41,7 @@ def _lineage() -> dg.TableColumnLineage:
     key=KEY,
     group_name="features",
     description=(
-        f"Daily customer features ({len(CUSTOMER_FEATURES)} from the feature registry, 7/30/90-day "
+        f"Daily customer features ({len(published(CUSTOMER_FEATURES))} from the feature registry, 7/30/90-day "
         "windows over events, payments, chargebacks and support tickets, plus profile and derived "
         "features), point-in-time correct as of the end of the day. Grain: one row per active "
         "customer (live subscription) per day."
@@ -73,7 +73,7 @@ def customer_daily(context: dg.AssetExecutionContext, warehouse: WarehouseResour
             table=TABLE,
             extra={
                 "rows_by_day": {str(d): n for d, n in counts.items()},
-                "feature_count": len(CUSTOMER_FEATURES),
+                "feature_count": len(published(CUSTOMER_FEATURES)),
                 "data_lag_hours": round(lag_hours, 2),
             },
         )

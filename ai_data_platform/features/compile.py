@@ -1,10 +1,18 @@
-"""Compile the feature registry into DuckDB SQL for one as-of day.
+"""Compile the feature registry into DuckDB SQL.
 
-Point in time: the row for day D uses only rows whose event time is before the end of D and
-whose export day (``_partition_date``) is at most D, so data that arrives later never changes an
-already-computed day. Cost follows the window: every windowed aggregate reads only the export
-days that can hold events of the largest window (plus the allowed lateness), never the whole
-history, and each source is scanned once with one FILTERed aggregate per feature.
+Two entities, one set of declarations:
+
+- ``customer_daily_sql(day)``: one row per active customer, every customer feature as of the end
+  of ``day``. Each source is scanned once, grouped by customer, with one FILTERed aggregate per
+  feature.
+- ``transaction_sql(day)``: one row per card transaction exported on ``day``, every transaction
+  feature as of just before that transaction (the transaction itself excluded). Each source is
+  joined to the transactions on the customer within the widest lookback, then aggregated.
+
+Point in time (both): a source row counts only if its event time is before the as-of time and it
+was available (``_available_at``) at or before it. Cost follows the lookback: every source scan is
+bounded by export day (``_partition_date``) to the widest lookback plus the allowed lateness, never
+the whole history.
 """
 
 from __future__ import annotations
@@ -14,46 +22,82 @@ from datetime import date
 
 from ai_data_platform.features.registry import (
     CUSTOMER_FEATURES,
-    HELPER_AGGREGATES,
     MAX_LATENESS_DAYS,
+    ROW_AGGS,
     SOURCES,
+    TRANSACTION_FEATURES,
     Feature,
+    duration_seconds,
+    duration_sql,
+    published,
 )
 
 
-def _window_cond(f: Feature, time_col: str) -> str:
-    conds = [f"{time_col} >= _as_of - INTERVAL {int(f.window_days)} DAY"]
+def _lookback_cond(f: Feature, time_col: str, as_of: str) -> str:
+    conds = [f"{time_col} >= {as_of} - {duration_sql(f.lookback)}"]
     if f.filter:
         conds.append(f"({f.filter})")
     return " AND ".join(conds)
 
 
-def _aggregate(f: Feature, time_col: str) -> str:
-    cond = _window_cond(f, time_col)
+def _aggregate(f: Feature, as_of: str) -> str:
+    spec = SOURCES[f.source]
+    time_col = spec["time"]
+    cond = _lookback_cond(f, time_col, as_of)
     col = f.column
+    order = f"({time_col}, _available_at, {spec['key']})"  # deterministic "latest"
     return {
         "count": f"count(*) FILTER (WHERE {cond})",
         "sum": f"sum({col}) FILTER (WHERE {cond})",
         "avg": f"avg({col}) FILTER (WHERE {cond})",
+        "stddev": f"stddev_samp({col}) FILTER (WHERE {cond})",
         "max": f"max({col}) FILTER (WHERE {cond})",
         "count_distinct": f"count(DISTINCT {col}) FILTER (WHERE {cond})",
         "active_days": f"count(DISTINCT CAST({col} AS DATE)) FILTER (WHERE {cond})",
-        "days_since_last": f"date_diff('second', max({col}) FILTER (WHERE {cond}), _as_of) / 86400.0",
+        "last": f"arg_max({col}, {order}) FILTER (WHERE {cond})",
+        "days_since_last": f"date_diff('second', max({col}) FILTER (WHERE {cond}), {as_of}) / 86400.0",
+        "seconds_since_last": f"date_diff('second', max({col}) FILTER (WHERE {cond}), {as_of})",
     }[f.agg]
 
 
-def _source_cte(source: str, feats: list[Feature], day: date) -> str:
-    spec = SOURCES[source]
-    time_col = spec["time"]
-    widest = max(f.window_days for f in feats)
+def _by_source(features: tuple[Feature, ...]) -> dict[str, list[Feature]]:
+    out: dict[str, list[Feature]] = defaultdict(list)
+    for f in features:
+        if f.agg not in ROW_AGGS:
+            out[f.source].append(f)
+    return dict(sorted(out.items()))
+
+
+def _widest_seconds(features: list[Feature]) -> int:
+    return max(duration_seconds(f.lookback) for f in features)
+
+
+def _export_day_bound(day: date, widest_seconds: int) -> str:
+    """Export days that can hold rows inside the lookback: pushed down to the scan as a range."""
+    days_back = -(-widest_seconds // 86400) + MAX_LATENESS_DAYS
     d = f"DATE '{day.isoformat()}'"
-    aggs = ",\n    ".join(f"{_aggregate(f, time_col)} AS {f.name}" for f in feats)
-    return (
-        f"agg_{source} AS (SELECT customer_id,\n    {aggs}\n  FROM {spec['table']}, params\n"
-        f"  WHERE _partition_date BETWEEN {d} - INTERVAL {widest + MAX_LATENESS_DAYS} DAY AND {d}\n"
-        f"    AND {time_col} < _as_of AND {time_col} >= _as_of - INTERVAL {widest} DAY\n"
-        "  GROUP BY customer_id, _as_of)"
-    )
+    return f"_partition_date BETWEEN {d} - INTERVAL {days_back} DAY AND {d}"
+
+
+def _base_value(f: Feature, agg_table: str) -> str:
+    value = f"{agg_table}.{f.name}"
+    if f.default is not None:
+        value = f"coalesce({value}, {f.default})"
+    return f"CAST({value} AS {f.dtype}) AS {f.name}"
+
+
+def _output_columns(features: tuple[Feature, ...]) -> list[str]:
+    out = []
+    for f in published(features):
+        if f.agg == "derived":
+            value = f.expression if f.default is None else f"coalesce({f.expression}, {f.default})"
+            out.append(f"CAST({value} AS {f.dtype}) AS {f.name}")
+        else:
+            out.append(f.name)
+    return out
+
+
+# ---------------------------------------------------------------- customer entity
 
 
 def spine_ctes(day: date) -> list[str]:
@@ -75,34 +119,95 @@ def spine_ctes(day: date) -> list[str]:
     ]
 
 
+def _customer_source_cte(source: str, feats: list[Feature], day: date) -> str:
+    spec = SOURCES[source]
+    time_col = spec["time"]
+    widest = _widest_seconds(feats)
+    aggs = ",\n    ".join(f"{_aggregate(f, '_as_of')} AS {f.name}" for f in feats)
+    return (
+        f"agg_{source} AS (SELECT customer_id,\n    {aggs}\n  FROM {spec['table']}, params\n"
+        f"  WHERE {_export_day_bound(day, widest)}\n"
+        f"    AND {time_col} < _as_of AND {time_col} >= _as_of - INTERVAL {widest} SECOND\n"
+        "    AND _available_at <= _as_of\n"
+        "  GROUP BY customer_id, _as_of)"
+    )
+
+
 def customer_daily_sql(day: date, features: tuple[Feature, ...] = CUSTOMER_FEATURES) -> str:
     """SELECT producing one row per active customer with every feature as of the end of ``day``."""
-    by_source: dict[str, list[Feature]] = defaultdict(list)
-    for f in (*features, *HELPER_AGGREGATES):
-        if f.source is not None:
-            by_source[f.source].append(f)
-    ctes = spine_ctes(day) + [_source_cte(s, fs, day) for s, fs in sorted(by_source.items())]
+    by_source = _by_source(features)
+    ctes = spine_ctes(day) + [_customer_source_cte(s, fs, day) for s, fs in by_source.items()]
     base_cols = ["spine.customer_id", "spine.as_of_date"]
-    for s, fs in sorted(by_source.items()):
-        for f in fs:
-            value = f"agg_{s}.{f.name}"
-            if f.default is not None:
-                value = f"coalesce({value}, {f.default})"
-            base_cols.append(f"CAST({value} AS {f.dtype}) AS {f.name}")
-    for f in features:
-        if f.agg == "profile":
-            base_cols.append(f"CAST({f.expression} AS {f.dtype}) AS {f.name}")
-    joins = " ".join(f"LEFT JOIN agg_{s} USING (customer_id)" for s in sorted(by_source))
+    base_cols += [_base_value(f, f"agg_{s}") for s, fs in by_source.items() for f in fs]
+    base_cols += [f"CAST({f.expression} AS {f.dtype}) AS {f.name}" for f in features if f.agg == "profile"]
+    joins = " ".join(f"LEFT JOIN agg_{s} USING (customer_id)" for s in by_source)
     ctes.append(f"base AS (SELECT {', '.join(base_cols)} FROM spine {joins})")
-    out = ["customer_id"]
-    for f in features:
-        if f.agg == "derived":
-            out.append(f"CAST({f.expression} AS {f.dtype}) AS {f.name}")
-        else:
-            out.append(f.name)
-    out.append("as_of_date AS _partition_date")
+    out = ["customer_id", *_output_columns(features), "as_of_date AS _partition_date"]
     return "WITH " + ",\n".join(ctes) + f"\nSELECT {', '.join(out)} FROM base ORDER BY customer_id"
 
 
 def customer_daily_columns(features: tuple[Feature, ...] = CUSTOMER_FEATURES) -> list[tuple[str, str]]:
-    return [("customer_id", "VARCHAR"), *((f.name, f.dtype) for f in features), ("_partition_date", "DATE")]
+    return [("customer_id", "VARCHAR"), *((f.name, f.dtype) for f in published(features)), ("_partition_date", "DATE")]
+
+
+# ---------------------------------------------------------------- transaction entity
+
+TRANSACTION_KEY_COLUMNS = [
+    ("transaction_id", "VARCHAR"),
+    ("customer_id", "VARCHAR"),
+    ("transaction_time", "TIMESTAMP"),
+]
+
+
+def _transaction_ctes(day: date) -> list[str]:
+    d = f"DATE '{day.isoformat()}'"
+    return [
+        "txn AS (SELECT event_id AS _txn_id, customer_id AS _txn_customer_id, event_time AS _txn_as_of, "
+        "amount AS _txn_amount, device_id AS _txn_device_id, ip_country AS _txn_ip_country "
+        f"FROM staging.events WHERE _partition_date = {d} AND event_type = 'card_transaction')",
+        # the customer's home country as known (loaded) just before the transaction
+        "home AS (SELECT t._txn_id, arg_max(c.country, (c.updated_at, c._available_at, c._row_number)) AS _txn_home_country "
+        "FROM txn t JOIN staging.customers c ON c.customer_id = t._txn_customer_id "
+        f"AND c._available_at <= t._txn_as_of AND c._partition_date <= {d} GROUP BY t._txn_id)",
+        "_txn AS (SELECT txn.*, home._txn_home_country FROM txn LEFT JOIN home USING (_txn_id))",
+    ]
+
+
+def _transaction_source_cte(source: str, feats: list[Feature], day: date) -> str:
+    spec = SOURCES[source]
+    time_col = spec["time"]
+    widest = _widest_seconds(feats)
+    aggs = ",\n    ".join(f"{_aggregate(f, '_txn_as_of')} AS {f.name}" for f in feats)
+    not_itself = f" AND {spec['key']} <> _txn_id" if source == "events" else ""
+    return (
+        f"agg_{source} AS (SELECT _txn_id,\n    {aggs}\n"
+        f"  FROM _txn JOIN {spec['table']} ON customer_id = _txn_customer_id\n"
+        f"    AND {time_col} < _txn_as_of AND {time_col} >= _txn_as_of - INTERVAL {widest} SECOND\n"
+        f"    AND _available_at <= _txn_as_of{not_itself}\n"
+        f"    AND {_export_day_bound(day, widest)}\n"
+        "  GROUP BY _txn_id, _txn_as_of)"
+    )
+
+
+def transaction_sql(day: date, features: tuple[Feature, ...] = TRANSACTION_FEATURES) -> str:
+    """SELECT producing one row per card transaction exported on ``day``, each feature as of
+    just before the transaction."""
+    by_source = _by_source(features)
+    ctes = _transaction_ctes(day) + [_transaction_source_cte(s, fs, day) for s, fs in by_source.items()]
+    base_cols = ["_txn.*"]
+    base_cols += [_base_value(f, f"agg_{s}") for s, fs in by_source.items() for f in fs]
+    base_cols += [f"CAST({f.expression} AS {f.dtype}) AS {f.name}" for f in features if f.agg == "row"]
+    joins = " ".join(f"LEFT JOIN agg_{s} USING (_txn_id)" for s in by_source)
+    ctes.append(f"base AS (SELECT {', '.join(base_cols)} FROM _txn {joins})")
+    out = [
+        "_txn_id AS transaction_id",
+        "_txn_customer_id AS customer_id",
+        "_txn_as_of AS transaction_time",
+        *_output_columns(features),
+        f"DATE '{day.isoformat()}' AS _partition_date",
+    ]
+    return "WITH " + ",\n".join(ctes) + f"\nSELECT {', '.join(out)} FROM base ORDER BY transaction_id"
+
+
+def transaction_columns(features: tuple[Feature, ...] = TRANSACTION_FEATURES) -> list[tuple[str, str]]:
+    return [*TRANSACTION_KEY_COLUMNS, *((f.name, f.dtype) for f in published(features)), ("_partition_date", "DATE")]

@@ -63,9 +63,11 @@ def customer_daily_suite(features) -> SuiteSpec:
         ExpectationSpec("ExpectTableRowCountToBeBetween", {"min_value": 1}),
     ]
     for f in features:
+        if not f.published:
+            continue
         exps.append(ExpectationSpec("ExpectColumnToExist", {"column": f.name}))
         if f.default is not None:
             exps.append(ExpectationSpec("ExpectColumnValuesToNotBeNull", {"column": f.name}))
-        if f.dtype == "BIGINT" or f.agg in ("count", "sum", "count_distinct", "active_days"):
+        if f.agg in ("count", "count_distinct", "active_days", "days_since_last", "seconds_since_last"):
             exps.append(ExpectationSpec("ExpectColumnValuesToBeBetween", {"column": f.name, "min_value": 0}))
     return SuiteSpec(name="features.customer_daily", expectations=tuple(exps))
