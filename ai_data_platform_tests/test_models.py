@@ -1,6 +1,7 @@
 """Training, evaluation, persistence and scoring of the churn/fraud models, on small synthetic frames."""
 
 import dataclasses
+import hashlib
 import json
 
 import numpy as np
@@ -151,8 +152,6 @@ def test_save_load_round_trip(tmp_path, frame, trained):
     assert card["feature_importances"][0][0] == "driver"
     assert card["split_time"] == trained.split_time
     assert card["train_rows"] + card["test_rows"] == 3000
-    import hashlib
-
     assert card["model_sha256"] == hashlib.sha256((directory / "model.joblib").read_bytes()).hexdigest()
     assert card["trained_at"].endswith("+00:00") and card["sklearn_version"]
 

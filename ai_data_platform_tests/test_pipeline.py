@@ -216,7 +216,10 @@ def test_features_for_a_day_ignore_data_that_arrives_later(built, tmp_path):
         after = con.execute(f"SELECT * EXCLUDE (_partition_date) FROM ({customer_daily_sql(DAYS[0])}) ORDER BY customer_id").fetchall()
         assert [r[:-1] for r in before] == after
         # ...but the same event exported on DAYS[0] itself does count
-        con.execute("UPDATE staging.events SET _partition_date = ? WHERE event_id = 'E-late'", [DAYS[0]])
+        con.execute(
+            "UPDATE staging.events SET _partition_date = ?, _available_at = ? WHERE event_id = 'E-late'",
+            [DAYS[0], f"{DAYS[0]} 12:00:05"],
+        )
         changed = con.execute(f"SELECT logins_7d FROM ({customer_daily_sql(DAYS[0])}) WHERE customer_id = ?", [cid]).fetchone()[0]
         old = dict((r[0], r) for r in before)[cid]
         cols = [c for c, _ in warehouse.table_columns(con, "features.customer_daily")]
