@@ -2,20 +2,22 @@
 
 import dagster as dg
 
-from ai_data_platform.features.assets import customer_daily, customer_daily_gx
+from ai_data_platform.features.assets import customer_daily, customer_daily_gx, transaction, transaction_gx
 from ai_data_platform.marts.assets import customer_360, customer_360_gx
+from ai_data_platform.ml.assets import ml_assets
+from ai_data_platform.ml.checks import ml_checks
 from ai_data_platform.observability.sensors import alert_sensor
 from ai_data_platform.resources import resources_for_environment
-from ai_data_platform.schedules import nightly_job, nightly_schedule
+from ai_data_platform.schedules import jobs, schedules
 from ai_data_platform.sources.assets import raw_assets, staging_assets
 from ai_data_platform.sources.checks import source_checks
 from ai_data_platform.sources.sensors import late_landing_sensor
 
 defs = dg.Definitions(
-    assets=[*raw_assets, *staging_assets, customer_360, customer_daily],
-    asset_checks=[*source_checks, customer_360_gx, customer_daily_gx],
-    jobs=[nightly_job],
-    schedules=[nightly_schedule],
+    assets=[*raw_assets, *staging_assets, customer_360, customer_daily, transaction, *ml_assets],
+    asset_checks=[*source_checks, customer_360_gx, customer_daily_gx, transaction_gx, *ml_checks],
+    jobs=jobs,
+    schedules=schedules,
     sensors=[late_landing_sensor, alert_sensor],
     resources=resources_for_environment(),
     # One DuckDB file takes one writer at a time: steps of a run execute in one process.

@@ -1,8 +1,8 @@
 """DuckDB warehouse helpers: schemas by layer, idempotent partition writes, table metadata.
 
 The warehouse is one DuckDB file (``$ADP_DATA_DIR/warehouse.duckdb``) with a schema per layer:
-``raw``, ``staging``, ``quarantine``, ``identity`` (restricted PII), ``marts``, ``features`` and
-``meta``. Every time-partitioned table carries ``_partition_date`` and is written by deleting the
+``raw``, ``staging``, ``quarantine``, ``identity`` (restricted PII), ``marts``, ``features``,
+``ml`` and ``meta``. Every time-partitioned table carries ``_partition_date`` and is written by deleting the
 partition window and inserting it again inside one transaction, so re-materializing a partition
 replaces it exactly.
 """
@@ -17,7 +17,7 @@ from pathlib import Path
 
 import duckdb
 
-LAYER_SCHEMAS = ("raw", "staging", "quarantine", "identity", "marts", "features", "meta")
+LAYER_SCHEMAS = ("raw", "staging", "quarantine", "identity", "marts", "features", "ml", "meta")
 
 # DuckDB takes one writer per database file; another process holding it makes connect() raise an
 # IOException mentioning the lock. We wait for it instead of failing the run.

@@ -7,11 +7,11 @@ import dagster as dg
 
 from ai_data_platform import warehouse as wh
 from ai_data_platform.features import compile as fc
-from ai_data_platform.features.registry import CUSTOMER_FEATURES, SOURCES, published
+from ai_data_platform.features.registry import CUSTOMER_FEATURES, SOURCES, TRANSACTION_FEATURES, published
 from ai_data_platform.metadata import OWNERS, column_lineage, column_schema, table_metadata
 from ai_data_platform.partitions import daily_partitions, days_in
 from ai_data_platform.quality.gx_runner import validate_dataframe
-from ai_data_platform.quality.suites import customer_daily_suite
+from ai_data_platform.quality.suites import customer_daily_suite, transaction_suite
 from ai_data_platform.resources import WarehouseResource
 from ai_data_platform.sources.assets import CODE_VERSION, WAREHOUSE_POOL, staging_key
 from ai_data_platform.sources.checks import gx_check_result
@@ -100,3 +100,70 @@ def customer_daily_gx(context: dg.AssetCheckExecutionContext, warehouse: Warehou
             frame = con.execute(f"SELECT * FROM {TABLE} WHERE _partition_date = ?", [day]).df()
             reports[day] = validate_dataframe(frame, suite)
     return gx_check_result(TABLE, reports)
+
+
+TXN_KEY = dg.AssetKey(["features", "transaction"])
+TXN_TABLE = "features.transaction"
+TXN_SCHEMA = column_schema(
+    fc.transaction_columns(),
+    {
+        "transaction_id": "event_id of the card transaction",
+        "customer_id": "CRM customer id",
+        "transaction_time": "event time of the transaction",
+        "_partition_date": "export day of the transaction",
+    }
+    | {f.name: f.description for f in published(TRANSACTION_FEATURES)},
+)
+
+
+@dg.asset(
+    key=TXN_KEY,
+    group_name="features",
+    description=(
+        f"Transaction features ({len(published(TRANSACTION_FEATURES))} from the feature registry: "
+        "velocity over 1h/24h, amount against the customer's history, new device, IP country "
+        "against home country, recent failed payments and chargebacks), each as of just before "
+        "the transaction and excluding it, from rows loaded by then. Grain: one row per card "
+        "transaction, partitioned by export day."
+    ),
+    deps=[staging_key(TABLES_BY_NAME[s]) for s in ("events", "payments", "chargebacks")] + [staging_key(CUSTOMERS)],
+    partitions_def=daily_partitions,
+    backfill_policy=dg.BackfillPolicy.single_run(),
+    kinds={"duckdb", "sql"},
+    owners=OWNERS,
+    code_version=CODE_VERSION,
+    pool=WAREHOUSE_POOL,
+    freshness_policy=FEATURE_FRESHNESS,
+    tags={"layer": "features"},
+    metadata={"partition_expr": "_partition_date", "dagster/column_schema": TXN_SCHEMA},
+)
+def transaction(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
+    days = days_in(context)
+    ddl = f"CREATE TABLE IF NOT EXISTS {TXN_TABLE} ({', '.join(f'{n} {t}' for n, t in fc.transaction_columns())})"
+    with warehouse.get_connection() as con:
+        counts = wh.replace_partitions(con, TXN_TABLE, days, fc.transaction_sql, create_sql=ddl)
+    return dg.MaterializeResult(
+        metadata=table_metadata(
+            row_count=sum(counts.values()),
+            schema=TXN_SCHEMA,
+            table=TXN_TABLE,
+            extra={"rows_by_day": {str(d): n for d, n in counts.items()}},
+        )
+    )
+
+
+@dg.asset_check(
+    asset=TXN_KEY,
+    name="gx_suite",
+    blocking=True,
+    partitions_def=daily_partitions,
+    description="Great Expectations suite features.transaction: one row per transaction, every feature present, counts non-negative.",
+)
+def transaction_gx(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource) -> dg.AssetCheckResult:
+    suite = transaction_suite(TRANSACTION_FEATURES)
+    reports = {}
+    with warehouse.get_connection() as con:
+        for day in days_in(context):
+            frame = con.execute(f"SELECT * FROM {TXN_TABLE} WHERE _partition_date = ?", [day]).df()
+            reports[day] = validate_dataframe(frame, suite)
+    return gx_check_result(TXN_TABLE, reports)

@@ -62,6 +62,21 @@ def customer_daily_suite(features) -> SuiteSpec:
         ExpectationSpec("ExpectColumnValuesToBeUnique", {"column": "customer_id"}),
         ExpectationSpec("ExpectTableRowCountToBeBetween", {"min_value": 1}),
     ]
+    return SuiteSpec(name="features.customer_daily", expectations=tuple(exps + _feature_expectations(features)))
+
+
+def transaction_suite(features) -> SuiteSpec:
+    exps = [
+        ExpectationSpec("ExpectColumnValuesToNotBeNull", {"column": "transaction_id"}),
+        ExpectationSpec("ExpectColumnValuesToBeUnique", {"column": "transaction_id"}),
+        ExpectationSpec("ExpectColumnValuesToNotBeNull", {"column": "transaction_time"}),
+        ExpectationSpec("ExpectColumnValuesToBeBetween", {"column": "amount", "min_value": 0}),
+    ]
+    return SuiteSpec(name="features.transaction", expectations=tuple(exps + _feature_expectations(features)))
+
+
+def _feature_expectations(features) -> list[ExpectationSpec]:
+    exps: list[ExpectationSpec] = []
     for f in features:
         if not f.published:
             continue
@@ -70,4 +85,4 @@ def customer_daily_suite(features) -> SuiteSpec:
             exps.append(ExpectationSpec("ExpectColumnValuesToNotBeNull", {"column": f.name}))
         if f.agg in ("count", "count_distinct", "active_days", "days_since_last", "seconds_since_last"):
             exps.append(ExpectationSpec("ExpectColumnValuesToBeBetween", {"column": f.name, "min_value": 0}))
-    return SuiteSpec(name="features.customer_daily", expectations=tuple(exps))
+    return exps
