@@ -104,6 +104,7 @@ def replace_partitions(
                 con.execute(create_sql)
             else:
                 con.execute(f"CREATE TABLE {qualified} AS {select_sql_for_day(days[0])} LIMIT 0")
+        add_missing_columns(con, qualified, select_sql_for_day(days[0]))
         lo, hi = min(days), max(days)
         con.execute(
             f"DELETE FROM {qualified} WHERE _partition_date BETWEEN ? AND ?", [lo, hi]
@@ -112,6 +113,20 @@ def replace_partitions(
             inserted = con.execute(f"INSERT INTO {qualified} BY NAME {select_sql_for_day(day)}")
             counts[day] = inserted.fetchone()[0]
     return counts
+
+
+def add_missing_columns(con: duckdb.DuckDBPyConnection, qualified: str, select_sql: str) -> list[str]:
+    """Additive schema evolution: add the columns a new SELECT produces that the table lacks
+    (a feature added to the registry, say). Columns are never dropped: older partitions keep
+    their values and new partitions leave retired columns NULL."""
+    existing = {name for name, _ in table_columns(con, qualified)}
+    produced = con.execute(f"DESCRIBE SELECT * FROM ({select_sql}) LIMIT 0").fetchall()
+    added = []
+    for name, dtype, *_ in produced:
+        if name not in existing:
+            con.execute(f"ALTER TABLE {qualified} ADD COLUMN {quote(name)} {dtype}")
+            added.append(name)
+    return added
 
 
 def partition_counts(

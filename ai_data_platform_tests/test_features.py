@@ -135,3 +135,15 @@ def test_registry_declares_enough_features_across_sources():
     assert all(f.description for f in CUSTOMER_FEATURES)
     txn = [f.name for f in published(TRANSACTION_FEATURES)]
     assert len(txn) >= 10 and {"txn_count_1h", "txn_count_24h", "is_new_device", "ip_country_mismatch"} <= set(txn)
+
+
+def test_a_feature_added_to_the_registry_extends_the_existing_table(con):
+    from ai_data_platform.features.compile import customer_daily_columns
+
+    old = tuple(f for f in CUSTOMER_FEATURES if f.name != "logins_7d")
+    ddl = ", ".join(f"{n} {t}" for n, t in customer_daily_columns(old))
+    con.execute(f"CREATE TABLE features.customer_daily ({ddl})")
+    warehouse.replace_partitions(con, "features.customer_daily", [D - timedelta(days=1)], lambda d: customer_daily_sql(d, old))
+    warehouse.replace_partitions(con, "features.customer_daily", [D], customer_daily_sql)
+    rows = dict(con.execute("SELECT _partition_date, max(logins_7d) FROM features.customer_daily GROUP BY 1").fetchall())
+    assert rows[D] == 3 and rows[D - timedelta(days=1)] is None  # old partition untouched, new one complete
