@@ -129,6 +129,24 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0 if result.success else 1
 
 
+# ---------------------------------------------------------------- features
+
+
+def cmd_features_list(args: argparse.Namespace) -> int:
+    from ai_data_platform.features.registry import catalog
+
+    entries = catalog(args.entity)
+    if args.json:
+        print(json.dumps(entries, indent=2))
+        return 0
+    print(f"{'name':28} {'entity':11} {'source':16} {'aggregation':18} {'window/ttl':10} description")
+    for e in entries:
+        print(f"{e['name']:28} {e['entity']:11} {e['source'] or '-':16} {e['aggregation']:18} "
+              f"{e['window'] or e['ttl'] or '-':10} {e['description']}")
+    print(f"{len(entries)} features")
+    return 0
+
+
 # ---------------------------------------------------------------- env / ui
 
 
@@ -209,6 +227,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("summary", help="per asset: partitions, rows, checks passed/failed, quarantined rows, alerts")
     s.set_defaults(func=cmd_summary)
+
+    f = sub.add_parser("features", help="the feature registry")
+    fsub = f.add_subparsers(dest="features_command", required=True)
+    fl = fsub.add_parser("list", help="print the feature catalog")
+    fl.add_argument("--json", action="store_true", help="machine-readable output")
+    fl.add_argument("--entity", choices=["customer", "transaction"], help="only this entity's features")
+    fl.set_defaults(func=cmd_features_list)
+
+    from ai_data_platform.ml.datasets_cli import add_datasets_parser
+
+    add_datasets_parser(sub)
 
     e = sub.add_parser("env", help="print the environment variables for using dagster's own CLI on this data dir")
     e.set_defaults(func=cmd_env)

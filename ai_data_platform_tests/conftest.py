@@ -3,7 +3,7 @@
 import os
 import socket
 import tempfile
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 
 import pytest
@@ -40,3 +40,31 @@ def data_dir(tmp_path, monkeypatch) -> Path:
     d.mkdir()
     monkeypatch.setenv("ADP_DATA_DIR", str(d))
     return d
+
+
+@pytest.fixture(scope="session")
+def long_history(tmp_path_factory):
+    """A warehouse with 95 days of history (300 customers) materialized through the nightly job,
+    shared by the feature-oracle and ML tests. Returns (paths, instance, first_day, END)."""
+    import dagster as dg
+
+    from ai_data_platform import settings
+    from ai_data_platform.definitions import defs
+    from ai_data_platform.resources import build_resources
+    from ai_data_platform.sources.simulator import generate
+
+    root = tmp_path_factory.mktemp("long_history")
+    paths = settings.Paths(root)
+    days = 95
+    generate(paths.landing, customers=300, days=days, end=END, seed=21)
+    first = END - timedelta(days=days - 1)
+    instance = dg.DagsterInstance.ephemeral()
+    job = defs.resolve_job_def("nightly")
+    result = job.execute_in_process(
+        instance=instance,
+        resources=build_resources(paths),
+        tags={"dagster/asset_partition_range_start": first.isoformat(), "dagster/asset_partition_range_end": END.isoformat()},
+        run_config={"loggers": {"console": {"config": {"log_level": "ERROR"}}}},
+    )
+    assert result.success
+    return paths, instance, first, END

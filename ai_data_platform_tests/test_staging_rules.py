@@ -215,3 +215,12 @@ def test_volume_band_flags_a_collapse_but_not_noise():
     assert low < 900 and high > 1100 and low > 400
     med, low, high = raw_load.volume_band([3, 5, 4])
     assert low == 0.0 and high >= 8  # small counts: wide band, no false alarms
+
+
+def test_tolerance_absorbs_chance_in_small_partitions_but_not_corruption():
+    from ai_data_platform.quality.tolerances import allowed_rate, exceeds
+
+    assert not exceeds(5, 243, 0.02)  # 2.1% by chance in a small partition
+    assert exceeds(73, 243, 0.02)  # 30% corruption
+    assert not exceeds(2300, 110_000, 0.02) and exceeds(2600, 110_000, 0.02)  # large: the rate itself
+    assert 0.05 < allowed_rate(110_000, 0.05) < 0.053

@@ -1,10 +1,11 @@
 """Benchmark: does one features/customer_daily partition cost follow the window or the history?
 
 Takes a built warehouse (default: the one bench_nightly.py leaves in its --workdir), makes a copy
-whose staging history is N times longer (the same rows shifted back by 30, 60, ... days, both
-event time and export day), and times the feature SQL for the last day in both, interleaved,
-median of --runs. A ratio near 1 means cost follows the window. Results go to bench/results.json
-under "feature_window".
+whose staging history is N times longer: the last 30 days of rows copied N-1 times further into
+the past, each copy shifted by a multiple of 120 days (event time and export day), so all added
+history lies before the features' widest lookback (90 days plus lateness). Times the feature SQL
+for the last day in both, interleaved, median of --runs. A ratio near 1 means cost follows the
+window, not the history. Results go to bench/results.json under "feature_window".
 
     python bench/bench_feature_window.py [--workdir /tmp/adp-bench] [--factor 4] [--runs 5]
 """
@@ -38,7 +39,7 @@ def extend_history(path: Path, factor: int) -> dict[str, int]:
             table, time_col = spec["table"], spec["time"]
             base = con.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
             for k in range(1, factor):
-                shift = 30 * k
+                shift = 120 * k  # beyond the 90-day lookback + lateness of the newest day
                 con.execute(
                     f"INSERT INTO {table} SELECT * REPLACE ({time_col} - INTERVAL {shift} DAY AS {time_col}, "
                     f"_partition_date - INTERVAL {shift} DAY AS _partition_date) FROM {table} "

@@ -179,12 +179,17 @@ def _transaction_source_cte(source: str, feats: list[Feature], day: date) -> str
     widest = _widest_seconds(feats)
     aggs = ",\n    ".join(f"{_aggregate(f, '_txn_as_of')} AS {f.name}" for f in feats)
     not_itself = f" AND {spec['key']} <> _txn_id" if source == "events" else ""
+    # A row inside a transaction's lookback was exported no earlier than two days before its
+    # event time (staging rejects times further ahead of their export day), so the scan starts
+    # from the earliest transaction of the day, however late that one was delivered.
+    days_back = -(-widest // 86400) + 2
     return (
         f"agg_{source} AS (SELECT _txn_id,\n    {aggs}\n"
         f"  FROM _txn JOIN {spec['table']} ON customer_id = _txn_customer_id\n"
         f"    AND {time_col} < _txn_as_of AND {time_col} >= _txn_as_of - INTERVAL {widest} SECOND\n"
         f"    AND _available_at <= _txn_as_of{not_itself}\n"
-        f"    AND {_export_day_bound(day, widest)}\n"
+        f"    AND _partition_date BETWEEN (SELECT CAST(min(_txn_as_of) AS DATE) FROM txn) - INTERVAL {days_back} DAY"
+        f" AND DATE '{day.isoformat()}'\n"
         "  GROUP BY _txn_id, _txn_as_of)"
     )
 

@@ -187,7 +187,6 @@ TRANSACTION_FEATURES: tuple[Feature, ...] = (
     _txn("ip_country_mismatch", "1 if the transaction's IP country differs from the customer's home country (NULL if either is unknown)", "row", expression="CASE WHEN _txn_ip_country IS NULL OR _txn_home_country IS NULL THEN NULL ELSE CAST(_txn_ip_country <> _txn_home_country AS INTEGER) END", dtype="INTEGER", default=None, tags=("fraud",)),
     _txn("foreign_ip_txn_count_24h", "Card transactions from an IP outside the home country in the previous 24 hours", "count", source="events", window="24h", filter=f"{CARD} AND ip_country <> _txn_home_country", dtype="BIGINT", tags=("fraud",)),
     _txn("failed_payments_30d", "The customer's failed payments in the 30 days before", "count", source="payments", window="30d", filter="status = 'failed'", dtype="BIGINT", tags=("fraud",)),
-    _txn("chargebacks_90d", "Chargebacks reported against the customer in the 90 days before", "count", source="chargebacks", window="90d", dtype="BIGINT", tags=("fraud",)),
     _txn("seconds_since_last_txn", "Seconds since the customer's previous card transaction (NULL if none within 30 days)", "seconds_since_last", source="events", column="event_time", filter=CARD, ttl="30d", default=None, tags=("fraud", "velocity")),
 )
 

@@ -13,7 +13,7 @@ import dagster as dg
 from ai_data_platform.partitions import daily_partitions, days_in
 from ai_data_platform.quality.gx_runner import ValidationReport, validate_dataframe
 from ai_data_platform.quality.suites import staging_suite
-from ai_data_platform.quality.tolerances import MAX_UNKNOWN_CUSTOMER_RATE, MIN_TOLERATED_ROWS, exceeds
+from ai_data_platform.quality.tolerances import MAX_UNKNOWN_CUSTOMER_RATE, exceeds
 from ai_data_platform.resources import PiiResource, WarehouseResource
 from ai_data_platform.sources import staging
 from ai_data_platform.sources import staging_sql as sql
@@ -62,7 +62,7 @@ def build_staging_gate(t: SourceTable) -> dg.AssetChecksDefinition:
             f"Great Expectations suite {suite.name}: {len(suite.expectations)} expectations on the "
             "partition's parsed rows before quarantine (not null, unique key, accepted values, "
             "non-negative amounts, well-formed records), each tolerating at most 5% failures "
-            f"(or {MIN_TOLERATED_ROWS} rows in a small partition)."
+            "(plus binomial noise in a small partition)."
         ),
     )
     def _gate(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource, pii: PiiResource):
@@ -104,7 +104,7 @@ def unknown_customer_rates(con, t: SourceTable, lo: date, hi: date) -> dict[date
             blocking=True,
             partitions_def=daily_partitions,
             description=(
-                f"At most {MAX_UNKNOWN_CUSTOMER_RATE:.0%} of the partition's rows (or {MIN_TOLERATED_ROWS} rows "
+                f"At most {MAX_UNKNOWN_CUSTOMER_RATE:.0%} of the partition's rows (plus binomial noise "
                 "in a small partition) may reference a customer unknown to the CRM as of that day "
                 "(those rows are quarantined)."
             ),

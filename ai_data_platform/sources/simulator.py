@@ -31,7 +31,7 @@ from ai_data_platform.sources.simulator_ids import MAX_CUSTOMERS
 from ai_data_platform.sources.simulator_world import HISTORY_DAYS
 from ai_data_platform.sources.simulator_writers import csv_header, write_lines, write_parquet
 
-GENERATOR_VERSION = "1.1.0"  # 1.1: events carry received_at
+GENERATOR_VERSION = "1.2.0"  # 1.1: events carry received_at; 1.2: 3% refunds
 MANIFEST_NAME = "manifest.json"
 _EARLIEST_SIGNUP = date(2000, 1, 2)
 

@@ -31,7 +31,7 @@ RETRY_SUCCESS = {False: 0.60, True: 0.35}
 MAX_ATTEMPTS = 4
 RETRY_AFTER_DAYS = 3
 VOID_SHARE = 0.003
-REFUND_SHARE = 0.006
+REFUND_SHARE = 0.03  # of succeeded payments, refunded days later
 PAYMENT_TERMS_DAYS = 7
 
 
