@@ -147,3 +147,13 @@ def test_a_feature_added_to_the_registry_extends_the_existing_table(con):
     warehouse.replace_partitions(con, "features.customer_daily", [D], customer_daily_sql)
     rows = dict(con.execute("SELECT _partition_date, max(logins_7d) FROM features.customer_daily GROUP BY 1").fetchall())
     assert rows[D] == 3 and rows[D - timedelta(days=1)] is None  # old partition untouched, new one complete
+
+
+def test_readme_carries_the_whole_catalog():
+    from pathlib import Path
+
+    from ai_data_platform.features.registry import catalog
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    missing = [e["name"] for e in catalog() if f"| `{e['name']}` |" not in readme]
+    assert missing == [], f"README catalog is stale; regenerate it from the registry: {missing}"

@@ -176,3 +176,16 @@ def test_dataset_gate_catches_leakage_constant_features_and_balance():
     assert any("tenure_days is all null" in p for p in dataset_problems(empty, CHURN))
     no_positives = _frame(rate=0.0)
     assert any("positive rate 0.0000" in p for p in dataset_problems(no_positives, CHURN))
+
+
+def test_data_scientists_load_a_version_by_name(in_world):
+    from ai_data_platform.datasets import load_dataset
+
+    paths, instance, first, end = in_world
+    version = (end - timedelta(days=35)).isoformat()
+    if not (datasets.datasets_root() / "churn" / version).exists():
+        assert run("churn_training", paths, version, instance).success
+    frame = load_dataset("churn", version)
+    assert isinstance(frame, pd.DataFrame) and "churned_30d" in frame
+    with pytest.raises(datasets.DatasetNotFound, match=version):
+        load_dataset("churn", "2001-01-01")

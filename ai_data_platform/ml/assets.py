@@ -78,6 +78,16 @@ class LabelWindowOpen(Exception):
     pass
 
 
+def one_partition(context: dg.AssetExecutionContext) -> str:
+    """Dataset versions, models and scores are built one partition per run."""
+    if not context.has_partition_key:
+        raise dg.Failure(
+            description=f"{context.asset_key.to_user_string()} builds one partition per run; launch one run "
+            "per partition (e.g. `dagster asset materialize --partition DAY` or a multi-run backfill)"
+        )
+    return context.partition_key
+
+
 def build_training_frame(con, spec: TrainingSetSpec, version: date, loaded_days: set[str]) -> pd.DataFrame:
     """The version's rows, once every export day of its label window is loaded."""
     missing = training_sql.missing_label_days(spec, version, loaded_days)
@@ -108,7 +118,7 @@ def build_training_set_asset(spec: TrainingSetSpec, feature_key: dg.AssetKey) ->
         tags={"layer": "ml"},
     )
     def _training_set(context: dg.AssetExecutionContext, config: TrainingSetConfig, warehouse: WarehouseResource):
-        version = parse_day(context.partition_key)
+        version = parse_day(one_partition(context))
         loaded = context.instance.get_materialized_partitions(dg.AssetKey(spec.label_source.split(".")))
         with warehouse.get_connection() as con:
             try:
@@ -178,7 +188,7 @@ def build_model_asset(spec: TrainingSetSpec) -> dg.AssetsDefinition:
         tags={"layer": "ml"},
     )
     def _model(context: dg.AssetExecutionContext):
-        version = context.partition_key
+        version = one_partition(context)
         frame = datasets.load_dataset(spec.name, version)
         manifest = datasets.read_manifest(spec.name, version)
         trained = models.train_model(
@@ -228,7 +238,7 @@ def build_model_asset(spec: TrainingSetSpec) -> dg.AssetsDefinition:
     tags={"layer": "ml"},
 )
 def churn_scores(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
-    day = parse_day(context.partition_key)
+    day = parse_day(one_partition(context))
     latest = models.latest_passing_model(CHURN.name)
     if latest is None:
         raise dg.Failure(description="no churn model has passed its gate yet: nothing to score with")

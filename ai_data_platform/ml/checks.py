@@ -11,7 +11,7 @@ from ai_data_platform.features.assets import KEY as CUSTOMER_DAILY_KEY
 from ai_data_platform.ml import datasets, models, training_sql
 from ai_data_platform.ml.assets import dataset_key, model_key
 from ai_data_platform.ml.training_sql import CHURN, FRAUD, TrainingSetSpec
-from ai_data_platform.partitions import daily_partitions
+from ai_data_platform.partitions import daily_partitions, days_in
 from ai_data_platform.resources import WarehouseResource
 
 # Positive-label rate a training set must have to be worth training on.
@@ -124,11 +124,10 @@ def feature_drift(context: dg.AssetCheckExecutionContext, warehouse: WarehouseRe
     if latest is None:
         return dg.AssetCheckResult(passed=True, description="no served churn model yet: nothing to compare with", metadata={"message": "no served churn model"})
     version, _, card = latest
+    day = max(days_in(context))  # the newest partition of the run
     trained_on = datasets.load_dataset(CHURN.name, card["dataset"]["version"])
     with warehouse.get_connection() as con:
-        current = con.execute(
-            "SELECT * FROM features.customer_daily WHERE _partition_date = ?", [context.partition_key]
-        ).df()
+        current = con.execute("SELECT * FROM features.customer_daily WHERE _partition_date = ?", [day]).df()
     psi: dict[str, float] = {}
     for name in card["features"]:
         expected = trained_on[name].astype(float).to_numpy()
@@ -141,7 +140,7 @@ def feature_drift(context: dg.AssetCheckExecutionContext, warehouse: WarehouseRe
     drifted = {k: v for k, v in psi.items() if v > PSI_WARN}
     severity = dg.AssetCheckSeverity.ERROR if worst > PSI_ERROR else dg.AssetCheckSeverity.WARN
     message = (
-        f"features.customer_daily {context.partition_key} vs churn model {version}'s training set: "
+        f"features.customer_daily {day} vs churn model {version}'s training set: "
         + (", ".join(f"{k} PSI {v}" for k, v in sorted(drifted.items(), key=lambda kv: -kv[1])) if drifted else f"max PSI {worst}")
     )
     return dg.AssetCheckResult(
