@@ -10,11 +10,10 @@ from ai_data_platform.features import compile as fc
 from ai_data_platform.features.registry import CUSTOMER_FEATURES, SOURCES, TRANSACTION_FEATURES, published
 from ai_data_platform.metadata import OWNERS, column_lineage, column_schema, table_metadata
 from ai_data_platform.partitions import daily_partitions, days_in
-from ai_data_platform.quality.gx_runner import validate_dataframe
+from ai_data_platform.quality.checks import table_gx_check
 from ai_data_platform.quality.suites import customer_daily_suite, transaction_suite
 from ai_data_platform.resources import WarehouseResource
 from ai_data_platform.sources.assets import CODE_VERSION, WAREHOUSE_POOL, staging_key
-from ai_data_platform.sources.checks import gx_check_result
 from ai_data_platform.sources.contracts import CUSTOMERS, SUBSCRIPTIONS, TABLES_BY_NAME
 
 KEY = dg.AssetKey(["features", "customer_daily"])
@@ -85,21 +84,13 @@ def _ddl() -> str:
     return f"CREATE TABLE IF NOT EXISTS {TABLE} ({cols})"
 
 
-@dg.asset_check(
-    asset=KEY,
-    name="gx_suite",
+customer_daily_gx = table_gx_check(
+    KEY,
+    TABLE,
+    customer_daily_suite(CUSTOMER_FEATURES),
     blocking=True,
-    partitions_def=daily_partitions,
-    description="Great Expectations suite features.customer_daily: one row per customer, every feature present, counts non-negative and never null.",
+    description="one row per customer, every feature present, counts non-negative and never null.",
 )
-def customer_daily_gx(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource) -> dg.AssetCheckResult:
-    suite = customer_daily_suite(CUSTOMER_FEATURES)
-    reports = {}
-    with warehouse.get_connection() as con:
-        for day in days_in(context):
-            frame = con.execute(f"SELECT * FROM {TABLE} WHERE _partition_date = ?", [day]).df()
-            reports[day] = validate_dataframe(frame, suite)
-    return gx_check_result(TABLE, reports)
 
 
 TXN_KEY = dg.AssetKey(["features", "transaction"])
@@ -152,18 +143,10 @@ def transaction(context: dg.AssetExecutionContext, warehouse: WarehouseResource)
     )
 
 
-@dg.asset_check(
-    asset=TXN_KEY,
-    name="gx_suite",
+transaction_gx = table_gx_check(
+    TXN_KEY,
+    TXN_TABLE,
+    transaction_suite(TRANSACTION_FEATURES),
     blocking=True,
-    partitions_def=daily_partitions,
-    description="Great Expectations suite features.transaction: one row per transaction, every feature present, counts non-negative.",
+    description="one row per transaction, every feature present, counts non-negative.",
 )
-def transaction_gx(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource) -> dg.AssetCheckResult:
-    suite = transaction_suite(TRANSACTION_FEATURES)
-    reports = {}
-    with warehouse.get_connection() as con:
-        for day in days_in(context):
-            frame = con.execute(f"SELECT * FROM {TXN_TABLE} WHERE _partition_date = ?", [day]).df()
-            reports[day] = validate_dataframe(frame, suite)
-    return gx_check_result(TXN_TABLE, reports)

@@ -7,11 +7,10 @@ from ai_data_platform import warehouse as wh
 from ai_data_platform.marts import customer_360 as c360
 from ai_data_platform.metadata import OWNERS, column_lineage, column_schema, table_metadata
 from ai_data_platform.partitions import daily_partitions, days_in
-from ai_data_platform.quality.gx_runner import validate_dataframe
+from ai_data_platform.quality.checks import table_gx_check
 from ai_data_platform.quality.suites import customer_360_suite
 from ai_data_platform.resources import WarehouseResource
 from ai_data_platform.sources.assets import CODE_VERSION, WAREHOUSE_POOL, staging_key
-from ai_data_platform.sources.checks import gx_check_result
 from ai_data_platform.sources.contracts import CUSTOMERS, EVENTS, PAYMENTS, SUBSCRIPTIONS, SUPPORT_TICKETS, CHARGEBACKS
 
 KEY = dg.AssetKey(["marts", "customer_360"])
@@ -72,17 +71,10 @@ def customer_360(context: dg.AssetExecutionContext, warehouse: WarehouseResource
     )
 
 
-@dg.asset_check(
-    asset=KEY,
-    name="gx_suite",
-    partitions_def=daily_partitions,
-    description="Great Expectations suite marts.customer_360: unique customers, valid regions and statuses, non-negative money and tenure, hashed join keys only.",
+customer_360_gx = table_gx_check(
+    KEY,
+    TABLE,
+    customer_360_suite(),
+    blocking=False,
+    description="unique customers, valid regions and statuses, non-negative money and tenure, hashed join keys only.",
 )
-def customer_360_gx(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource) -> dg.AssetCheckResult:
-    suite = customer_360_suite()
-    reports = {}
-    with warehouse.get_connection() as con:
-        for day in days_in(context):
-            frame = con.execute(f"SELECT * FROM {TABLE} WHERE _partition_date = ?", [day]).df()
-            reports[day] = validate_dataframe(frame, suite)
-    return gx_check_result(TABLE, reports)

@@ -11,7 +11,8 @@ from datetime import date
 import dagster as dg
 
 from ai_data_platform.partitions import daily_partitions, days_in
-from ai_data_platform.quality.gx_runner import ValidationReport, validate_dataframe
+from ai_data_platform.quality.checks import gx_check_result
+from ai_data_platform.quality.gx_runner import validate_dataframe
 from ai_data_platform.quality.suites import staging_suite
 from ai_data_platform.quality.tolerances import MAX_UNKNOWN_CUSTOMER_RATE, exceeds
 from ai_data_platform.resources import PiiResource, WarehouseResource
@@ -19,35 +20,6 @@ from ai_data_platform.sources import staging
 from ai_data_platform.sources import staging_sql as sql
 from ai_data_platform.sources.assets import staging_key
 from ai_data_platform.sources.contracts import SOURCE_TABLES, SourceTable
-
-
-def gx_check_result(
-    table: str, reports: dict[date, ValidationReport], **result_kwargs
-) -> dg.AssetCheckResult:
-    """One check result for the GX reports of every day in the run, naming each failure."""
-    failed = {day: r for day, r in reports.items() if not r.success}
-    if failed:
-        lines = [
-            f"{table} partition {day}: suite {r.suite} failed {r.failed} of {r.evaluated} expectations: {r.summary()}"
-            for day, r in sorted(failed.items())
-        ]
-        message = "\n".join(lines)
-    else:
-        message = f"{table}: suite passed for {len(reports)} partition(s)"
-    return dg.AssetCheckResult(
-        passed=not failed,
-        severity=dg.AssetCheckSeverity.ERROR,
-        description=message[:2000],
-        metadata={
-            "message": message,
-            "partitions_validated": len(reports),
-            "partitions_failed": sorted(str(d) for d in failed),
-            "expectations_evaluated": sum(r.evaluated for r in reports.values()),
-            "expectations_failed": sum(r.failed for r in reports.values()),
-            "failures": {str(day): [o for o in r.to_dict()["outcomes"] if not o["success"]] for day, r in failed.items()},
-        },
-        **result_kwargs,
-    )
 
 
 def build_staging_gate(t: SourceTable) -> dg.AssetChecksDefinition:

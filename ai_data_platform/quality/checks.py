@@ -1,0 +1,59 @@
+"""Great Expectations gates as Dagster asset checks (the Dagster side of ``gx_runner``)."""
+
+from datetime import date
+
+import dagster as dg
+
+from ai_data_platform.partitions import daily_partitions, days_in
+from ai_data_platform.quality.gx_runner import SuiteSpec, ValidationReport, validate_dataframe
+from ai_data_platform.resources import WarehouseResource
+
+
+def gx_check_result(table: str, reports: dict[date, ValidationReport], **result_kwargs) -> dg.AssetCheckResult:
+    """One check result for the GX reports of every day in the run, naming each failure."""
+    failed = {day: r for day, r in reports.items() if not r.success}
+    if failed:
+        lines = [
+            f"{table} partition {day}: suite {r.suite} failed {r.failed} of {r.evaluated} expectations: {r.summary()}"
+            for day, r in sorted(failed.items())
+        ]
+        message = "\n".join(lines)
+    else:
+        message = f"{table}: suite passed for {len(reports)} partition(s)"
+    return dg.AssetCheckResult(
+        passed=not failed,
+        severity=dg.AssetCheckSeverity.ERROR,
+        description=message[:2000],
+        metadata={
+            "message": message,
+            "partitions_validated": len(reports),
+            "partitions_failed": sorted(str(d) for d in failed),
+            "expectations_evaluated": sum(r.evaluated for r in reports.values()),
+            "expectations_failed": sum(r.failed for r in reports.values()),
+            "failures": {str(day): [o for o in r.to_dict()["outcomes"] if not o["success"]] for day, r in failed.items()},
+        },
+        **result_kwargs,
+    )
+
+
+def table_gx_check(
+    asset_key: dg.AssetKey, table: str, suite: SuiteSpec, *, blocking: bool, description: str
+) -> dg.AssetChecksDefinition:
+    """A partitioned ``gx_suite`` check validating each day of ``table`` against ``suite``."""
+
+    @dg.asset_check(
+        asset=asset_key,
+        name="gx_suite",
+        blocking=blocking,
+        partitions_def=daily_partitions,
+        description=f"Great Expectations suite {suite.name}: {description}",
+    )
+    def _gx(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource) -> dg.AssetCheckResult:
+        reports = {}
+        with warehouse.get_connection() as con:
+            for day in days_in(context):
+                frame = con.execute(f"SELECT * FROM {table} WHERE _partition_date = ?", [day]).df()
+                reports[day] = validate_dataframe(frame, suite)
+        return gx_check_result(table, reports)
+
+    return _gx
