@@ -8,12 +8,12 @@ import dagster as dg
 from ai_data_platform import warehouse as wh
 from ai_data_platform.features import compile as fc
 from ai_data_platform.features.registry import CUSTOMER_FEATURES, SOURCES, TRANSACTION_FEATURES, published
-from ai_data_platform.metadata import OWNERS, column_lineage, column_schema, table_metadata
-from ai_data_platform.partitions import daily_partitions, days_in
+from ai_data_platform.metadata import column_lineage, column_schema, table_metadata
+from ai_data_platform.partitions import days_in
 from ai_data_platform.quality.checks import table_gx_check
 from ai_data_platform.quality.suites import customer_daily_suite, transaction_suite
 from ai_data_platform.resources import WarehouseResource
-from ai_data_platform.sources.assets import CODE_VERSION, WAREHOUSE_POOL, staging_key
+from ai_data_platform.sources.assets import daily_sql_table, staging_key
 from ai_data_platform.sources.contracts import CUSTOMERS, SUBSCRIPTIONS, TABLES_BY_NAME
 
 KEY = dg.AssetKey(["features", "customer_daily"])
@@ -46,12 +46,7 @@ def _lineage() -> dg.TableColumnLineage:
         "customer (live subscription) per day."
     ),
     deps=[staging_key(TABLES_BY_NAME[s]) for s in sorted(SOURCES)] + [staging_key(CUSTOMERS), staging_key(SUBSCRIPTIONS)],
-    partitions_def=daily_partitions,
-    backfill_policy=dg.BackfillPolicy.single_run(),
-    kinds={"duckdb", "sql"},
-    owners=OWNERS,
-    code_version=CODE_VERSION,
-    pool=WAREHOUSE_POOL,
+    **daily_sql_table(),
     freshness_policy=FEATURE_FRESHNESS,
     tags={"layer": "features"},
     metadata={"partition_expr": "_partition_date", "dagster/column_schema": SCHEMA},
@@ -118,12 +113,7 @@ TXN_SCHEMA = column_schema(
         "transaction, partitioned by export day."
     ),
     deps=[staging_key(TABLES_BY_NAME[s]) for s in ("events", "payments", "chargebacks")] + [staging_key(CUSTOMERS)],
-    partitions_def=daily_partitions,
-    backfill_policy=dg.BackfillPolicy.single_run(),
-    kinds={"duckdb", "sql"},
-    owners=OWNERS,
-    code_version=CODE_VERSION,
-    pool=WAREHOUSE_POOL,
+    **daily_sql_table(),
     freshness_policy=FEATURE_FRESHNESS,
     tags={"layer": "features"},
     metadata={"partition_expr": "_partition_date", "dagster/column_schema": TXN_SCHEMA},

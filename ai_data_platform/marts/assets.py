@@ -5,12 +5,12 @@ import dagster as dg
 
 from ai_data_platform import warehouse as wh
 from ai_data_platform.marts import customer_360 as c360
-from ai_data_platform.metadata import OWNERS, column_lineage, column_schema, table_metadata
-from ai_data_platform.partitions import daily_partitions, days_in
+from ai_data_platform.metadata import column_lineage, column_schema, table_metadata
+from ai_data_platform.partitions import days_in
 from ai_data_platform.quality.checks import table_gx_check
 from ai_data_platform.quality.suites import customer_360_suite
 from ai_data_platform.resources import WarehouseResource
-from ai_data_platform.sources.assets import CODE_VERSION, WAREHOUSE_POOL, staging_key
+from ai_data_platform.sources.assets import daily_sql_table, staging_key
 from ai_data_platform.sources.contracts import CUSTOMERS, EVENTS, PAYMENTS, SUBSCRIPTIONS, SUPPORT_TICKETS, CHARGEBACKS
 
 KEY = dg.AssetKey(["marts", "customer_360"])
@@ -47,12 +47,7 @@ def _lineage() -> dg.TableColumnLineage:
         "day. Grain: one row per customer known to the CRM, per snapshot day."
     ),
     deps=[staging_key(t) for t in (CUSTOMERS, SUBSCRIPTIONS, PAYMENTS, CHARGEBACKS, EVENTS, SUPPORT_TICKETS)],
-    partitions_def=daily_partitions,
-    backfill_policy=dg.BackfillPolicy.single_run(),
-    kinds={"duckdb", "sql"},
-    owners=OWNERS,
-    code_version=CODE_VERSION,
-    pool=WAREHOUSE_POOL,
+    **daily_sql_table(),
     tags={"layer": "marts"},
     metadata={"partition_expr": "_partition_date", "dagster/column_schema": SCHEMA},
 )

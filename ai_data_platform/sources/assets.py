@@ -24,6 +24,19 @@ CODE_VERSION = "1"
 SOURCE_FRESHNESS = dg.FreshnessPolicy.cron(deadline_cron="0 4 * * *", lower_bound_delta=timedelta(hours=4))
 
 
+def daily_sql_table(**overrides) -> dict:
+    """Decorator arguments shared by every daily-partitioned table built by SQL in the warehouse."""
+    return {
+        "partitions_def": daily_partitions,
+        "backfill_policy": dg.BackfillPolicy.single_run(),
+        "kinds": {"duckdb", "sql"},
+        "owners": OWNERS,
+        "code_version": CODE_VERSION,
+        "pool": WAREHOUSE_POOL,
+        **overrides,
+    }
+
+
 def raw_key(t: SourceTable) -> dg.AssetKey:
     return dg.AssetKey(["raw", t.name])
 
