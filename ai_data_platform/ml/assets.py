@@ -63,15 +63,17 @@ def dataset_suite(spec: TrainingSetSpec) -> SuiteSpec:
 
 def _upstream_versions(instance: dg.DagsterInstance, key: dg.AssetKey, partitions: list[str]) -> dict:
     """{partition: data version} of the materializations a dataset version was built from."""
+    if not partitions:
+        return {}
+    records = instance.fetch_materializations(  # newest first: one query for every partition
+        dg.AssetRecordsFilter(asset_key=key, asset_partitions=partitions), limit=10_000
+    ).records
     out: dict[str, str | None] = {}
-    for p in partitions:
-        records = instance.fetch_materializations(
-            dg.AssetRecordsFilter(asset_key=key, asset_partitions=[p]), limit=1
-        ).records
-        if records:
-            tags = records[0].asset_materialization.tags or {}
-            out[p] = tags.get("dagster/data_version") or records[0].run_id
-    return out
+    for r in records:
+        if r.partition_key not in out:
+            tags = r.asset_materialization.tags or {}
+            out[r.partition_key] = tags.get("dagster/data_version") or r.run_id
+    return dict(sorted(out.items()))
 
 
 class LabelWindowOpen(Exception):
@@ -253,7 +255,6 @@ def churn_scores(context: dg.AssetExecutionContext, warehouse: WarehouseResource
                 "_partition_date": day,
             }
         )
-        con.execute("CREATE SCHEMA IF NOT EXISTS ml")
         con.register("_scores", scored)
         try:
             wh.replace_partitions(

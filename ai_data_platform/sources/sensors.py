@@ -11,6 +11,7 @@ from ai_data_platform import settings
 from ai_data_platform.partitions import daily_partitions
 from ai_data_platform.sources.assets import raw_key
 from ai_data_platform.sources.contracts import SOURCE_TABLES
+from ai_data_platform.sources.contracts import table as contract
 
 LATE_DATA_JOB = "nightly"
 
@@ -30,7 +31,7 @@ def landed_files(landing_root: Path) -> dict[str, dict[str, float]]:
 def last_materialized(instance: dg.DagsterInstance, table: str, days: list[str]) -> dict[str, float]:
     """Latest materialization timestamp of raw/<table> per partition among ``days``."""
     records = instance.fetch_materializations(
-        dg.AssetRecordsFilter(asset_key=raw_key_by_name(table), asset_partitions=days), limit=10_000
+        dg.AssetRecordsFilter(asset_key=raw_key(contract(table)), asset_partitions=days), limit=10_000
     ).records
     latest: dict[str, float] = {}
     for r in records:
@@ -39,9 +40,6 @@ def last_materialized(instance: dg.DagsterInstance, table: str, days: list[str])
             latest[key] = r.timestamp
     return latest
 
-
-def raw_key_by_name(table: str) -> dg.AssetKey:
-    return next(raw_key(t) for t in SOURCE_TABLES if t.name == table)
 
 
 def late_days(instance: dg.DagsterInstance, landing_root: Path) -> dict[str, float]:

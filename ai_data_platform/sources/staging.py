@@ -95,7 +95,7 @@ def stage_days(
             if t is CUSTOMERS:
                 con.execute(f"INSERT INTO {sql.IDENTITY_TABLE} BY NAME {sql.identity_select(hmac_key)}")
             raw = con.execute(f"SELECT count(*) FROM {sql.JUDGED_TEMP}").fetchone()[0]
-            duplicates = con.execute(sql.duplicate_count_sql(t)).fetchone()[0]
+            duplicates = con.execute(sql.duplicate_count_sql()).fetchone()[0]
             rules = dict(
                 con.execute(
                     f"SELECT _violation.rule, count(*) FROM {sql.JUDGED_TEMP} "

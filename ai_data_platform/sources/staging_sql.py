@@ -287,7 +287,7 @@ def identity_select(hmac_key: str) -> str:
     )
 
 
-def duplicate_count_sql(t: SourceTable) -> str:
+def duplicate_count_sql() -> str:
     return f"SELECT count(*) FROM {JUDGED_TEMP} WHERE _copy > 1"
 
 
