@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export ADP_DATA_DIR ?= $(CURDIR)/data
 
-.PHONY: demo test ui bench install clean
+.PHONY: demo test ui bench bench-feast install clean
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "$(PYTHON) not found; set PYTHON=/path/to/python3.11"; exit 1; }
@@ -27,6 +27,17 @@ ui: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/run_all.py
+
+# Feast runs in its own virtual environment: it is never a dependency of the project.
+FEAST_VENV := .venv-feast
+$(FEAST_VENV)/.installed:
+	@test -x $(FEAST_VENV)/bin/python || $(PYTHON) -m venv $(FEAST_VENV)
+	$(FEAST_VENV)/bin/python -m pip install --quiet "feast[duckdb]==0.67.0"
+	@touch $@
+
+bench-feast: $(STAMP) $(FEAST_VENV)/.installed
+	$(BIN)/python bench/bench_pit.py --setup-only
+	$(FEAST_VENV)/bin/python bench/bench_feast.py --workdir $(ADP_DATA_DIR)/bench/pit90
 
 clean:
 	rm -rf $(ADP_DATA_DIR)/landing $(ADP_DATA_DIR)/warehouse.duckdb* $(ADP_DATA_DIR)/dagster_home $(ADP_DATA_DIR)/alerts.jsonl

@@ -69,7 +69,7 @@ SUB_COLS = (
 CUSTOMER_FEATURES = (
     "logins_7d", "logins_30d", "events_7d", "events_30d", "events_90d", "active_days_30d",
     "days_since_last_event", "card_txn_count_30d", "card_txn_amount_30d", "card_txn_avg_amount_90d",
-    "distinct_devices_30d", "payment_failures_30d", "payment_failures_90d", "paid_amount_90d",
+    "distinct_devices_30d", "last_card_txn_amount", "payment_failures_30d", "payment_failures_90d", "paid_amount_90d",
     "last_payment_failed", "tickets_30d", "urgent_tickets_90d", "chargebacks_90d",
     "activity_trend_7d_vs_30d", "payment_failure_rate_90d",
 )
@@ -196,6 +196,8 @@ def oracle_customer(staged: Staged, cid: str, day: date) -> dict:
     successes90 = [p for p in pay90 if p["status"] == "succeeded"]
     latest_payment = max(pay45, key=lambda p: (p["created_at"], p["_available_at"], p["payment_id"]), default=None)
     latest_event = max((r["event_time"] for r in ev90), default=None)
+    # ties at one event time: the later-loaded row wins, then the larger id (deterministic)
+    latest_card = max(cards30, key=lambda r: (r["event_time"], r["_available_at"], r["event_id"]), default=None)
 
     return {
         "logins_7d": logins(ev7),
@@ -209,6 +211,7 @@ def oracle_customer(staged: Staged, cid: str, day: date) -> dict:
         "card_txn_amount_30d": sum(r["amount"] for r in cards30 if r["amount"] is not None),
         "card_txn_avg_amount_90d": mean(r["amount"] for r in cards90 if r["amount"] is not None),
         "distinct_devices_30d": len({r["device_id"] for r in ev30 if r["device_id"] is not None}),
+        "last_card_txn_amount": None if latest_card is None else latest_card["amount"],
         "payment_failures_30d": failures30,
         "payment_failures_90d": failures90,
         "paid_amount_90d": sum(p["amount"] for p in successes90),
@@ -441,17 +444,18 @@ class Injector:
     def __init__(self, con, sql: str, where: str, key: str, customer_id: str, oracle):
         self.con, self.sql, self.where, self.key, self.customer_id, self.oracle = con, sql, where, key, customer_id, oracle
 
-    def __call__(self, event: dict | None) -> dict:
+    def __call__(self, event: dict | list[dict] | None) -> dict:
+        events = [] if event is None else [event] if isinstance(event, dict) else event
         self.con.execute("BEGIN TRANSACTION")
         try:
-            if event is not None:
-                insert_event(self.con, **event)
+            for e in events:
+                insert_event(self.con, **e)
             rows = platform_rows(self.con, f"SELECT * FROM ({self.sql}) WHERE {self.where} = ?", [self.key])
             staged = Staged.load(self.con, [self.customer_id])
         finally:
             self.con.execute("ROLLBACK")
         assert len(rows) == 1
-        label = "no injection" if event is None else event["event_id"]
+        label = ", ".join(e["event_id"] for e in events) or "no injection"
         problems = mismatches(f"oracle on injected data ({label})", self.oracle(staged), rows[0])
         assert not problems, "\n".join(problems)
         return rows[0]
@@ -505,6 +509,37 @@ def test_customer_daily_point_in_time_injections(world, tmp_path):
         assert (edge["logins_7d"], edge["logins_30d"]) == (baseline["logins_7d"] + 1, baseline["logins_30d"] + 1)
         outside = run(login(cid, as_of - D7 - timedelta(seconds=1), noon, day, 9))
         assert (outside["logins_7d"], outside["logins_30d"]) == (baseline["logins_7d"], baseline["logins_30d"] + 1)
+    finally:
+        con.close()
+
+
+def card_transaction(customer_id: str, event_time: datetime, available_at: datetime, day: date, event_id: str,
+                     amount: float) -> dict:
+    return login(customer_id, event_time, available_at, day, 0) | {
+        "event_id": event_id, "event_type": "card_transaction", "amount": amount, "_row_number": 910_000 + int(amount),
+    }
+
+
+def test_ties_at_one_event_time_are_broken_by_load_time_then_id(world, tmp_path):
+    """Two card transactions at the same instant: the "last" value must not depend on row order."""
+    day = world["end"] - timedelta(days=20)
+    as_of = end_of(day)
+    cid = sorted(world["customer_daily"][day])[11]
+    instant = as_of - timedelta(microseconds=1)  # after every real event of the day
+    noon = datetime.combine(day, time(12))
+    con = connect(warehouse_copy(world["paths"], tmp_path))
+    try:
+        run = Injector(con, customer_daily_sql(day), "customer_id", cid, cid, lambda st: oracle_customer(st, cid, day))
+        early_b = card_transaction(cid, instant, noon, day, "E_TIE_B", 11.0)
+        later_a = card_transaction(cid, instant, noon + H1, day, "E_TIE_A", 22.0)
+        # different load times: the later-loaded one wins although its id sorts first, in either order
+        assert run([early_b, later_a])["last_card_txn_amount"] == 22.0
+        assert run([later_a, early_b])["last_card_txn_amount"] == 22.0
+        # same load time: the larger id wins, in either insertion order
+        same_a = card_transaction(cid, instant, noon, day, "E_TIE_A", 33.0)
+        same_b = card_transaction(cid, instant, noon, day, "E_TIE_B", 44.0)
+        assert run([same_a, same_b])["last_card_txn_amount"] == 44.0
+        assert run([same_b, same_a])["last_card_txn_amount"] == 44.0
     finally:
         con.close()
 

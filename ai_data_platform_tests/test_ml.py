@@ -12,7 +12,7 @@ import pytest
 from ai_data_platform import warehouse
 from ai_data_platform.definitions import defs
 from ai_data_platform.ml import datasets, models
-from ai_data_platform.ml.checks import dataset_problems
+from ai_data_platform.ml.checks import dataset_problems, single_feature_auc
 from ai_data_platform.ml.training_sql import CHURN, FRAUD, feature_columns
 from ai_data_platform.resources import build_resources
 
@@ -176,6 +176,21 @@ def test_dataset_gate_catches_leakage_constant_features_and_balance():
     assert any("tenure_days is all null" in p for p in dataset_problems(empty, CHURN))
     no_positives = _frame(rate=0.0)
     assert any("positive rate 0.0000" in p for p in dataset_problems(no_positives, CHURN))
+
+
+def test_single_feature_auc_equals_roc_auc_with_ties_in_either_direction():
+    from sklearn.metrics import roc_auc_score
+
+    rng = np.random.default_rng(3)
+    label = pd.Series((rng.random(5000) < 0.2).astype(int))
+    counts = pd.Series(rng.poisson(2 + label * 0.7))  # many ties
+    amounts = pd.Series(rng.normal(size=5000) - label * 0.4)  # no ties, inverse direction
+    assert single_feature_auc(counts.astype(float), label) == pytest.approx(roc_auc_score(label, counts))
+    assert single_feature_auc(amounts, label) == pytest.approx(1 - roc_auc_score(label, amounts))
+    with_nulls = counts.astype(float).where(rng.random(5000) > 0.3)
+    kept = with_nulls.notna()
+    assert single_feature_auc(with_nulls, label) == pytest.approx(roc_auc_score(label[kept], with_nulls[kept]))
+    assert single_feature_auc(counts.astype(float), pd.Series(np.zeros(5000, dtype=int))) is None
 
 
 def test_data_scientists_load_a_version_by_name(in_world):

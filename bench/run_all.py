@@ -15,7 +15,8 @@ if "--workdir" not in args:
     data_dir = Path(os.environ.get("ADP_DATA_DIR", HERE.parent / "data"))
     args += ["--workdir", str(data_dir / "bench")]
 
-for script in ("bench_simulator.py", "bench_nightly.py", "bench_feature_window.py"):
+for script in ("bench_simulator.py", "bench_nightly.py", "bench_pit.py", "bench_feature_window.py"):
     print(f"== {script}", flush=True)
     subprocess.run([sys.executable, str(HERE / script), *args], check=True)
 print(f"results: {HERE / 'results.json'}")
+print("Feast 0.67 on the same point-in-time inputs: make bench-feast (its own virtual environment)")

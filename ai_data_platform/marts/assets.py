@@ -12,6 +12,7 @@ from ai_data_platform.quality.suites import customer_360_suite
 from ai_data_platform.resources import WarehouseResource
 from ai_data_platform.sources.assets import daily_sql_table, staging_key
 from ai_data_platform.sources.contracts import CUSTOMERS, EVENTS, PAYMENTS, SUBSCRIPTIONS, SUPPORT_TICKETS, CHARGEBACKS
+from ai_data_platform.quality.gx_runner import prewarm as prewarm_gx
 
 KEY = dg.AssetKey(["marts", "customer_360"])
 TABLE = "marts.customer_360"
@@ -52,6 +53,7 @@ def _lineage() -> dg.TableColumnLineage:
     metadata={"partition_expr": "_partition_date", "dagster/column_schema": SCHEMA},
 )
 def customer_360(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
+    prewarm_gx()  # GX imports on another thread while DuckDB works; the gate finds it ready
     days = days_in(context)
     with warehouse.get_connection() as con:
         counts = wh.replace_partitions(con, TABLE, days, c360.customer_360_sql, create_sql=c360.ddl())

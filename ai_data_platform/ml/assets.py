@@ -21,6 +21,7 @@ from ai_data_platform.partitions import daily_partitions, parse_day
 from ai_data_platform.quality.gx_runner import ExpectationSpec, SuiteSpec, validate_dataframe
 from ai_data_platform.resources import WarehouseResource
 from ai_data_platform.sources.assets import CODE_VERSION, WAREHOUSE_POOL
+from ai_data_platform.quality.gx_runner import prewarm as prewarm_gx
 
 ML_CODE_VERSION = "1"
 # A model must beat the trivial baseline by this much (PR-AUC and ROC-AUC) to be served.
@@ -120,6 +121,7 @@ def build_training_set_asset(spec: TrainingSetSpec, feature_key: dg.AssetKey) ->
         tags={"layer": "ml"},
     )
     def _training_set(context: dg.AssetExecutionContext, config: TrainingSetConfig, warehouse: WarehouseResource):
+        prewarm_gx()  # GX imports on another thread while DuckDB works; the gate finds it ready
         version = parse_day(one_partition(context))
         loaded = context.instance.get_materialized_partitions(dg.AssetKey(spec.label_source.split(".")))
         with warehouse.get_connection() as con:

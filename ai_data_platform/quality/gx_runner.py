@@ -226,6 +226,11 @@ def validate_dataframe(df: pd.DataFrame, suite: SuiteSpec) -> ValidationReport:
     )
 
 
+def prewarm() -> threading.Thread:
+    """Start importing GX and creating its context in the background (see ``_GXRuntime.prewarm``)."""
+    return _RUNTIME.prewarm()
+
+
 # --------------------------------------------------------------------------------------
 # GX runtime: one lazily created ephemeral context per process
 # --------------------------------------------------------------------------------------
@@ -246,6 +251,8 @@ class _GXRuntime:
         self._lock = threading.RLock()
         self._batch_definition: Any = None
         self._suites_by_name: dict[str, tuple[SuiteSpec, Any]] = {}
+        self._prewarm_lock = threading.Lock()
+        self._prewarm_thread: threading.Thread | None = None
 
     def validate(self, df: pd.DataFrame, suite_spec: SuiteSpec) -> list[ExpectationOutcome]:
         with self._lock:
@@ -263,6 +270,27 @@ class _GXRuntime:
         if self._batch_definition is None:
             self._batch_definition = _create_batch_definition()
         return self._batch_definition
+
+    def prewarm(self) -> threading.Thread:
+        """Import GX and build the context on a background thread, once per process.
+
+        Importing GX and creating its context takes ~2 s of Python; started when an asset begins
+        its warehouse work (DuckDB runs without the GIL), it is ready by the time the asset's gate
+        validates. Idempotent: later calls return the same thread. Failures are not swallowed:
+        the next validation creates the context itself and raises there.
+        """
+        with self._prewarm_lock:
+            if self._prewarm_thread is None:
+                self._prewarm_thread = threading.Thread(target=self._warm, name="gx-prewarm", daemon=True)
+                self._prewarm_thread.start()
+            return self._prewarm_thread
+
+    def _warm(self) -> None:
+        try:
+            with self._lock:
+                self._batch_definition_for_dataframes()
+        except Exception:  # noqa: BLE001 - surfaced by the next validate(), which retries
+            pass
 
     def _suite_for(self, suite_spec: SuiteSpec) -> Any:
         cached = self._suites_by_name.get(suite_spec.name)

@@ -16,6 +16,7 @@ from ai_data_platform.resources import LandingResource, PiiResource, WarehouseRe
 from ai_data_platform.sources import raw_load, staging
 from ai_data_platform.sources import staging_sql as sql
 from ai_data_platform.sources.contracts import CUSTOMERS, SOURCE_TABLES, SourceTable
+from ai_data_platform.quality.gx_runner import prewarm as prewarm_gx
 
 WAREHOUSE_POOL = "duckdb_warehouse"
 CODE_VERSION = "1"
@@ -255,6 +256,7 @@ def build_staging_asset(t: SourceTable) -> dg.AssetsDefinition:
         ],
     )
     def _stage(context: dg.AssetExecutionContext, warehouse: WarehouseResource, pii: PiiResource):
+        prewarm_gx()  # GX imports on another thread while DuckDB works; the gate finds it ready
         days = days_in(context)
         with warehouse.get_connection() as con:
             staged_days = staging.stage_days(con, t, days, pii.hmac_key)
