@@ -93,6 +93,19 @@ def test_same_frame_and_shuffled_copy_give_identical_bytes_in_two_roots(tmp_path
     assert write(changed, root=tmp_path / "c")["content_hash"] != first["content_hash"]
 
 
+def test_a_pre_encoded_version_is_written_exactly_like_its_frame(root, tmp_path):
+    frame = make_frame(rows=300, seed=4)
+    encoded = datasets.encode_version(shuffled(frame), key_columns=["customer_id"], label="churned", features=FEATURES)
+    manifest = write(encoded)
+    other_root = tmp_path / "other"
+    direct = write_version("churn", V1, frame, key_columns=["customer_id"], label="churned", features=FEATURES,
+                           code_version="code-1", upstream=UPSTREAM, root=other_root)
+    assert manifest["content_hash"] == direct["content_hash"] == encoded.content_hash
+    assert manifest["row_count"] == 300 and manifest["label_balance"] == direct["label_balance"]
+    with pytest.raises(DatasetError, match="other key columns"):
+        write(encoded, version=V2, key_columns=["customer_id", "plan"])
+
+
 def test_rows_are_sorted_by_key_and_column_order_is_kept(root):
     frame = make_frame()[["plan", "customer_id", "churned", "logins_7d", "spend_30d"]]
     write(shuffled(frame))

@@ -151,9 +151,10 @@ def main() -> None:
         "agreement_with_platform": agreement,
     }
     pit = json.loads(RESULTS.read_text()).get("pit", {}) if RESULTS.exists() else {}
-    platform = pit.get("training_set_platform", {}).get("median_seconds")
-    if platform:
-        result["ratio_feast_to_platform"] = round(result["median_seconds"] / platform, 2)
+    for name in ("training_set_join_only", "training_set_platform_cold", "training_set_platform_warm"):
+        platform = pit.get(name, {}).get("median_seconds")
+        if platform:
+            result[f"ratio_feast_to_{name}"] = round(result["median_seconds"] / platform, 2)
     record("feast", result)
     print(json.dumps(result, indent=2))
 

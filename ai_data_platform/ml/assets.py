@@ -136,6 +136,10 @@ def build_training_set_asset(spec: TrainingSetSpec, feature_key: dg.AssetKey) ->
                 [version, lookback, version],
             ).fetchall()
             feature_days = [r[0].isoformat() for r in rows]
+        # encode first: pyarrow releases the GIL, so this overlaps the GX import of prewarm_gx
+        encoded = datasets.encode_version(
+            frame, key_columns=list(spec.key_columns), label=spec.label, features=feature_refs(spec)
+        )
         report = validate_dataframe(frame, dataset_suite(spec))
         upstream = {
             feature_key.to_user_string(): _upstream_versions(context.instance, feature_key, feature_days),
@@ -144,7 +148,7 @@ def build_training_set_asset(spec: TrainingSetSpec, feature_key: dg.AssetKey) ->
             manifest = datasets.write_version(
                 spec.name,
                 version.isoformat(),
-                frame,
+                encoded,
                 key_columns=list(spec.key_columns),
                 label=spec.label,
                 features=feature_refs(spec),

@@ -346,10 +346,43 @@ def _publish_replacement(staging: Path, target: Path) -> None:
 # ---------------------------------------------------------------- write
 
 
+@dataclass(frozen=True)
+class EncodedVersion:
+    """A dataset's rows encoded as the canonical Parquet bytes, with what the manifest says of them."""
+
+    data: bytes
+    content_hash: str
+    schema: list[dict]
+    row_count: int
+    key_columns: list[str]
+    label: str
+    label_balance: dict
+    features: list[dict]
+
+
+def encode_version(
+    frame: pd.DataFrame | pa.Table, *, key_columns: Sequence[str], label: str, features: Sequence[FeatureRef]
+) -> EncodedVersion:
+    """Check keys and label and encode ``frame`` canonically (sorted by the keys, fixed Parquet
+    options): the same rows always give the same bytes and content hash. Mostly pyarrow work that
+    releases the GIL, so it can run while another thread imports or validates."""
+    if isinstance(key_columns, str):
+        raise TypeError("key_columns must be a sequence of column names, not a single string")
+    keys = list(key_columns)
+    table = _to_arrow(frame)
+    _check_keys(table, keys)
+    label_balance = _label_balance(table, label)
+    feature_entries = _feature_entries(table, features, label)
+    table = _canonical_table(table, keys)
+    data = _parquet_bytes(table, keys)
+    return EncodedVersion(data, _sha256(data), _schema_entries(table.schema), table.num_rows, keys, label,
+                          label_balance, feature_entries)
+
+
 def write_version(
     name: str,
     version: str,
-    frame: pd.DataFrame | pa.Table,
+    frame: pd.DataFrame | pa.Table | EncodedVersion,
     *,
     key_columns: Sequence[str],
     label: str,
@@ -362,7 +395,8 @@ def write_version(
     reason: str | None = None,
     root: Path | None = None,
 ) -> dict:
-    """Write ``frame`` as dataset ``name`` at ``version`` and return its manifest.
+    """Write ``frame`` (or its :func:`encode_version`) as dataset ``name`` at ``version`` and return
+    its manifest.
 
     Same content as the existing version: nothing is written, the existing manifest is returned.
     Different content: :class:`DatasetImmutableError`, unless ``force`` (then replaced, with a
@@ -370,28 +404,23 @@ def write_version(
     """
     root = Path(root) if root is not None else datasets_root()
     target = _version_dir(root, name, version)
-    if isinstance(key_columns, str):
-        raise TypeError("key_columns must be a sequence of column names, not a single string")
-    keys = list(key_columns)
-
-    table = _to_arrow(frame)
-    _check_keys(table, keys)
-    label_balance = _label_balance(table, label)
-    feature_entries = _feature_entries(table, features, label)
-    table = _canonical_table(table, keys)
-    data = _parquet_bytes(table, keys)
-    content_hash = _sha256(data)
+    encoded = frame if isinstance(frame, EncodedVersion) else encode_version(
+        frame, key_columns=key_columns, label=label, features=features
+    )
+    if encoded.key_columns != list(key_columns) or encoded.label != label:
+        raise DatasetError("the encoded version was made with other key columns or another label")
+    data, content_hash = encoded.data, encoded.content_hash
 
     manifest = {
         "manifest_version": MANIFEST_VERSION,
         "name": name,
         "version": version,
-        "schema": _schema_entries(table.schema),
-        "row_count": table.num_rows,
-        "key_columns": keys,
+        "schema": encoded.schema,
+        "row_count": encoded.row_count,
+        "key_columns": encoded.key_columns,
         "label": label,
-        "label_balance": label_balance,
-        "features": feature_entries,
+        "label_balance": encoded.label_balance,
+        "features": encoded.features,
         "code_version": code_version,
         "upstream": {asset: dict(info) for asset, info in upstream.items()},
         "validation": dict(validation) if validation is not None else None,
