@@ -525,10 +525,13 @@ def test_ties_at_one_event_time_are_broken_by_load_time_then_id(world, tmp_path)
     day = world["end"] - timedelta(days=20)
     as_of = end_of(day)
     cid = sorted(world["customer_daily"][day])[11]
-    instant = as_of - timedelta(microseconds=1)  # after every real event of the day
+    instant = as_of - timedelta(seconds=1)
     noon = datetime.combine(day, time(12))
     con = connect(warehouse_copy(world["paths"], tmp_path))
     try:
+        later = con.execute("SELECT count(*) FROM staging.events WHERE customer_id = ? AND event_time >= ? "
+                            "AND event_time < ?", [cid, instant, as_of])
+        assert later.fetchone()[0] == 0, "the injected instant must be the customer's latest before as_of"
         run = Injector(con, customer_daily_sql(day), "customer_id", cid, cid, lambda st: oracle_customer(st, cid, day))
         early_b = card_transaction(cid, instant, noon, day, "E_TIE_B", 11.0)
         later_a = card_transaction(cid, instant, noon + H1, day, "E_TIE_A", 22.0)
