@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export ADP_DATA_DIR ?= $(CURDIR)/data
 
-.PHONY: demo test ui bench bench-feast install clean
+.PHONY: demo test ui prod bench bench-feast install clean
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "$(PYTHON) not found; set PYTHON=/path/to/python3.11"; exit 1; }
@@ -24,6 +24,11 @@ test: $(STAMP)
 
 ui: $(STAMP)
 	$(BIN)/adp ui
+
+# Production profile: webserver + daemon as separate processes, Dagster storage in PostgreSQL
+# (DAGSTER_PG_URL, default postgresql://postgres@127.0.0.1:5432/adp_dagster). Ctrl-C stops both.
+prod: $(STAMP)
+	$(BIN)/adp prod
 
 bench: $(STAMP)
 	$(BIN)/python bench/run_all.py

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
 
 from ai_data_platform import settings
 
@@ -59,7 +60,25 @@ def cmd_generate(args: argparse.Namespace) -> int:
     for table, totals in sorted(manifest["totals"].items()):
         dirt = ", ".join(f"{k}={v}" for k, v in sorted(totals["dirt"].items()) if v)
         print(f"  {table:16} {totals['rows']:>10} rows   injected: {dirt or 'none'}")
+    crm_database_url = args.crm_database_url or settings.crm_database_url()
+    if crm_database_url:
+        try:
+            _seed_crm_database(crm_database_url, landing, manifest)
+        except (ValueError, ConnectionError, LookupError) as exc:
+            print(f"cannot seed the CRM database: {exc}", file=sys.stderr)
+            return 2
     return 0
+
+
+def _seed_crm_database(database_url: str, landing: Path, manifest: dict) -> None:
+    """Write the generated CRM customer versions to the CRM database (``customers`` table)."""
+    from ai_data_platform.sources import crm_database
+
+    start, end = date.fromisoformat(manifest["start"]), date.fromisoformat(manifest["end"])
+    days = [start + timedelta(days=i) for i in range((end - start).days + 1)]
+    report = crm_database.seed(database_url, landing, days)
+    skipped = ", ".join(f"{k}={v}" for k, v in sorted(report.skipped.items()) if v)
+    print(f"seeded {report.versions} customer versions into {report.source} (left out of the database: {skipped or 'none'})")
 
 
 # ---------------------------------------------------------------- materialize / summary
@@ -114,7 +133,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     stale = manifest.get("generator_version") != GENERATOR_VERSION
     if stale or any(current.get(k) != v for k, v in wanted.items()) or current.get("corrupt"):
-        cmd_generate(argparse.Namespace(customers=args.customers, days=args.days, end=end, seed=args.seed, dirty_rate=args.dirty_rate, corrupt=()))
+        cmd_generate(argparse.Namespace(customers=args.customers, days=args.days, end=end, seed=args.seed, dirty_rate=args.dirty_rate, corrupt=(), crm_database_url=None))
     else:
         print(f"landing data for {wanted} already present under {settings.paths().landing}")
     instance = runner.prepare_instance()
@@ -194,6 +213,17 @@ def cmd_ui(args: argparse.Namespace) -> int:
         stop()
 
 
+def cmd_prod(args: argparse.Namespace) -> int:
+    """Run the production profile: webserver and daemon as separate processes over PostgreSQL."""
+    from ai_data_platform import production
+
+    try:
+        return production.run(args.host, args.port)
+    except (RuntimeError, ValueError) as exc:
+        print(f"adp prod: {exc}", file=sys.stderr)
+        return 2
+
+
 # ---------------------------------------------------------------- parser
 
 
@@ -208,6 +238,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--seed", type=int, required=True, help="random seed: same arguments and seed give byte-identical files")
     g.add_argument("--dirty-rate", type=float, default=0.005, help="rate of each kind of injected dirt (default 0.005)")
     g.add_argument("--corrupt", type=_corruption, action="append", metavar="TABLE:DAY:RATE", help="heavily corrupt one table's day: RATE of rows reference unknown customers")
+    g.add_argument("--crm-database-url", metavar="URL", help="also seed the CRM PostgreSQL database's customers table (default: $CRM_DATABASE_URL; unset: files only)")
     g.set_defaults(func=cmd_generate)
 
     m = sub.add_parser("materialize", help="materialize days of every asset through Dagster (one single-run backfill)")
@@ -246,6 +277,15 @@ def build_parser() -> argparse.ArgumentParser:
     u.add_argument("--host", default="127.0.0.1")
     u.add_argument("--port", type=int, default=3000)
     u.set_defaults(func=cmd_ui)
+
+    pr = sub.add_parser(
+        "prod",
+        help="production profile: dagster-webserver and dagster-daemon as separate processes over PostgreSQL "
+        "(DAGSTER_PG_URL, default postgresql://postgres@127.0.0.1:5432/adp_dagster)",
+    )
+    pr.add_argument("--host", default="127.0.0.1")
+    pr.add_argument("--port", type=int, default=3000)
+    pr.set_defaults(func=cmd_prod)
     return parser
 
 

@@ -7,10 +7,12 @@ Dagster's instance storage included, by setting one variable.
 
 from __future__ import annotations
 
+import json
 import os
-import shutil
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
+from urllib.parse import quote
 
 DEFAULT_DATA_DIR = "data"
 # Documented as NON-PRODUCTION: the demo key for pseudonymizing email/phone join keys.
@@ -76,21 +78,135 @@ def pii_hmac_key() -> str:
     return DEMO_PII_HMAC_KEY
 
 
-def ensure_dagster_home(p: Paths | None = None) -> Path:
-    """Create ``$ADP_DATA_DIR/dagster_home`` holding the project's ``dagster.yaml``.
+CRM_DATABASE_URL_VAR = "CRM_DATABASE_URL"
 
-    Dagster reads its instance config from ``$DAGSTER_HOME/dagster.yaml`` and, with no storage
-    configured there, keeps runs, events and schedules in SQLite under the same directory, so all
-    Dagster state follows ``ADP_DATA_DIR``. The repo's ``dagster.yaml`` is the single source; it
-    is copied whenever it changed.
+
+def crm_database_url() -> str | None:
+    """The CRM's PostgreSQL connection string (``CRM_DATABASE_URL``), or None.
+
+    Set, ``raw/customers`` is extracted from that database's ``customers`` table by an
+    ``updated_at`` watermark; unset (the embedded default), from the daily CRM export files.
+    """
+    return os.environ.get(CRM_DATABASE_URL_VAR, "").strip() or None
+
+
+def crm_overlap() -> timedelta:
+    """How far below the watermark each CRM extraction reaches for late commits
+    (``CRM_OVERLAP_MINUTES``, default 60)."""
+    raw = os.environ.get("CRM_OVERLAP_MINUTES", "").strip() or "60"
+    if not raw.isdigit():
+        raise ValueError(f"CRM_OVERLAP_MINUTES must be a whole number of minutes >= 0, got {raw!r}")
+    return timedelta(minutes=int(raw))
+
+
+# Dagster's instance storage moves to PostgreSQL when one of these is set (DAGSTER_PG_URL wins);
+# otherwise it stays in SQLite under DAGSTER_HOME. Pairs: (Dagster `postgres_db` field, variable).
+DAGSTER_PG_URL_VAR = "DAGSTER_PG_URL"
+# Dagster's PostgreSQL storage needs the psycopg2 driver: SQLAlchemy 2.1 maps a bare
+# postgresql:// URL to psycopg 3, under which Dagster's `NOTIFY run_events, ...` is a syntax error.
+DAGSTER_PG_SCHEME = "postgresql+psycopg2"
+_BARE_PG_SCHEMES = ("postgresql", "postgres")
+DAGSTER_PG_PARTS = (
+    ("hostname", "DAGSTER_PG_HOST"),
+    ("username", "DAGSTER_PG_USER"),
+    ("password", "DAGSTER_PG_PASSWORD"),
+    ("db_name", "DAGSTER_PG_DB"),
+    ("port", "DAGSTER_PG_PORT"),
+)
+_REQUIRED_PG_PARTS = ("DAGSTER_PG_HOST", "DAGSTER_PG_USER", "DAGSTER_PG_DB")
+
+
+def _pg_parts() -> dict[str, str]:
+    """The DAGSTER_PG_* variables that are set, validated: {variable: value}."""
+    present = {var: os.environ[var] for _, var in DAGSTER_PG_PARTS if os.environ.get(var)}
+    if not present:
+        return {}
+    missing = [var for var in _REQUIRED_PG_PARTS if var not in present]
+    if missing:
+        raise ValueError(
+            f"{', '.join(sorted(present))} set but {', '.join(missing)} missing: set all of "
+            f"{', '.join(_REQUIRED_PG_PARTS)} (DAGSTER_PG_PASSWORD, DAGSTER_PG_PORT optional) or DAGSTER_PG_URL"
+        )
+    port = present.get("DAGSTER_PG_PORT")
+    if port is not None and not (port.isdigit() and 0 < int(port) < 65536):
+        raise ValueError(f"DAGSTER_PG_PORT must be a TCP port number, got {port!r}")
+    return present
+
+
+def dagster_pg_url() -> str | None:
+    """The PostgreSQL URL of Dagster's instance storage (with the psycopg2 driver), or None when
+    Dagster uses SQLite.
+
+    From ``DAGSTER_PG_URL``, or assembled from ``DAGSTER_PG_HOST/USER/PASSWORD/DB/PORT``.
+    """
+    url = os.environ.get(DAGSTER_PG_URL_VAR)
+    if url:
+        scheme, sep, rest = url.partition("://")
+        if not sep or scheme not in (*_BARE_PG_SCHEMES, DAGSTER_PG_SCHEME):
+            raise ValueError(
+                f"DAGSTER_PG_URL must be a postgresql:// (or {DAGSTER_PG_SCHEME}://) URL, got {url.split('@')[-1]!r}"
+            )
+        return f"{DAGSTER_PG_SCHEME}://{rest}"
+    parts = _pg_parts()
+    if not parts:
+        return None
+    user = quote(parts["DAGSTER_PG_USER"], safe="")
+    password = parts.get("DAGSTER_PG_PASSWORD")
+    userinfo = f"{user}:{quote(password, safe='')}" if password else user
+    port = parts.get("DAGSTER_PG_PORT", "5432")
+    return f"{DAGSTER_PG_SCHEME}://{userinfo}@{parts['DAGSTER_PG_HOST']}:{port}/{quote(parts['DAGSTER_PG_DB'], safe='')}"
+
+
+def dagster_storage_config() -> dict | None:
+    """The value of dagster.yaml's ``storage:`` key for PostgreSQL, or None for the SQLite default.
+
+    Every value is an ``{env: VAR}`` reference that Dagster resolves when it loads the instance,
+    so no password is ever written to disk and every process (webserver, daemon, run workers,
+    ``dagster`` CLI) needs the same variables in its environment. ``DAGSTER_PG_URL`` must name the
+    psycopg2 driver for Dagster; ``ensure_dagster_home`` rewrites a bare ``postgresql://`` in
+    this process's environment (inherited by every process ``adp`` starts).
+    """
+    if dagster_pg_url() is None:
+        return None
+    if os.environ.get(DAGSTER_PG_URL_VAR):
+        postgres = {"postgres_url": {"env": DAGSTER_PG_URL_VAR}}
+    else:
+        parts = _pg_parts()
+        fields = {field: {"env": var} for field, var in DAGSTER_PG_PARTS if var in parts}
+        postgres = {"postgres_db": {**fields, "scheme": DAGSTER_PG_SCHEME}}
+    return {"postgres": postgres}
+
+
+def dagster_instance_yaml() -> str:
+    """The instance config for this environment: the repo's ``dagster.yaml`` (SQLite storage by
+    default) plus, when PostgreSQL is configured, a ``storage: postgres`` key (a JSON flow
+    mapping, which is YAML)."""
+    source = PROJECT_ROOT / "dagster.yaml"
+    base = source.read_text() if source.exists() else "telemetry:\n  enabled: false\n"
+    storage = dagster_storage_config()
+    if storage is None:
+        return base
+    header = "\n# Written by ai_data_platform.settings.ensure_dagster_home because DAGSTER_PG_* is set.\n"
+    return base.rstrip("\n") + "\n" + header + f"storage: {json.dumps(storage)}\n"
+
+
+def ensure_dagster_home(p: Paths | None = None) -> Path:
+    """Create ``$ADP_DATA_DIR/dagster_home`` holding this environment's ``dagster.yaml``.
+
+    Dagster reads its instance config from ``$DAGSTER_HOME/dagster.yaml``. The repo's
+    ``dagster.yaml`` is the single source of every setting; with no storage configured there,
+    runs, events and schedules live in SQLite under the same directory, so all Dagster state
+    follows ``ADP_DATA_DIR``. When ``DAGSTER_PG_URL`` (or ``DAGSTER_PG_HOST/USER/DB``) is set, a
+    PostgreSQL ``storage`` section is appended (see ``dagster_instance_yaml``). The file is
+    rewritten whenever either changed, so switching needs no edit by hand.
     """
     p = p or paths()
     home = p.dagster_home
     home.mkdir(parents=True, exist_ok=True)
-    source = PROJECT_ROOT / "dagster.yaml"
+    if os.environ.get(DAGSTER_PG_URL_VAR):
+        os.environ[DAGSTER_PG_URL_VAR] = dagster_pg_url()  # the psycopg2 driver, see DAGSTER_PG_SCHEME
     target = home / "dagster.yaml"
-    if source.exists() and (not target.exists() or target.read_bytes() != source.read_bytes()):
-        shutil.copyfile(source, target)
-    elif not target.exists():
-        target.write_text("telemetry:\n  enabled: false\n")
+    wanted = dagster_instance_yaml()
+    if not target.exists() or target.read_text() != wanted:
+        target.write_text(wanted)
     return home

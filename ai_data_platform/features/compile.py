@@ -101,13 +101,19 @@ def _output_columns(features: tuple[Feature, ...]) -> list[str]:
 
 
 def spine_ctes(day: date) -> list[str]:
-    """Customers active at the end of ``day``: known to the CRM and with a live subscription."""
+    """Customers active at the end of ``day``: known to the CRM, not soft-deleted, with a live subscription.
+
+    ``cust`` is each customer's latest CRM row loaded by ``day``; a customer whose latest row
+    carries a ``deleted_at`` before the end of the day (a soft delete in the CRM database) is
+    no longer a customer from then on.
+    """
     d = f"DATE '{day.isoformat()}'"
     return [
         f"params AS (SELECT {d} AS as_of_date, CAST({d} + INTERVAL 1 DAY AS TIMESTAMP) AS _as_of)",
         "cust AS (SELECT * FROM staging.customers WHERE _partition_date <= "
         f"{d} QUALIFY row_number() OVER (PARTITION BY customer_id "
-        "ORDER BY updated_at DESC, _partition_date DESC, _row_number DESC) = 1)",
+        "ORDER BY updated_at DESC, _partition_date DESC, _row_number DESC) = 1 "
+        f"AND (deleted_at IS NULL OR deleted_at >= CAST({d} + INTERVAL 1 DAY AS TIMESTAMP)))",
         "subs AS (SELECT * FROM staging.subscriptions WHERE _partition_date <= "
         f"{d} QUALIFY row_number() OVER (PARTITION BY subscription_id "
         "ORDER BY updated_at DESC, _partition_date DESC, _row_number DESC) = 1)",

@@ -2,7 +2,9 @@
 
 Joins the CRM profile (pseudonymized: no name, email or phone), the live subscription, lifetime
 billing totals, recent activity and support history. Only rows exported on or before the day
-are used, so a snapshot never changes once its day has passed.
+are used, so a snapshot never changes once its day has passed. A customer soft-deleted in the CRM
+database (``deleted_at`` on their latest CRM row, before the end of the day) has no row from that
+snapshot on: the ``cust`` CTE shared with the feature spine drops them.
 """
 
 from __future__ import annotations
@@ -44,7 +46,7 @@ COLUMNS: list[tuple[str, str, str]] = [
 
 def customer_360_sql(day: date) -> str:
     d = f"DATE '{day.isoformat()}'"
-    ctes = spine_ctes(day)[:3]  # params, cust (latest CRM row), subs (latest subscription rows)
+    ctes = spine_ctes(day)[:3]  # params, cust (latest CRM row, not deleted), subs (latest subscription rows)
     ctes += [
         "cur_sub AS (SELECT customer_id, arg_max(plan, started_at) AS plan, arg_max(mrr, started_at) AS mrr, "
         "arg_max(currency, started_at) AS currency, arg_max(cancelled_at, started_at) AS cancelled_at "

@@ -10,6 +10,7 @@ from datetime import timedelta
 
 import dagster as dg
 
+from ai_data_platform import settings
 from ai_data_platform.metadata import OWNERS, column_lineage, column_schema, table_metadata
 from ai_data_platform.partitions import daily_partitions, days_in
 from ai_data_platform.resources import LandingResource, PiiResource, WarehouseResource
@@ -54,7 +55,7 @@ IDENTITY_KEY = dg.AssetKey(["identity", "customer_pii"])
 
 
 def _raw_schema(t: SourceTable) -> dg.TableSchema:
-    cols = [(c, "VARCHAR") for c in t.column_names] + [
+    cols = [(c, "VARCHAR") for c in t.raw_column_names] + [
         ("_partition_date", "DATE"),
         ("_file", "VARCHAR"),
         ("_row_number", "BIGINT"),
@@ -63,10 +64,10 @@ def _raw_schema(t: SourceTable) -> dg.TableSchema:
     ]
     return column_schema(
         cols,
-        {c.name: c.description for c in t.columns}
+        {c.name: c.description for c in t.raw_columns}
         | {
-            "_file": "landing file, relative to the landing root",
-            "_row_number": "1-based record number in the file",
+            "_file": "landing file, relative to the landing root (or the source table's URL)",
+            "_row_number": "1-based record number in the file (or in the database extraction)",
             "_raw_line": "raw text of a record that could not be split into fields",
             "_loaded_at": "wall-clock time of the load",
         },
@@ -75,7 +76,7 @@ def _raw_schema(t: SourceTable) -> dg.TableSchema:
 
 
 def _staging_schema(t: SourceTable) -> dg.TableSchema:
-    described = {c.name: c.description for c in t.columns} | {
+    described = {c.name: c.description for c in t.raw_columns} | {
         "email_hash": "HMAC-SHA256 of the normalized email (join key)",
         "phone_hash": "HMAC-SHA256 of the normalized phone (join key)",
         "_available_at": "when the row became available to the platform (end of its export day)",
@@ -103,6 +104,13 @@ def _staging_lineage(t: SourceTable) -> dg.TableColumnLineage:
 
 def build_raw_asset(t: SourceTable) -> dg.AssetsDefinition:
     key = raw_key(t)
+    database_note = (
+        " With CRM_DATABASE_URL set, extracted instead from the CRM database's customers table: "
+        "the partition's versions by an updated_at watermark (meta.crm_watermark) with a "
+        "late-update overlap, soft deletes carried as deleted_at."
+        if t is CUSTOMERS
+        else ""
+    )
 
     @dg.asset(
         key=key,
@@ -110,7 +118,7 @@ def build_raw_asset(t: SourceTable) -> dg.AssetsDefinition:
         description=(
             f"{t.description} Raw load of landing/{t.source}/{t.name}/<day>.{t.extension} as it "
             "landed, every value as text. Grain: one row per record in the day's file "
-            "(nothing dropped), keyed by (_partition_date, _row_number)."
+            "(nothing dropped), keyed by (_partition_date, _row_number)." + database_note
         ),
         partitions_def=daily_partitions,
         backfill_policy=dg.BackfillPolicy.single_run(),
@@ -139,10 +147,15 @@ def build_raw_asset(t: SourceTable) -> dg.AssetsDefinition:
     )
     def _raw(context: dg.AssetExecutionContext, warehouse: WarehouseResource, landing: LandingResource):
         days = days_in(context)
+        crm_database_url = settings.crm_database_url() if t is CUSTOMERS else None
         with warehouse.get_connection() as con:
-            loads = raw_load.load_days(con, t, landing.path, days)
+            if crm_database_url:
+                loads = raw_load.load_crm_days(con, crm_database_url, days, settings.crm_overlap())
+            else:
+                loads = raw_load.load_days(con, t, landing.path, days)
             volumes = [raw_load.volume_verdict(con, sql.raw_table(t), d) for d in days]
         rows = sum(load.rows for load in loads)
+        extraction = {"extract_windows": {str(load.day): load.extra["window"] for load in loads}} if crm_database_url else {}
         yield dg.MaterializeResult(
             metadata=table_metadata(
                 row_count=rows,
@@ -152,6 +165,7 @@ def build_raw_asset(t: SourceTable) -> dg.AssetsDefinition:
                     "files": [load.file for load in loads],
                     "rows_by_day": {str(load.day): load.rows for load in loads},
                     "malformed_records": sum(load.malformed for load in loads),
+                    **extraction,
                 },
             )
         )

@@ -51,10 +51,22 @@ class SourceTable:
     customer_ref: str | None = "customer_id"  # column referencing a customer, if any
     malformed_rule: str = "malformed_row"  # rule that catches the simulator's `malformed` dirt
     extra: dict = field(default_factory=dict)
+    # Columns only a database source carries (never in the landing file): kept in raw and staging.
+    database_columns: tuple[Column, ...] = ()
 
     @property
     def column_names(self) -> tuple[str, ...]:
+        """The landing file's columns (what the simulator writes and schema drift compares)."""
         return tuple(c.name for c in self.columns)
+
+    @property
+    def raw_columns(self) -> tuple[Column, ...]:
+        """Every column of ``raw.<table>``: the file's columns plus the database-only ones."""
+        return self.columns + self.database_columns
+
+    @property
+    def raw_column_names(self) -> tuple[str, ...]:
+        return tuple(c.name for c in self.raw_columns)
 
     @property
     def extension(self) -> str:
@@ -93,6 +105,13 @@ CUSTOMERS = SourceTable(
         Column("signup_at", "TIMESTAMP", True, description="signup time (UTC)"),
         Column("marketing_consent", "BOOLEAN", True, description="opted in to marketing"),
         Column("updated_at", "TIMESTAMP", True, description="time of this upsert (UTC)"),
+    ),
+    database_columns=(
+        Column(
+            "deleted_at",
+            "TIMESTAMP",
+            description="soft-delete time (UTC) in the CRM database; NULL while the customer exists (file exports never carry it)",
+        ),
     ),
 )
 

@@ -14,7 +14,9 @@ from pathlib import Path
 import duckdb
 
 from ai_data_platform import warehouse
-from ai_data_platform.sources.contracts import SourceTable
+from ai_data_platform.sources import crm_database
+from ai_data_platform.sources import crm_postgres as crm
+from ai_data_platform.sources.contracts import CUSTOMERS, SourceTable
 from ai_data_platform.sources.landing import LandedFile, read_landing_file
 from ai_data_platform.sources.staging_sql import raw_ddl, raw_table
 
@@ -91,6 +93,51 @@ def load_days(
                 con.unregister("_landed")
             malformed = landed.rows - landed.table.column("_raw_line").null_count
             loads.append(RawLoad(day, relative, landed.rows, malformed, schema_drift(t, landed)))
+    return loads
+
+
+def load_crm_days(
+    con: duckdb.DuckDBPyConnection, database_url: str, days: list[date], overlap: timedelta = crm.OVERLAP
+) -> list[RawLoad]:
+    """Replace ``raw.customers`` for ``days`` with versions extracted from the CRM database.
+
+    Days are extracted in order, each from its window (see ``crm_postgres``), from one
+    read-only database snapshot; the raw rows and ``meta.crm_watermark`` are written in one
+    warehouse transaction, so a failure anywhere leaves both as they were.
+    """
+    t = CUSTOMERS
+    con.execute(raw_ddl(t))
+    con.execute(crm.watermark_ddl())
+    label = crm.source_label(database_url)
+    loads: list[RawLoad] = []
+    with crm_database.snapshot(database_url) as pg:
+        present = crm_database.table_columns(pg)
+        missing, added = crm.column_drift(present)
+        drift = SchemaDrift(missing, added)
+        with warehouse.transaction(con):
+            for table in (raw_table(t), crm.WATERMARK_TABLE):
+                con.execute(f"DELETE FROM {table} WHERE _partition_date BETWEEN ? AND ?", [min(days), max(days)])
+            for day in sorted(days):
+                previous = con.execute(crm.previous_watermark_sql(), [day]).fetchone()[0]
+                window = crm.extract_window(day, previous, overlap)
+                extracted = crm_database.fetch_versions(pg, window, present)
+                loaded = con.execute(*crm.loaded_versions_sql(window)).fetchall()
+                versions = crm.new_versions(extracted, loaded)
+                con.register("_extracted", crm.raw_records(versions))
+                try:
+                    con.execute(
+                        f"INSERT INTO {raw_table(t)} BY NAME SELECT *, ?::DATE AS _partition_date, "
+                        "?::VARCHAR AS _file, now()::TIMESTAMP AS _loaded_at FROM _extracted",
+                        [day, label],
+                    )
+                finally:
+                    con.unregister("_extracted")
+                con.execute(
+                    f"INSERT INTO {crm.WATERMARK_TABLE} VALUES (?, ?, ?, ?, ?, ?, ?, now()::TIMESTAMP)",
+                    [day, crm.advance_watermark(previous, versions), window.lower, window.upper, len(extracted), len(versions), label],
+                )
+                extra = {"window": window.describe(), "extracted": len(extracted)}
+                loads.append(RawLoad(day, label, len(versions), 0, drift, extra))
     return loads
 
 

@@ -70,18 +70,26 @@ def typed(name: str) -> str:
 # ---------------------------------------------------------------- DDL
 
 
+def _add_database_columns(t: SourceTable, table: str, typed_columns: bool) -> str:
+    """``ALTER`` statements giving a table created before ``t.database_columns`` existed those columns."""
+    return "".join(
+        f"; ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {quote(c.name)} {c.dtype if typed_columns else 'VARCHAR'}"
+        for c in t.database_columns
+    )
+
+
 def raw_ddl(t: SourceTable) -> str:
-    cols = ", ".join(f"{quote(c)} VARCHAR" for c in t.column_names)
+    cols = ", ".join(f"{quote(c)} VARCHAR" for c in t.raw_column_names)
     return (
         f"CREATE TABLE IF NOT EXISTS {raw_table(t)} ({cols}, _partition_date DATE, "
         "_file VARCHAR, _row_number BIGINT, _raw_line VARCHAR, _loaded_at TIMESTAMP)"
-    )
+    ) + _add_database_columns(t, raw_table(t), typed_columns=False)
 
 
 def staging_columns(t: SourceTable) -> list[tuple[str, str]]:
     """Name and type of every staging column: contract columns minus direct PII, plus keys."""
     cols: list[tuple[str, str]] = []
-    for c in t.columns:
+    for c in t.raw_columns:
         if c.pii == PII_DIRECT:
             continue
         cols.append((c.name, c.dtype))
@@ -95,7 +103,9 @@ def staging_columns(t: SourceTable) -> list[tuple[str, str]]:
 
 def staging_ddl(t: SourceTable) -> str:
     cols = ", ".join(f"{quote(n)} {ty}" for n, ty in staging_columns(t))
-    return f"CREATE TABLE IF NOT EXISTS {staging_table(t)} ({cols})"
+    return f"CREATE TABLE IF NOT EXISTS {staging_table(t)} ({cols})" + _add_database_columns(
+        t, staging_table(t), typed_columns=True
+    )
 
 
 def quarantine_ddl(t: SourceTable) -> str:
@@ -146,7 +156,7 @@ def _rule_cases(t: SourceTable, day: date) -> list[tuple[str, str]]:
             _violation("invalid_timestamp", t.time_column, time_raw),
         )
     )
-    for c in t.columns:
+    for c in t.raw_columns:
         if c.dtype != "VARCHAR" and c.name != t.time_column:
             raw = quote(c.name)
             cases.append(
@@ -205,8 +215,8 @@ def judged_sql(t: SourceTable, day: date, hmac_key: str) -> str:
     raw_value) for the first rule they fail; ``unique_key`` is applied over passing rows.
     """
     d = sql_literal(day.isoformat())
-    all_cols = ", ".join(quote(c) for c in (*t.column_names, "_raw_line"))
-    typed_cols = ", ".join(f"{_typed_expr(c.name, c.dtype)} AS {typed(c.name)}" for c in t.columns)
+    all_cols = ", ".join(quote(c) for c in (*t.raw_column_names, "_raw_line"))
+    typed_cols = ", ".join(f"{_typed_expr(c.name, c.dtype)} AS {typed(c.name)}" for c in t.raw_columns)
     ctes = [
         f"_src AS (SELECT *, row_number() OVER (PARTITION BY {all_cols} ORDER BY _row_number) AS _copy "
         f"FROM {raw_table(t)} WHERE _partition_date = DATE {d})",
@@ -265,7 +275,7 @@ def staged_select(t: SourceTable, hmac_key: str) -> str:
 
 
 def quarantine_select(t: SourceTable) -> str:
-    record = "to_json({" + ", ".join(f"'{c}': {quote(c)}" for c in t.column_names) + "})"
+    record = "to_json({" + ", ".join(f"'{c}': {quote(c)}" for c in t.raw_column_names) + "})"
     return (
         "SELECT _partition_date, _file, _row_number, _violation.rule AS rule, "
         "_violation.column_name AS column_name, _violation.raw_value AS raw_value, "
@@ -295,7 +305,7 @@ def conservation_sql(t: SourceTable, lo: date, hi: date) -> str:
     """Per day in [lo, hi]: raw rows, distinct raw rows, staged rows and quarantined rows,
     each counted independently from the stored tables (not from the staging step's own numbers).
     """
-    all_cols = ", ".join(quote(c) for c in (*t.column_names, "_raw_line"))
+    all_cols = ", ".join(quote(c) for c in (*t.raw_column_names, "_raw_line"))
     rng = f"BETWEEN DATE {sql_literal(lo.isoformat())} AND DATE {sql_literal(hi.isoformat())}"
     return f"""
     WITH days AS (SELECT DISTINCT _partition_date AS d FROM {raw_table(t)} WHERE _partition_date {rng}),
