@@ -210,3 +210,16 @@ def ensure_dagster_home(p: Paths | None = None) -> Path:
     if not target.exists() or target.read_text() != wanted:
         target.write_text(wanted)
     return home
+
+
+def late_landing_interval_seconds() -> int:
+    """How often the late-landing sensor may look for re-exported files (``ADP_LATE_SENSOR_INTERVAL_SECONDS``,
+    default 60): lower it to pick late data up sooner, raise it to look less often."""
+    raw = os.environ.get("ADP_LATE_SENSOR_INTERVAL_SECONDS", "60")
+    try:
+        seconds = int(raw)
+    except ValueError:
+        raise ValueError(f"ADP_LATE_SENSOR_INTERVAL_SECONDS must be a whole number of seconds, got {raw!r}") from None
+    if seconds < 1:
+        raise ValueError(f"ADP_LATE_SENSOR_INTERVAL_SECONDS must be at least 1, got {seconds}")
+    return seconds

@@ -53,7 +53,7 @@ def test_job_backfill_queues_the_nightly_job_for_the_daemon(data_dir):
     env, home = _env(data_dir)
     days = [(END - timedelta(days=i)).isoformat() for i in (2, 1, 0)]
     proc = subprocess.run(
-        [str(BIN / "dagster"), "job", "backfill", "-m", "ai_data_platform.definitions", "-j", "nightly",
+        [str(BIN / "dagster"), "job", "backfill", "-w", str(settings.PROJECT_ROOT / "workspace.yaml"), "-j", "nightly",
          "--partitions", ",".join(days), "--noprompt"],
         env=env, capture_output=True, text=True, timeout=300,
     )
@@ -65,6 +65,8 @@ def test_job_backfill_queues_the_nightly_job_for_the_daemon(data_dir):
         assert {r.status for r in runs} == {dg.DagsterRunStatus.QUEUED}
         assert {r.job_name for r in runs} == {"nightly"}
         assert len({r.tags["dagster/backfill"] for r in runs}) == 1
+        # queued against the workspace's code location, the one the daemon loads and dequeues from
+        assert {r.remote_job_origin.location_name for r in runs} == {"ai_data_platform"}
 
 
 def test_every_adp_subcommand_has_help():

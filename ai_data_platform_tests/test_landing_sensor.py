@@ -4,6 +4,7 @@ import os
 import time
 
 import dagster as dg
+import pytest
 
 from ai_data_platform.definitions import defs
 from ai_data_platform.sources.contracts import EVENTS, SOURCE_TABLES
@@ -49,3 +50,16 @@ def test_new_day_that_was_never_materialized_is_left_to_the_schedule(data_dir):
     _land(data_dir / "landing", "2026-11-20", time.time())
     with dg.instance_for_test() as instance:
         assert _tick(instance).run_requests == []
+
+
+def test_late_landing_interval_comes_from_the_environment(monkeypatch):
+    from ai_data_platform import settings
+
+    monkeypatch.delenv("ADP_LATE_SENSOR_INTERVAL_SECONDS", raising=False)
+    assert settings.late_landing_interval_seconds() == 60
+    monkeypatch.setenv("ADP_LATE_SENSOR_INTERVAL_SECONDS", "5")
+    assert settings.late_landing_interval_seconds() == 5
+    for bad in ("soon", "0"):
+        monkeypatch.setenv("ADP_LATE_SENSOR_INTERVAL_SECONDS", bad)
+        with pytest.raises(ValueError, match="ADP_LATE_SENSOR_INTERVAL_SECONDS"):
+            settings.late_landing_interval_seconds()

@@ -191,7 +191,9 @@ def prod(tmp_path_factory):
     database = f"adp_test_{uuid.uuid4().hex[:12]}"
     pg_url = f"postgresql://postgres@127.0.0.1:5432/{database}"
     port = _free_port()
-    env = dict(os.environ, ADP_DATA_DIR=str(root), DAGSTER_PG_URL=pg_url, DAGSTER_HOME=str(root / "dagster_home"))
+    env = dict(os.environ, ADP_DATA_DIR=str(root), DAGSTER_PG_URL=pg_url, DAGSTER_HOME=str(root / "dagster_home"),
+               # the sensor burst must land while the 20-run backfill is still executing
+               ADP_LATE_SENSOR_INTERVAL_SECONDS="5")
     dagster_url = pg_url.replace("postgresql://", "postgresql+psycopg2://")  # what `dagster` CLI users export
     env.pop("CRM_DATABASE_URL", None)  # every source from the landing files
     log = (root / "adp_prod.log").open("w")
@@ -415,8 +417,8 @@ def test_twenty_partition_backfill_and_a_sensor_burst_at_once_all_succeed_withou
     # runs overtake their queued runs
     backfill_id = _launch_backfill(prod, _iso(LOAD), [["raw", t] for t in LOAD_TABLES], priority=-1)
     _wait(lambda: _runs(prod, **{"dagster/backfill": backfill_id}), "the backfill daemon to submit runs", timeout=60)
-    # while they execute, late re-exports of two loaded days: at its next tick (within 60 s) the
-    # late-landing sensor requests a nightly run for each
+    # while they execute, late re-exports of two loaded days: at its next tick (within 5 s here,
+    # ADP_LATE_SENSOR_INTERVAL_SECONDS) the late-landing sensor requests a nightly run for each
     now = time.time()
     for path in (prod.root / "landing").rglob("*"):
         if path.is_file() and path.stem in _iso(LATE):

@@ -62,7 +62,7 @@ def late_days(instance: dg.DagsterInstance, landing_root: Path) -> dict[str, flo
 @dg.sensor(
     name="late_landing_sensor",
     job_name=LATE_DATA_JOB,
-    minimum_interval_seconds=60,
+    minimum_interval_seconds=settings.late_landing_interval_seconds(),
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="Re-materializes a day whose landing files are new or changed after it was materialized (late data).",
 )
