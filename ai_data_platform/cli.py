@@ -6,7 +6,6 @@ import argparse
 import json
 import os
 import signal
-import subprocess
 import sys
 import time
 from datetime import date, datetime, timedelta, timezone
@@ -176,41 +175,24 @@ def cmd_env(args: argparse.Namespace) -> int:
     return 0
 
 
-def _default_signals() -> None:
-    """In the child: undo an inherited 'ignore' of SIGINT/SIGTERM (nohup, some CI shells) so
-    stopping the process group really stops dagster dev, its webserver, daemon and code server."""
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-
-
 def cmd_ui(args: argparse.Namespace) -> int:
-    """Run `dagster dev` in its own process group and stop the whole group on exit."""
+    """Run `dagster dev` in its own process group and stop the whole group on exit (the same
+    process-group handling as `adp prod`)."""
+    from ai_data_platform import production
+
     home = settings.ensure_dagster_home()
     env = dict(os.environ, DAGSTER_HOME=str(home), ADP_DATA_DIR=str(settings.data_dir()))
     workspace = settings.PROJECT_ROOT / "workspace.yaml"
     cmd = [sys.executable, "-m", "dagster", "dev", "-w", str(workspace), "-h", args.host, "-p", str(args.port)]
-    proc = subprocess.Popen(
-        cmd, env=env, cwd=settings.PROJECT_ROOT, start_new_session=True, preexec_fn=_default_signals
-    )
-
-    def stop(*_):
-        try:
-            os.killpg(proc.pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
-
-    signal.signal(signal.SIGTERM, lambda *a: (stop(), sys.exit(0)))
+    procs = production.start_services({"dagster dev": cmd}, env, settings.PROJECT_ROOT)
+    # SIGTERM only unwinds to the ``finally``: stopping inside the handler would re-enter wait()
+    signal.signal(signal.SIGTERM, lambda *a: sys.exit(0))
     try:
-        return proc.wait()
+        return procs["dagster dev"].wait()
     except KeyboardInterrupt:
-        stop()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
         return 0
     finally:
-        stop()
+        production.stop_services(procs)
 
 
 def cmd_prod(args: argparse.Namespace) -> int:

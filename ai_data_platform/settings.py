@@ -78,6 +78,19 @@ def pii_hmac_key() -> str:
     return DEMO_PII_HMAC_KEY
 
 
+def env_int(name: str, default: int, *, minimum: int) -> int:
+    """A whole-number setting from the environment (``default`` when unset or blank), at least
+    ``minimum``; anything else is a ValueError naming the variable."""
+    raw = os.environ.get(name, "").strip() or str(default)
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ValueError(f"{name} must be a whole number, got {raw!r}") from None
+    if value < minimum:
+        raise ValueError(f"{name} must be at least {minimum}, got {value}")
+    return value
+
+
 CRM_DATABASE_URL_VAR = "CRM_DATABASE_URL"
 
 
@@ -93,10 +106,7 @@ def crm_database_url() -> str | None:
 def crm_overlap() -> timedelta:
     """How far below the watermark each CRM extraction reaches for late commits
     (``CRM_OVERLAP_MINUTES``, default 60)."""
-    raw = os.environ.get("CRM_OVERLAP_MINUTES", "").strip() or "60"
-    if not raw.isdigit():
-        raise ValueError(f"CRM_OVERLAP_MINUTES must be a whole number of minutes >= 0, got {raw!r}")
-    return timedelta(minutes=int(raw))
+    return timedelta(minutes=env_int("CRM_OVERLAP_MINUTES", 60, minimum=0))
 
 
 # Dagster's instance storage moves to PostgreSQL when one of these is set (DAGSTER_PG_URL wins);
@@ -215,11 +225,4 @@ def ensure_dagster_home(p: Paths | None = None) -> Path:
 def late_landing_interval_seconds() -> int:
     """How often the late-landing sensor may look for re-exported files (``ADP_LATE_SENSOR_INTERVAL_SECONDS``,
     default 60): lower it to pick late data up sooner, raise it to look less often."""
-    raw = os.environ.get("ADP_LATE_SENSOR_INTERVAL_SECONDS", "60")
-    try:
-        seconds = int(raw)
-    except ValueError:
-        raise ValueError(f"ADP_LATE_SENSOR_INTERVAL_SECONDS must be a whole number of seconds, got {raw!r}") from None
-    if seconds < 1:
-        raise ValueError(f"ADP_LATE_SENSOR_INTERVAL_SECONDS must be at least 1, got {seconds}")
-    return seconds
+    return env_int("ADP_LATE_SENSOR_INTERVAL_SECONDS", 60, minimum=1)

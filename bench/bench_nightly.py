@@ -20,22 +20,21 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from datetime import date, timedelta
 from pathlib import Path
 
+from child import run_snippet
 from results_file import record
 
 HERE = Path(__file__).resolve().parent
 END = date(2026, 11, 20)
 
 PLATFORM = r"""
-import sys, time, warnings
+import json, sys, time, warnings
 warnings.filterwarnings("ignore")
 import dagster as dg
 from ai_data_platform import settings
@@ -46,11 +45,11 @@ t = time.perf_counter()
 from ai_data_platform.schedules import BATCH_GROUPS
 r = dg.materialize([*defs.assets, *defs.asset_checks], partition_key=day, selection=dg.AssetSelection.groups(*BATCH_GROUPS),
                    resources=build_resources(settings.paths()), raise_on_error=False)
-print(time.perf_counter() - t, r.success)
+print(json.dumps({"seconds": time.perf_counter() - t, "ok": r.success}))
 """
 
 BARE = r"""
-import sys, time
+import json, sys, time
 from datetime import date
 from ai_data_platform import settings, warehouse
 from ai_data_platform.features.compile import customer_daily_sql, transaction_sql
@@ -69,35 +68,14 @@ warehouse.replace_partitions(con, "marts.customer_360", [day], c360.customer_360
 warehouse.replace_partitions(con, "features.customer_daily", [day], customer_daily_sql)
 warehouse.replace_partitions(con, "features.transaction", [day], transaction_sql)
 con.close()
-print(time.perf_counter() - t, True)
+print(json.dumps({"seconds": time.perf_counter() - t}))
 """
 
 
-def run_child(code: str, day: str, env: dict) -> tuple[float, float]:
-    """Run a snippet in a fresh interpreter; return (seconds it timed, peak RSS MiB of the child)."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    proc = subprocess.run([sys.executable, "-c", code, day], env=env, capture_output=True, text=True)
-    if proc.returncode != 0:
-        raise SystemExit(proc.stderr[-4000:])
-    seconds, ok = proc.stdout.strip().splitlines()[-1].split()
-    if ok != "True":
-        raise SystemExit(f"run for {day} did not succeed:\n{proc.stderr[-4000:]}")
-    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    return float(seconds), max(peak, before) / 1024
-
-
 def peak_rss_of(code: str, day: str, env: dict) -> tuple[float, float]:
-    """Like run_child but measures the child's own peak RSS with /usr/bin/time when available."""
-    if Path("/usr/bin/time").exists():
-        proc = subprocess.run(["/usr/bin/time", "-f", "%M", sys.executable, "-c", code, day], env=env, capture_output=True, text=True)
-        if proc.returncode != 0:
-            raise SystemExit(proc.stderr[-4000:])
-        seconds, ok = proc.stdout.strip().splitlines()[-1].split()
-        if ok != "True":
-            raise SystemExit(f"run for {day} did not succeed:\n{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}")
-        kib = int(proc.stderr.strip().splitlines()[-1])
-        return float(seconds), kib / 1024
-    return run_child(code, day, env)
+    """(seconds the snippet timed, its own peak RSS in MiB), in a fresh interpreter."""
+    figures, peak_mib = run_snippet(code, [day], env)
+    return figures["seconds"], peak_mib
 
 
 def main() -> None:
@@ -130,7 +108,7 @@ def main() -> None:
     before_last = (END - timedelta(days=1)).isoformat()
 
     setup = r"""
-import sys, time, warnings
+import json, sys, time, warnings
 warnings.filterwarnings("ignore")
 import dagster as dg
 from ai_data_platform import settings
@@ -141,7 +119,7 @@ from ai_data_platform.schedules import BATCH_GROUPS
 r = dg.materialize([*defs.assets, *defs.asset_checks], resources=build_resources(settings.paths()), raise_on_error=False,
     selection=dg.AssetSelection.groups(*BATCH_GROUPS),
     tags={"dagster/asset_partition_range_start": sys.argv[1].split(',')[0], "dagster/asset_partition_range_end": sys.argv[1].split(',')[1]})
-print(time.perf_counter() - t, r.success)
+print(json.dumps({"seconds": time.perf_counter() - t, "ok": r.success}))
 """
     if args.reuse and (work / "warehouse.duckdb").exists():
         print("setup: reusing the materialized history in the workdir", flush=True)
