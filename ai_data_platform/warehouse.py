@@ -9,6 +9,7 @@ replaces it exactly.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -149,3 +150,36 @@ def table_columns(con: duckdb.DuckDBPyConnection, qualified: str) -> list[tuple[
         "WHERE table_schema = ? AND table_name = ? ORDER BY ordinal_position",
         [schema, name],
     ).fetchall()
+
+
+def compact(path: Path | str) -> tuple[int, int]:
+    """Rewrite the database file so the bytes of deleted rows are gone; returns (bytes before, after).
+
+    DuckDB marks deleted rows and reuses their blocks later, so after a DELETE (an erasure, a
+    retention run) the old values can stay in the file. ``COPY FROM DATABASE`` into a fresh file
+    writes only live rows (schemas, tables, views, macros and sequences included); the copy is
+    fsynced and renamed over the original while this process holds the single-writer lock, so a
+    reader sees either the old or the compacted file, never a half-written one.
+    """
+    path = Path(path)
+    before = path.stat().st_size
+    target = path.with_name(f".{path.name}.compacting")
+    target.unlink(missing_ok=True)
+    con = connect(path)
+    try:
+        con.execute("CHECKPOINT")
+        database = con.execute("SELECT current_database()").fetchone()[0]
+        con.execute(f"ATTACH {sql_literal(str(target))} AS _compacted")
+        try:
+            con.execute(f"COPY FROM DATABASE {quote(database)} TO _compacted")
+        finally:
+            con.execute("DETACH _compacted")
+        with open(target, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.replace(target, path)
+    except BaseException:
+        target.unlink(missing_ok=True)
+        raise
+    finally:
+        con.close()
+    return before, path.stat().st_size
