@@ -24,6 +24,7 @@ import pytest
 import requests
 
 from ai_data_platform import settings
+from ai_data_platform.sources.assets import WAREHOUSE_POOL
 from ai_data_platform_tests.services import POSTGRES, require_service
 
 BIN = Path(sys.executable).parent
@@ -413,17 +414,27 @@ def test_nightly_run_and_multi_run_backfill_complete_through_the_daemon_with_sta
 @pytest.mark.slow
 def test_twenty_partition_backfill_and_a_sensor_burst_at_once_all_succeed_without_lock_failures(prod):
     staged_before = {t: _counts(prod, f"staging.{t}", LATE) for t in RAW_TABLES}
-    # 20 partitions, one run each (raw loads of the nightly job), at a lower priority so sensor
-    # runs overtake their queued runs
-    backfill_id = _launch_backfill(prod, _iso(LOAD), [["raw", t] for t in LOAD_TABLES], priority=-1)
-    _wait(lambda: _runs(prod, **{"dagster/backfill": backfill_id}), "the backfill daemon to submit runs", timeout=60)
-    # while they execute, late re-exports of two loaded days: at its next tick (within 5 s here,
-    # ADP_LATE_SENSOR_INTERVAL_SECONDS) the late-landing sensor requests a nightly run for each
-    now = time.time()
-    for path in (prod.root / "landing").rglob("*"):
-        if path.is_file() and path.stem in _iso(LATE):
-            os.utime(path, (now, now))
-    sensor = {"adp/trigger": "late_landing_sensor"}
+    events = prod.instance.event_log_storage
+    # Hold the warehouse pool at zero slots until both bursts exist, so the sensor's runs are
+    # requested while backfill runs are in progress (not after the backfill happened to finish):
+    # runs still start meanwhile (op_granularity_run_buffer) and wait inside for a slot.
+    events.set_concurrency_slots(WAREHOUSE_POOL, 0)
+    try:
+        # 20 partitions, one run each (raw loads of the nightly job), at a lower priority so sensor
+        # runs overtake their queued runs
+        backfill_id = _launch_backfill(prod, _iso(LOAD), [["raw", t] for t in LOAD_TABLES], priority=-1)
+        _wait(lambda: [r for r in _runs(prod, **{"dagster/backfill": backfill_id}) if r.status.value == "STARTED"],
+              "a backfill run to start", timeout=90)
+        # late re-exports of two loaded days: at its next tick (within 5 s here,
+        # ADP_LATE_SENSOR_INTERVAL_SECONDS) the late-landing sensor requests a nightly run for each
+        now = time.time()
+        for path in (prod.root / "landing").rglob("*"):
+            if path.is_file() and path.stem in _iso(LATE):
+                os.utime(path, (now, now))
+        sensor = {"adp/trigger": "late_landing_sensor"}
+        _wait(lambda: len(_runs(prod, **sensor)) >= len(LATE), "the late-landing sensor to request its runs", timeout=90)
+    finally:
+        events.set_concurrency_slots(WAREHOUSE_POOL, 1)
 
     sensor_runs = _wait_for_runs(prod, len(LATE), **sensor)
     backfill_runs = _wait_for_runs(prod, len(LOAD), **{"dagster/backfill": backfill_id})
@@ -432,15 +443,12 @@ def test_twenty_partition_backfill_and_a_sensor_burst_at_once_all_succeed_withou
     assert sorted(_partition(r) for r in backfill_runs) == _iso(LOAD)
     every = [*sensor_runs, *backfill_runs]
     assert all(r.is_success for r in every), _failures(prod, every)
-    # sensor runs and backfill runs really were in progress at the same time
-    spans = {
-        rec.dagster_run.run_id: (rec.start_time, rec.end_time)
-        for rec in prod.instance.get_run_records(filters=dg.RunsFilter(run_ids=[r.run_id for r in every]))
-    }
+    # the sensor requested its runs while backfill runs were in progress
+    records = {rec.dagster_run.run_id: rec for rec in prod.instance.get_run_records(filters=dg.RunsFilter(run_ids=[r.run_id for r in every]))}
     assert any(
-        spans[s.run_id][0] < spans[b.run_id][1] and spans[b.run_id][0] < spans[s.run_id][1]
+        records[b.run_id].start_time < records[s.run_id].create_timestamp.timestamp() < records[b.run_id].end_time
         for s in sensor_runs for b in backfill_runs
-    ), "no backfill run overlapped a sensor run"
+    ), "no sensor run was requested while a backfill run was in progress"
     assert _lock_conflicts(prod, [r.run_id for r in every]) == []
     # nothing written twice: each raw partition holds exactly its file's records, the re-run days
     # hold what one run wrote, and each partition was materialized once by the backfill
