@@ -26,16 +26,13 @@ def data_dir(tmp_path, monkeypatch) -> Path:
 
 @pytest.fixture(scope="session")
 def long_history(tmp_path_factory):
-    """A warehouse with 95 days of history (300 customers) materialized by the nightly job's assets
-    and checks (not its GX gates) as one single-run backfill, shared by the feature-oracle and ML
-    tests. Returns (paths, instance, first_day, END)."""
+    """A warehouse with 95 days of history (300 customers) materialized through the nightly job,
+    shared by the feature-oracle and ML tests. Returns (paths, instance, first_day, END)."""
     import dagster as dg
 
     from ai_data_platform import settings
     from ai_data_platform.definitions import defs
-    from ai_data_platform.partitions import daily_partitions
     from ai_data_platform.resources import build_resources
-    from ai_data_platform.schedules import BATCH_GROUPS
     from ai_data_platform.sources.simulator import generate
 
     root = tmp_path_factory.mktemp("long_history")
@@ -44,18 +41,7 @@ def long_history(tmp_path_factory):
     generate(paths.landing, customers=300, days=days, end=END, seed=21)
     first = END - timedelta(days=days - 1)
     instance = dg.DagsterInstance.ephemeral()
-    # The nightly job's assets and checks, but not the Great Expectations gates: their per-day
-    # validation is most of the run's time, and they have tests of their own (test_pipeline).
-    gx_gates = [k for k in defs.resolve_asset_graph().asset_check_keys if k.name == "gx_suite"]
-    history = dg.define_asset_job(
-        "history_without_gx_gates",
-        selection=dg.AssetSelection.groups(*BATCH_GROUPS) - dg.AssetSelection.checks(*gx_gates),
-        partitions_def=daily_partitions,
-    )
-    job = dg.Definitions(
-        assets=list(defs.assets), asset_checks=list(defs.asset_checks), jobs=[history],
-        resources=build_resources(paths), executor=dg.in_process_executor,
-    ).resolve_job_def(history.name)
+    job = defs.resolve_job_def("nightly")
     result = job.execute_in_process(
         instance=instance,
         resources=build_resources(paths),

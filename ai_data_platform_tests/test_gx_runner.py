@@ -356,7 +356,7 @@ def test_suite_level_gx_crash_falls_back_to_isolated_expectations(monkeypatch):
                 raise RuntimeError("single boom")
             return real_batch.validate(expect, **kwargs)
 
-    results = gx_runner._run_suite(SuiteRefusingBatch(), gx_suite)
+    results = gx_runner._run_suite(SuiteRefusingBatch(), gx_suite, gx_runner._RESULT_FORMAT)
     outcomes = [
         gx_runner._outcome_for(spec, results.get(index))
         for index, spec in enumerate(suite.expectations)

@@ -5,7 +5,8 @@ from datetime import date
 import dagster as dg
 
 from ai_data_platform.partitions import daily_partitions, days_in
-from ai_data_platform.quality.gx_runner import SuiteSpec, ValidationReport, validate_dataframe
+from ai_data_platform.quality.gx_days import validate_days
+from ai_data_platform.quality.gx_runner import SuiteSpec, ValidationReport
 from ai_data_platform.resources import WarehouseResource
 
 
@@ -39,7 +40,8 @@ def gx_check_result(table: str, reports: dict[date, ValidationReport], **result_
 def table_gx_check(
     asset_key: dg.AssetKey, table: str, suite: SuiteSpec, *, blocking: bool, description: str
 ) -> dg.AssetChecksDefinition:
-    """A partitioned ``gx_suite`` check validating each day of ``table`` against ``suite``."""
+    """A partitioned ``gx_suite`` check validating each day of ``table`` against ``suite`` (the days
+    of a range run in one GX pass, each judged on its own: ``gx_days``)."""
 
     @dg.asset_check(
         asset=asset_key,
@@ -49,11 +51,12 @@ def table_gx_check(
         description=f"Great Expectations suite {suite.name}: {description}",
     )
     def _gx(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource) -> dg.AssetCheckResult:
-        reports = {}
         with warehouse.get_connection() as con:
-            for day in days_in(context):
-                frame = con.execute(f"SELECT * FROM {table} WHERE _partition_date = ?", [day]).df()
-                reports[day] = validate_dataframe(frame, suite)
+            reports = validate_days(
+                days_in(context),
+                lambda day: con.execute(f"SELECT * FROM {table} WHERE _partition_date = ?", [day]).df(),
+                suite,
+            )
         return gx_check_result(table, reports)
 
     return _gx

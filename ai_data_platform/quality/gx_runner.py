@@ -255,16 +255,20 @@ class _GXRuntime:
         self._prewarm_thread: threading.Thread | None = None
 
     def validate(self, df: pd.DataFrame, suite_spec: SuiteSpec) -> list[ExpectationOutcome]:
+        results_by_index = self.results(df, suite_spec, _RESULT_FORMAT)
+        return [
+            _outcome_for(spec, results_by_index.get(index))
+            for index, spec in enumerate(suite_spec.expectations)
+        ]
+
+    def results(self, df: pd.DataFrame, suite_spec: SuiteSpec, result_format: Mapping) -> dict[int, _ResultOrError]:
+        """GX's result (or the message of what it raised) per expectation index of the spec."""
         with self._lock:
             gx_suite = self._suite_for(suite_spec)
             batch = self._batch_definition_for_dataframes().get_batch(
                 batch_parameters={"dataframe": df}
             )
-            results_by_index = _run_suite(batch, gx_suite)
-        return [
-            _outcome_for(spec, results_by_index.get(index))
-            for index, spec in enumerate(suite_spec.expectations)
-        ]
+            return _run_suite(batch, gx_suite, result_format)
 
     def _batch_definition_for_dataframes(self) -> Any:
         if self._batch_definition is None:
@@ -361,23 +365,45 @@ def _expectation_class(kind: str) -> type:
 _ResultOrError = Any
 
 
-def _run_suite(batch: Any, gx_suite: Any) -> dict[int, _ResultOrError]:
+def _run_suite(batch: Any, gx_suite: Any, result_format: Mapping) -> dict[int, _ResultOrError]:
     """Validate the whole suite; if GX aborts it, isolate expectations one by one."""
     try:
-        suite_result = batch.validate(gx_suite, result_format=_RESULT_FORMAT)
+        suite_result = batch.validate(gx_suite, result_format=dict(result_format))
         return {_spec_index(result.expectation_config): result for result in suite_result.results}
     except Exception:  # noqa: BLE001 - fall back so one bad expectation can't sink the rest
         return {
-            _spec_index(expectation): _validate_one(batch, expectation)
+            _spec_index(expectation): _validate_one(batch, expectation, result_format)
             for expectation in gx_suite.expectations
         }
 
 
-def _validate_one(batch: Any, expectation: Any) -> _ResultOrError:
+def _validate_one(batch: Any, expectation: Any, result_format: Mapping) -> _ResultOrError:
     try:
-        return batch.validate(expectation, result_format=_RESULT_FORMAT)
+        return batch.validate(expectation, result_format=dict(result_format))
     except Exception as error:  # noqa: BLE001 - reported as a failed outcome
         return f"{type(error).__name__}: {error}"
+
+
+def run_raw(df: pd.DataFrame, suite: SuiteSpec, result_format: Mapping) -> list[_ResultOrError] | None:
+    """GX's raw results for ``suite`` over ``df`` in spec order (an entry is the message of an
+    exception where GX raised), or None when GX returned no result for some expectation."""
+    by_index = _RUNTIME.results(df, suite, result_format)
+    results = [by_index.get(i) for i in range(len(suite.expectations))]
+    return None if any(r is None for r in results) else results
+
+
+def exception_of(validation_result: Any) -> str | None:
+    """The message of an exception GX recorded in a result, or None."""
+    return _exception_message(validation_result.exception_info)
+
+
+def expectation_type(kind: str) -> str:
+    """GX's snake_case type of an expectation class name (``expect_column_values_to_be_unique``)."""
+    return _expectation_class(kind).expectation_type
+
+
+def outcome_from_result(spec: ExpectationSpec, validation_result: Any) -> ExpectationOutcome:
+    return _outcome_from_result(spec, validation_result)
 
 
 def _spec_index(expectation_or_config: Any) -> int | None:
@@ -417,7 +443,7 @@ def _outcome_from_result(spec: ExpectationSpec, validation_result: Any) -> Expec
 
 def _failed_outcome(spec: ExpectationSpec, message: str) -> ExpectationOutcome:
     return ExpectationOutcome(
-        expectation=_expectation_class(spec.kind).expectation_type,
+        expectation=expectation_type(spec.kind),
         column=_column_of(spec),
         kwargs=to_json_safe(spec.kwargs),
         success=False,

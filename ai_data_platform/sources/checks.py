@@ -12,7 +12,7 @@ import dagster as dg
 
 from ai_data_platform.partitions import daily_partitions, days_in
 from ai_data_platform.quality.checks import gx_check_result
-from ai_data_platform.quality.gx_runner import validate_dataframe
+from ai_data_platform.quality.gx_days import validate_days
 from ai_data_platform.quality.suites import staging_suite
 from ai_data_platform.quality.tolerances import MAX_UNKNOWN_CUSTOMER_RATE, exceeds
 from ai_data_platform.resources import PiiResource, WarehouseResource
@@ -38,11 +38,12 @@ def build_staging_gate(t: SourceTable) -> dg.AssetChecksDefinition:
         ),
     )
     def _gate(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource, pii: PiiResource):
-        reports = {}
         with warehouse.get_connection() as con:
-            for day in days_in(context):
-                frame = staging.candidate_rows(con, t, day, pii.hmac_key, columns=suite.columns)
-                reports[day] = validate_dataframe(frame, staging_suite(t, rows=len(frame)))
+            reports = validate_days(
+                days_in(context),
+                lambda day: staging.candidate_rows(con, t, day, pii.hmac_key, columns=suite.columns),
+                lambda day, frame: staging_suite(t, rows=len(frame)),
+            )
         return gx_check_result(sql.staging_table(t), reports)
 
     return _gate
