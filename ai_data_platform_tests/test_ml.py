@@ -13,7 +13,7 @@ from ai_data_platform import warehouse
 from ai_data_platform.definitions import defs
 from ai_data_platform.ml import datasets, models
 from ai_data_platform.ml.checks import dataset_problems, single_feature_auc
-from ai_data_platform.ml.training_sql import CHURN, FRAUD, feature_columns
+from ai_data_platform.ml.training_sql import CHURN, FRAUD, dataset_sql, feature_columns
 from ai_data_platform.resources import build_resources
 
 pytestmark = pytest.mark.slow
@@ -76,6 +76,48 @@ def test_churn_version_builds_trains_and_passes_its_gates(in_world):
     _, card = models.load_model("churn", version)
     assert card["dataset"]["content_hash"] == manifest["content_hash"]
     assert card["metrics"]["roc_auc"] > card["baseline_metrics"]["roc_auc"] + 0.02
+
+
+def test_labels_equal_a_plain_python_recount_of_what_was_loaded_by_each_window_end(in_world):
+    """Churn: a cancellation in (S + 1 day, S + 31 days], loaded by the end of that window; fraud: a
+    chargeback reported within 60 days of the transaction and loaded by then. Recounted here from
+    the staged rows with datetime arithmetic, never with the training-set SQL."""
+    paths, instance, first, end = in_world
+    churn_version, fraud_version = end - timedelta(days=35), end - timedelta(days=61)
+    con = warehouse.connect(paths.warehouse, read_only=True)
+    try:
+        churn = con.sql(dataset_sql(CHURN, churn_version)).df()
+        fraud = con.sql(dataset_sql(FRAUD, fraud_version)).df()
+        cancels = con.execute(
+            "SELECT customer_id, cancelled_at, _available_at FROM staging.subscriptions "
+            "WHERE cancelled_at IS NOT NULL AND _partition_date <= ?", [CHURN.last_label_day(churn_version)]
+        ).fetchall()
+        chargebacks = con.execute(
+            "SELECT transaction_id, reported_at, _available_at FROM staging.chargebacks WHERE _partition_date <= ?",
+            [FRAUD.last_label_day(fraud_version)],
+        ).fetchall()
+    finally:
+        con.close()
+    by_customer, by_txn = {}, {}
+    for customer, cancelled, available in cancels:
+        by_customer.setdefault(customer, []).append((cancelled, available))
+    for txn, reported, available in chargebacks:
+        by_txn.setdefault(txn, []).append((reported, available))
+
+    def churned(row):
+        start = pd.Timestamp(row.snapshot_date).to_pydatetime() + timedelta(days=1)
+        stop = start + timedelta(days=30)
+        return int(any(start <= c < stop and a <= stop for c, a in by_customer.get(row.customer_id, [])))
+
+    def charged_back(row):
+        stop = row.transaction_time.to_pydatetime() + timedelta(days=60)
+        return int(any(r < stop and a <= stop for r, a in by_txn.get(row.transaction_id, [])))
+
+    expected_churn = [churned(r) for r in churn.itertuples()]
+    expected_fraud = [charged_back(r) for r in fraud.itertuples()]
+    assert churn[CHURN.label].tolist() == expected_churn and 0 < sum(expected_churn) < len(churn)
+    assert fraud[FRAUD.label].tolist() == expected_fraud and 0 < sum(expected_fraud) < len(fraud)
+    assert len(churn) == len(churn[["snapshot_date", "customer_id"]].drop_duplicates())
 
 
 def test_rebuilding_a_version_gives_the_same_bytes_and_changes_are_refused_unless_forced(in_world):

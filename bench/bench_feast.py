@@ -9,8 +9,9 @@ dependency. Inputs are the files ``bench_pit.py`` exports to ``<workdir>/pit/``:
 
 Each measured run is a fresh process (``--child``) that builds a throwaway feature repo
 (entity ``customer_id``, one FeatureView over the Parquet file, TTL one day), then times
-``get_historical_features(entity_df, features).to_df()`` — the point-in-time join and its result
-in memory, not writing it anywhere (generous to Feast). The first run's result is compared with
+``get_historical_features(entity_df, features).to_df()`` (and, in a separate process,
+``.to_arrow()``) — the point-in-time join and its result in memory, not writing it anywhere
+(generous to Feast). The first run's result is compared with
 the platform's dataset version, value by value. Figures merge into bench/results.json under
 "feast", with the ratio to the platform's figure from "pit" when that is there.
 
@@ -35,7 +36,7 @@ sys.path.insert(0, str(HERE))
 from results_file import RESULTS, record  # noqa: E402
 
 
-def child(work: Path, out: Path | None) -> None:
+def child(work: Path, out: Path | None, output: str) -> None:
     import warnings
 
     warnings.filterwarnings("ignore")
@@ -69,18 +70,20 @@ def child(work: Path, out: Path | None) -> None:
         )
         store.apply([customer, view])
         entity_df = pd.read_parquet(pit / "churn_entities.parquet", columns=["customer_id", "event_timestamp", "churned_30d"])
-        t = time.perf_counter()
-        frame = store.get_historical_features(
+        job = lambda: store.get_historical_features(  # noqa: E731
             entity_df=entity_df, features=[f"customer_daily:{n}" for n in feature_names]
-        ).to_df()
+        )
+        t = time.perf_counter()
+        result = job().to_arrow() if output == "arrow" else job().to_df()
         seconds = time.perf_counter() - t
+    rows = result.num_rows if output == "arrow" else len(result)
     if out is not None:
-        frame.to_parquet(out)
-    print(json.dumps({"seconds": seconds, "rows": len(frame)}))
+        (result.to_pandas() if output == "arrow" else result).to_parquet(out)
+    print(json.dumps({"seconds": seconds, "rows": rows, "output": output}))
 
 
-def run_child(work: Path, out: Path | None) -> tuple[dict, float]:
-    cmd = ["/usr/bin/time", "-f", "%M", sys.executable, __file__, "--child", "--workdir", str(work)]
+def run_child(work: Path, out: Path | None, output: str = "pandas") -> tuple[dict, float]:
+    cmd = ["/usr/bin/time", "-f", "%M", sys.executable, __file__, "--child", "--workdir", str(work), "--output", output]
     if out is not None:
         cmd += ["--out", str(out)]
     proc = subprocess.run(cmd, capture_output=True, text=True)
@@ -120,23 +123,27 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--child", action="store_true")
     ap.add_argument("--out", type=Path)
+    ap.add_argument("--output", choices=["pandas", "arrow"], default="pandas", help="child: to_df() or to_arrow()")
     args = ap.parse_args()
     work = args.workdir.resolve()
     if args.child:
-        child(work, args.out)
+        child(work, args.out, args.output)
         return
     if not (work / "pit" / "churn_entities.parquet").exists():
         raise SystemExit(f"no inputs in {work / 'pit'}: run bench/bench_pit.py --workdir {work} first")
     import feast
 
-    runs, peaks = [], []
+    runs, arrow_runs, peaks = [], [], []
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "feast.parquet"
         for i in range(args.runs):
             figures, peak = run_child(work, out if i == 0 else None)
+            arrow, arrow_peak = run_child(work, None, "arrow")
             runs.append(figures["seconds"])
-            peaks.append(peak)
-            print(f"run {i + 1}: feast {figures['seconds']:.2f}s ({figures['rows']} rows, peak {peak:.0f} MiB)", flush=True)
+            arrow_runs.append(arrow["seconds"])
+            peaks.append(max(peak, arrow_peak))
+            print(f"run {i + 1}: feast to_df {figures['seconds']:.2f}s, to_arrow {arrow['seconds']:.2f}s "
+                  f"({figures['rows']} rows, peak {peak:.0f} MiB)", flush=True)
         version = json.loads((work / "pit_setup.json").read_text())["version"]
         if (work / "datasets" / "churn" / version / "data.parquet").exists():
             agreement = compare_with_platform(work, out)
@@ -147,6 +154,8 @@ def main() -> None:
         "offline_store": "duckdb",
         "median_seconds": round(statistics.median(runs), 2),
         "all_seconds": [round(s, 2) for s in runs],
+        "to_arrow_median_seconds": round(statistics.median(arrow_runs), 2),
+        "to_arrow_all_seconds": [round(s, 2) for s in arrow_runs],
         "peak_rss_mib": round(max(peaks), 1),
         "agreement_with_platform": agreement,
     }
@@ -155,6 +164,9 @@ def main() -> None:
         platform = pit.get(name, {}).get("median_seconds")
         if platform:
             result[f"ratio_feast_to_{name}"] = round(result["median_seconds"] / platform, 2)
+    arrow = pit.get("training_set_join_only_arrow", {}).get("median_seconds")
+    if arrow:  # like for like: Feast's to_arrow() against the platform's join into Arrow
+        result["ratio_feast_to_arrow_to_training_set_join_only_arrow"] = round(result["to_arrow_median_seconds"] / arrow, 2)
     record("feast", result)
     print(json.dumps(result, indent=2))
 

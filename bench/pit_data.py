@@ -85,7 +85,8 @@ def _export_pit_inputs(con, out: Path, version: date) -> dict:
     label = training_sql.CHURN.label
     con.execute(
         f"COPY (SELECT customer_id, CAST(snapshot_date + INTERVAL 1 DAY AS TIMESTAMP) AS event_timestamp, snapshot_date, {label} "
-        f"FROM ({training_sql.churn_sql(version)})) TO '{out / 'churn_entities.parquet'}' (FORMAT parquet)"
+        f"FROM ({training_sql.churn_sql(version)}) ORDER BY snapshot_date, customer_id) "
+        f"TO '{out / 'churn_entities.parquet'}' (FORMAT parquet)"
     )
     rows = con.execute(f"SELECT count(*) FROM '{out / 'churn_entities.parquet'}'").fetchone()[0]
     feature_rows = con.execute(f"SELECT count(*) FROM '{out / 'customer_daily.parquet'}'").fetchone()[0]

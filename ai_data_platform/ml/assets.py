@@ -100,7 +100,7 @@ def build_training_frame(con, spec: TrainingSetSpec, version: date, loaded_days:
             f"export day {spec.last_label_day(version)} and {len(missing)} of its {spec.label_days} "
             f"export days of {spec.label_source} are not loaded (first missing: {missing[0]})"
         )
-    return con.execute(training_sql.dataset_sql(spec, version)).df()
+    return con.sql(training_sql.dataset_sql(spec, version)).df()
 
 
 def build_training_set_asset(spec: TrainingSetSpec, feature_key: dg.AssetKey) -> dg.AssetsDefinition:

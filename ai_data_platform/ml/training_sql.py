@@ -81,25 +81,29 @@ def fraud_feature_columns() -> list[str]:
 
 
 def churn_sql(version: date) -> str:
-    snapshots = ", ".join(_d(version - timedelta(days=o)) for o in CHURN_SNAPSHOT_OFFSETS)
+    """The churn version's rows: the snapshot partitions' features, each labelled from the
+    cancellations loaded by the end of its own label window.
+
+    The label is a left join to the (snapshot, customer) pairs with such a cancellation, so the
+    feature table is scanned once and never materialized. Rows come in no particular order: the
+    dataset writer sorts them by the key columns (``datasets.encode_version``).
+    """
+    snapshot_days = [version - timedelta(days=o) for o in CHURN_SNAPSHOT_OFFSETS]
     features = ", ".join(f"f.{c}" for c in churn_feature_columns())
     return f"""
-    WITH snaps AS (
-        SELECT f._partition_date AS snapshot_date, f.customer_id, {features}
-        FROM features.customer_daily f WHERE f._partition_date IN ({snapshots})
-    ),
-    subs AS (SELECT customer_id, cancelled_at, _available_at FROM staging.subscriptions
-             WHERE cancelled_at IS NOT NULL AND _partition_date <= {_d(CHURN.last_label_day(version))})
-    SELECT s.*,
-           CAST(EXISTS (
-               SELECT 1 FROM subs
-               WHERE subs.customer_id = s.customer_id
-                 AND subs.cancelled_at >= CAST(s.snapshot_date + INTERVAL 1 DAY AS TIMESTAMP)
-                 AND subs.cancelled_at < CAST(s.snapshot_date + INTERVAL 31 DAY AS TIMESTAMP)
-                 AND subs._available_at <= CAST(s.snapshot_date + INTERVAL 31 DAY AS TIMESTAMP)
-           ) AS INTEGER) AS {CHURN.label}
-    FROM snaps s
-    ORDER BY s.snapshot_date, s.customer_id
+    SELECT f._partition_date AS snapshot_date, f.customer_id, {features},
+           CAST(churned.customer_id IS NOT NULL AS INTEGER) AS {CHURN.label}
+    FROM features.customer_daily f
+    LEFT JOIN (
+        SELECT DISTINCT s.snapshot_date, c.customer_id
+        FROM (VALUES {", ".join(f"({_d(d)})" for d in snapshot_days)}) s(snapshot_date)
+        JOIN staging.subscriptions c
+          ON c.cancelled_at >= CAST(s.snapshot_date + INTERVAL 1 DAY AS TIMESTAMP)
+         AND c.cancelled_at < CAST(s.snapshot_date + INTERVAL {CHURN.label_days + 1} DAY AS TIMESTAMP)
+         AND c._available_at <= CAST(s.snapshot_date + INTERVAL {CHURN.label_days + 1} DAY AS TIMESTAMP)
+        WHERE c.cancelled_at IS NOT NULL AND c._partition_date <= {_d(CHURN.last_label_day(version))}
+    ) churned ON churned.customer_id = f.customer_id AND churned.snapshot_date = f._partition_date
+    WHERE f._partition_date IN ({", ".join(_d(d) for d in snapshot_days)})
     """
 
 
