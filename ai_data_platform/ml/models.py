@@ -22,7 +22,9 @@ Training and scoring run with OpenMP limited to ``OPENMP_THREADS`` (1): on a sma
 with other runs, the booster's spinning OpenMP threads made a 3,000-row training take ~40 s
 instead of ~0.6 s; single-threaded it is fast, predictable, and identical in result.
 
-``root`` defaults to ``$ADP_DATA_DIR/models``, read at call time.
+``root`` defaults to ``$ADP_DATA_DIR/models``, read at call time. scikit-learn and joblib are
+imported where they are used: every Dagster run process loads the code location, and importing
+scikit-learn (scipy.stats) up front would add over a second to each of them.
 """
 
 from __future__ import annotations
@@ -40,16 +42,8 @@ from dataclasses import asdict, dataclass
 from datetime import date, datetime, timezone
 from pathlib import Path
 
-import joblib
 import numpy as np
 import pandas as pd
-import sklearn
-from sklearn.dummy import DummyClassifier
-from sklearn.ensemble import HistGradientBoostingClassifier
-from sklearn.inspection import permutation_importance
-from sklearn.metrics import average_precision_score, roc_auc_score
-from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import FunctionTransformer
 from threadpoolctl import threadpool_limits  # a hard dependency of scikit-learn
 
 from ai_data_platform import settings
@@ -188,6 +182,10 @@ def time_split(
 
 
 def _new_pipeline(seed: int) -> Pipeline:
+    from sklearn.ensemble import HistGradientBoostingClassifier
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import FunctionTransformer
+
     return Pipeline(
         [
             ("as_float", FunctionTransformer(_as_float, feature_names_out="one-to-one")),
@@ -205,6 +203,8 @@ def _positive_proba(estimator, X: pd.DataFrame) -> np.ndarray:
 
 
 def _metrics(y: np.ndarray, p: np.ndarray) -> Metrics:
+    from sklearn.metrics import average_precision_score, roc_auc_score
+
     positives, rows = int(y.sum()), int(len(y))
     if positives in (0, rows):
         return Metrics(roc_auc=None, pr_auc=None, positives=positives, rows=rows)
@@ -217,6 +217,8 @@ def _metrics(y: np.ndarray, p: np.ndarray) -> Metrics:
 
 
 def _baseline_metrics(X_train, y_train, X_test, y_test) -> Metrics:
+    from sklearn.dummy import DummyClassifier
+
     dummy = DummyClassifier(strategy="prior").fit(X_train, y_train)
     return _metrics(y_test, _positive_proba(dummy, X_test))
 
@@ -231,6 +233,8 @@ def _importance_sample(X: pd.DataFrame, y: np.ndarray, seed: int) -> tuple[pd.Da
 
 def _importances(estimator, X: pd.DataFrame, y: np.ndarray, seed: int) -> list[tuple[str, float]]:
     """Top permutation importances (drop in average precision), descending; [] if one class."""
+    from sklearn.inspection import permutation_importance
+
     X, y = _importance_sample(X, y, seed)
     if len(np.unique(y)) < 2:
         return []
@@ -381,6 +385,12 @@ def _dataset_entry(trained: TrainedModel, manifest: Mapping) -> dict:
     }
 
 
+def _sklearn_version() -> str:
+    import sklearn
+
+    return sklearn.__version__
+
+
 def model_card(
     trained: TrainedModel, *, dataset_manifest: Mapping, gate_passed: bool, margin: float, model_sha256: str
 ) -> dict:
@@ -401,7 +411,7 @@ def model_card(
         "split_time": trained.split_time,
         "training_seconds": float(trained.training_seconds),
         "trained_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "sklearn_version": sklearn.__version__,
+        "sklearn_version": _sklearn_version(),
         "model_sha256": model_sha256,
     }
 
@@ -440,6 +450,8 @@ def save_model(
     staged = target.with_name(f".{target.name}.tmp-{uuid.uuid4().hex}")
     staged.mkdir()
     try:
+        import joblib
+
         buffer = io.BytesIO()
         joblib.dump(trained.estimator, buffer)
         blob = buffer.getvalue()
@@ -472,6 +484,8 @@ def load_model(name: str, version: str, *, root: Path | None = None) -> tuple[ob
     expected = card.get("model_sha256")
     if not isinstance(expected, str) or not hmac.compare_digest(_sha256(blob), expected):
         raise ValueError(f"{directory / MODEL_FILE}: sha256 does not match the model card; refusing to load it")
+    import joblib
+
     return joblib.load(io.BytesIO(blob)), card
 
 
