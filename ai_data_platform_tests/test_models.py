@@ -181,7 +181,9 @@ def test_tampered_model_file_is_never_unpickled(tmp_path, trained, monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError("unpickled an unverified file")
 
-    monkeypatch.setattr(m.joblib, "load", refuse)
+    import joblib
+
+    monkeypatch.setattr(joblib, "load", refuse)
     with pytest.raises(ValueError, match="sha256"):
         m.load_model("churn", "2026-10-01", root=tmp_path)
     with pytest.raises(ValueError, match="sha256"):
