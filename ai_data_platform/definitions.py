@@ -3,6 +3,7 @@
 import dagster as dg
 
 from ai_data_platform.features.assets import customer_daily, customer_daily_gx, transaction, transaction_gx
+from ai_data_platform.governance.residency_checks import residency_check
 from ai_data_platform.marts.assets import customer_360, customer_360_gx
 from ai_data_platform.ml.assets import ml_assets
 from ai_data_platform.ml.checks import ml_checks
@@ -15,7 +16,7 @@ from ai_data_platform.sources.sensors import late_landing_sensor
 
 defs = dg.Definitions(
     assets=[*raw_assets, *staging_assets, customer_360, customer_daily, transaction, *ml_assets],
-    asset_checks=[*source_checks, customer_360_gx, customer_daily_gx, transaction_gx, *ml_checks],
+    asset_checks=[*source_checks, customer_360_gx, customer_daily_gx, transaction_gx, *ml_checks, residency_check],
     jobs=jobs,
     schedules=schedules,
     sensors=[late_landing_sensor, alert_sensor],

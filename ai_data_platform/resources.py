@@ -1,8 +1,8 @@
 """Resources, chosen per environment in this one place.
 
 ``local`` (the embedded default) and ``prod`` differ only in where things live and which
-secrets are mandatory; asset code asks for ``warehouse``, ``landing`` and ``pii`` and never
-builds a path or a connection itself.
+secrets are mandatory; asset code asks for ``warehouse``, ``landing``, ``pii`` and
+``regional_stores`` and never builds a path or a connection itself.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import duckdb
 from dagster_duckdb import DuckDBResource
 
 from ai_data_platform import settings, warehouse
+from ai_data_platform.governance.stores import PersonalData, RegionalStores
 
 
 class WarehouseResource(DuckDBResource):
@@ -47,12 +48,27 @@ class PiiResource(dg.ConfigurableResource):
     hmac_key: str
 
 
+class RegionalStoresResource(dg.ConfigurableResource):
+    """Each region's personal data store ({region: DuckDB file}); see ``governance/stores.py``.
+    Configured by ``ADP_REGION_STORE_<REGION>`` (``settings.region_store_paths``)."""
+
+    paths: dict[str, str]
+
+    @property
+    def stores(self) -> RegionalStores:
+        return RegionalStores({r: Path(p) for r, p in self.paths.items()})
+
+    def personal_data(self, pii: PiiResource) -> PersonalData:
+        return PersonalData(pii.hmac_key, self.stores)
+
+
 def build_resources(paths: settings.Paths | None = None) -> dict[str, object]:
     paths = paths or settings.paths()
     return {
         "warehouse": WarehouseResource(database=str(paths.warehouse)),
         "landing": LandingResource(root=str(paths.landing)),
         "pii": PiiResource(hmac_key=settings.pii_hmac_key()),
+        "regional_stores": RegionalStoresResource(paths={r: str(p) for r, p in settings.region_store_paths(paths).items()}),
     }
 
 

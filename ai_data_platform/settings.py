@@ -46,6 +46,10 @@ class Paths:
     def landing_manifest(self) -> Path:
         return self.landing / "manifest.json"
 
+    def default_region_store(self, region: str) -> Path:
+        """The embedded default location of a region's personal data store."""
+        return self.root / "regions" / region / "personal.duckdb"
+
 
 def data_dir() -> Path:
     """The data directory, from ``ADP_DATA_DIR`` or ``./data``, made absolute."""
@@ -76,6 +80,34 @@ def pii_hmac_key() -> str:
     if environment() == "prod":
         raise RuntimeError("ADP_PII_HMAC_KEY must be set when ADP_ENV=prod")
     return DEMO_PII_HMAC_KEY
+
+
+REGION_STORE_VAR_PREFIX = "ADP_REGION_STORE_"
+
+
+def region_store_paths(p: Paths | None = None) -> dict[str, Path]:
+    """{region: DuckDB file} of every region's personal data store: the one place they are configured.
+
+    ``ADP_REGION_STORE_EU`` / ``_US`` / ``_APAC`` point a region's store at storage located in
+    that region (a mounted volume, say); unset, it is ``$ADP_DATA_DIR/regions/<region>/personal.duckdb``.
+    """
+    from ai_data_platform.sources.contracts import REGIONS
+
+    p = p or paths()
+    out = {}
+    for region in REGIONS:
+        explicit = os.environ.get(REGION_STORE_VAR_PREFIX + region, "").strip()
+        out[region] = Path(explicit).expanduser().resolve() if explicit else p.default_region_store(region)
+    return out
+
+
+RETENTION_CONFIG_VAR = "ADP_RETENTION_CONFIG"
+
+
+def retention_config_path() -> Path:
+    """The retention policy file: ``ADP_RETENTION_CONFIG`` or the repo's ``governance/retention.toml``."""
+    explicit = os.environ.get(RETENTION_CONFIG_VAR, "").strip()
+    return Path(explicit).expanduser().resolve() if explicit else PROJECT_ROOT / "ai_data_platform" / "governance" / "retention.toml"
 
 
 def env_int(name: str, default: int, *, minimum: int) -> int:

@@ -30,11 +30,17 @@ def connect(path: Path | str, *, read_only: bool = False) -> duckdb.DuckDBPyConn
     path = str(path)
     if path != ":memory:":
         Path(path).parent.mkdir(parents=True, exist_ok=True)
+    return waiting_for_lock(lambda: duckdb.connect(path, read_only=read_only))
+
+
+def waiting_for_lock(open_database):
+    """Call ``open_database()`` (a connect or an ATTACH), retrying with backoff for up to
+    ``_LOCK_RETRY_SECONDS`` while another process holds the database file's lock."""
     deadline = time.monotonic() + _LOCK_RETRY_SECONDS
     delay = 0.05
     while True:
         try:
-            return duckdb.connect(path, read_only=read_only)
+            return open_database()
         except duckdb.IOException as exc:
             if "lock" not in str(exc).lower() or time.monotonic() > deadline:
                 raise

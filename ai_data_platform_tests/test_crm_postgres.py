@@ -17,12 +17,13 @@ import pytest
 
 from ai_data_platform import settings, warehouse
 from ai_data_platform.features.compile import spine_ctes
+from ai_data_platform.governance.stores import PersonalData, RegionalStores, alias
 from ai_data_platform.marts.customer_360 import customer_360_sql
 from ai_data_platform.resources import build_resources
 from ai_data_platform.sources import crm_database, raw_load, staging
 from ai_data_platform.sources import crm_postgres as crm
 from ai_data_platform.sources.assets import raw_assets, staging_assets
-from ai_data_platform.sources.contracts import CUSTOMERS, SOURCE_TABLES
+from ai_data_platform.sources.contracts import CUSTOMERS, REGIONS, SOURCE_TABLES
 from ai_data_platform.sources.simulator import generate
 
 from .conftest import END
@@ -30,6 +31,11 @@ from .services import POSTGRES, require_service
 
 DAYS = [END - timedelta(days=2), END - timedelta(days=1), END]
 KEY = "test-key"
+
+
+def _personal() -> PersonalData:
+    """The regional stores under the test's ADP_DATA_DIR (the ``con`` fixture's data dir)."""
+    return PersonalData(KEY, RegionalStores.from_settings())
 UTC = timezone.utc
 
 
@@ -254,7 +260,7 @@ def test_each_partition_extracts_its_days_versions_by_the_watermark(crm_url, con
     _add_version(crm_url, b, midnight)  # the first instant of day 3
     _add_version(crm_url, c, midnight + timedelta(days=1, seconds=-1))  # its last second
     for day in DAYS:  # one run per day, as the nightly schedule does
-        raw_load.load_crm_days(con, crm_url, [day])
+        raw_load.load_crm_days(con, crm_url, [day], personal=_personal())
     marks = con.execute(
         "SELECT _partition_date, watermark, window_lower, window_upper FROM meta.crm_watermark ORDER BY 1"
     ).fetchall()
@@ -274,12 +280,12 @@ def test_each_partition_extracts_its_days_versions_by_the_watermark(crm_url, con
     assert {(b, "2026-11-20T00:00:00Z"), (c, "2026-11-20T23:59:59Z")} <= set(_raw_versions(con, DAYS[2]))
     # Re-running a partition replaces it exactly and leaves the watermarks alone.
     before = (_raw_versions(con, DAYS[1]), con.execute("SELECT * EXCLUDE (_loaded_at) FROM meta.crm_watermark ORDER BY 1").fetchall())
-    raw_load.load_crm_days(con, crm_url, [DAYS[1]])
+    raw_load.load_crm_days(con, crm_url, [DAYS[1]], personal=_personal())
     assert (_raw_versions(con, DAYS[1]), con.execute("SELECT * EXCLUDE (_loaded_at) FROM meta.crm_watermark ORDER BY 1").fetchall()) == before
 
 
 def test_a_failed_load_leaves_raw_and_watermark_unchanged_and_the_retry_loads_each_version_once(crm_url, con, monkeypatch):
-    raw_load.load_crm_days(con, crm_url, DAYS[:1])
+    raw_load.load_crm_days(con, crm_url, DAYS[:1], personal=_personal())
     watermark = con.execute("SELECT max(watermark) FROM meta.crm_watermark").fetchone()[0]
     rows = con.execute("SELECT count(*) FROM raw.customers").fetchone()[0]
     fetch = crm_database.fetch_versions
@@ -293,20 +299,20 @@ def test_a_failed_load_leaves_raw_and_watermark_unchanged_and_the_retry_loads_ea
 
     monkeypatch.setattr(crm_database, "fetch_versions", connection_lost_on_the_second_day)
     with pytest.raises(psycopg.OperationalError):
-        raw_load.load_crm_days(con, crm_url, DAYS[1:])
+        raw_load.load_crm_days(con, crm_url, DAYS[1:], personal=_personal())
     assert con.execute("SELECT max(watermark) FROM meta.crm_watermark").fetchone()[0] == watermark
     assert con.execute("SELECT count(*) FROM raw.customers").fetchone()[0] == rows
     assert con.execute("SELECT count(*) FROM meta.crm_watermark WHERE _partition_date > ?", [DAYS[0]]).fetchone()[0] == 0
 
     monkeypatch.setattr(crm_database, "fetch_versions", fetch)
-    raw_load.load_crm_days(con, crm_url, DAYS[1:])
+    raw_load.load_crm_days(con, crm_url, DAYS[1:], personal=_personal())
     versions = con.execute("SELECT customer_id, updated_at FROM raw.customers").fetchall()
     assert len(versions) == len(set(versions)) == _pg(crm_url, "SELECT count(*) FROM customers")[0][0]
     assert con.execute("SELECT max(watermark) FROM meta.crm_watermark").fetchone()[0] > watermark
 
 
 def test_a_late_update_within_the_overlap_is_caught_once(crm_url, con):
-    raw_load.load_crm_days(con, crm_url, DAYS)
+    raw_load.load_crm_days(con, crm_url, DAYS, personal=_personal())
     watermark = con.execute("SELECT max(watermark) FROM meta.crm_watermark").fetchone()[0]
     ids = _quiet_customers(crm_url, watermark - timedelta(hours=3), 3)  # none of their versions near the watermark
     late = {  # committed after the last run, with updated_at at or below its watermark
@@ -317,23 +323,23 @@ def test_a_late_update_within_the_overlap_is_caught_once(crm_url, con):
     for cid, updated_at in late.items():
         _add_version(crm_url, cid, updated_at)
     next_day, day_after = END + timedelta(days=1), END + timedelta(days=2)
-    raw_load.load_crm_days(con, crm_url, [next_day])
+    raw_load.load_crm_days(con, crm_url, [next_day], personal=_personal())
     expected = sorted((cid, crm.render_timestamp(late[cid])) for cid in ids[:2])
     assert _raw_versions(con, next_day) == expected
-    raw_load.load_crm_days(con, crm_url, [next_day])  # a re-run
-    raw_load.load_crm_days(con, crm_url, [day_after])  # its window overlaps the late versions again
+    raw_load.load_crm_days(con, crm_url, [next_day], personal=_personal())  # a re-run
+    raw_load.load_crm_days(con, crm_url, [day_after], personal=_personal())  # its window overlaps the late versions again
     assert _raw_versions(con, next_day) == expected
     assert _raw_versions(con, day_after) == []
     assert con.execute("SELECT max(watermark) FROM meta.crm_watermark").fetchone()[0] == watermark
 
 
 def _stage_everything(con, landing_root, crm_url):
-    raw_load.load_crm_days(con, crm_url, DAYS)
+    raw_load.load_crm_days(con, crm_url, DAYS, personal=_personal())
     for t in SOURCE_TABLES:
         if t is not CUSTOMERS:
-            raw_load.load_days(con, t, landing_root, DAYS)
+            raw_load.load_days(con, t, landing_root, DAYS, _personal())
     for t in SOURCE_TABLES:  # customers first: the others check their customer references
-        staging.stage_days(con, t, DAYS, KEY)
+        staging.stage_days(con, t, DAYS, _personal())
 
 
 def _spine(con, day) -> set[str]:
@@ -350,8 +356,8 @@ def test_a_soft_delete_reaches_staging_and_takes_the_customer_out_of_spine_and_c
     victim = min(spine[DAYS[1]] & spine[DAYS[2]])
     deleted_at = datetime.combine(DAYS[2], datetime.min.time()) + timedelta(hours=9)
     _add_version(crm_url, victim, deleted_at, deleted_at=deleted_at)  # the CRM soft-deletes the customer
-    raw_load.load_crm_days(con, crm_url, DAYS[2:])  # the nightly run for the day of the deletion
-    staging.stage_days(con, CUSTOMERS, DAYS[2:], KEY)
+    raw_load.load_crm_days(con, crm_url, DAYS[2:], personal=_personal())  # the nightly run for the day of the deletion
+    staging.stage_days(con, CUSTOMERS, DAYS[2:], _personal())
 
     raw = con.execute("SELECT _partition_date, deleted_at FROM raw.customers WHERE customer_id = ? AND deleted_at IS NOT NULL", [victim]).fetchall()
     assert raw == [(DAYS[2], crm.render_timestamp(deleted_at))]
@@ -384,16 +390,19 @@ def test_staging_from_postgres_equals_staging_from_the_file_export(crm_url, land
     # From the file export, by the same functions the file-based asset calls.
     file_con = warehouse.connect(tmp_path / "file.duckdb")
     warehouse.ensure_schemas(file_con)
-    raw_load.load_days(file_con, CUSTOMERS, landing[0], DAYS)
-    staging.stage_days(file_con, CUSTOMERS, DAYS, build_resources()["pii"].hmac_key)
+    file_personal = PersonalData(build_resources()["pii"].hmac_key, RegionalStores.from_settings(settings.Paths(tmp_path)))
+    raw_load.load_days(file_con, CUSTOMERS, landing[0], DAYS, file_personal)
+    staging.stage_days(file_con, CUSTOMERS, DAYS, file_personal)
 
-    query = "SELECT * EXCLUDE (_file, _row_number) FROM {} ORDER BY ALL"
+    query = "SELECT * EXCLUDE (_file, _row_number) FROM ({}) ORDER BY ALL"
+    identity = " UNION ALL ".join(f"SELECT * FROM {alias(r)}.identity.customer_pii" for r in REGIONS)
     db_con = warehouse.connect(settings.Paths(data_dir).warehouse, read_only=True)
     try:
-        for table in ("staging.customers", "identity.customer_pii"):
-            from_db = db_con.execute(query.format(table)).fetchall()
-            assert from_db == file_con.execute(query.format(table)).fetchall()
-            assert len(from_db) > 50
+        with RegionalStores.from_settings(settings.Paths(data_dir)).attached(db_con, read_only=True), file_personal.stores.attached(file_con):
+            for table in ("SELECT * FROM staging.customers", identity):
+                from_db = db_con.execute(query.format(table)).fetchall()
+                assert from_db == file_con.execute(query.format(table)).fetchall()
+                assert len(from_db) > 50
     finally:
         db_con.close()
         file_con.close()

@@ -14,9 +14,10 @@ import pytest
 
 from ai_data_platform import settings, warehouse
 from ai_data_platform.definitions import defs
+from ai_data_platform.governance.stores import PERSONAL_TABLES, RegionalStores
 from ai_data_platform.resources import build_resources
 from ai_data_platform.schedules import BATCH_GROUPS
-from ai_data_platform.sources.contracts import SOURCE_TABLES, dirt_rule
+from ai_data_platform.sources.contracts import REGIONS, SOURCE_TABLES, dirt_rule
 from ai_data_platform.sources.simulator import generate
 
 from .conftest import END
@@ -122,22 +123,27 @@ def test_conservation_metadata_recorded_for_every_partition(built):
             assert "dagster/column_schema" in md
 
 
+IDENTITY_UNION = " UNION ALL ".join(f"SELECT * FROM personal_{r.lower()}.identity.customer_pii" for r in REGIONS)
+
+
 def test_no_direct_pii_outside_the_identity_table(built):
     paths, _, _, _ = built
     con = warehouse.connect(paths.warehouse, read_only=True)
+    with RegionalStores.from_settings(paths).attached(con, read_only=True):
+        con.execute(f"CREATE TEMP TABLE identity_all AS {IDENTITY_UNION}")
     try:
-        emails = {r[0] for r in con.execute("SELECT email FROM identity.customer_pii").fetchall()}
-        names = {r[0] for r in con.execute("SELECT name FROM identity.customer_pii").fetchall()}
+        emails = {r[0] for r in con.execute("SELECT email FROM identity_all").fetchall()}
+        names = {r[0] for r in con.execute("SELECT name FROM identity_all").fetchall()}
         assert emails and names
-        for schema in ("staging", "marts", "features"):
+        for schema in ("raw", "staging", "quarantine", "marts", "features"):
             for (table,) in con.execute(
                 "SELECT table_name FROM information_schema.tables WHERE table_schema = ?", [schema]
             ).fetchall():
                 cols = [c for c, ty in warehouse.table_columns(con, f"{schema}.{table}") if ty == "VARCHAR"]
                 for col in cols:
                     leaked = con.execute(
-                        f"SELECT count(*) FROM {schema}.{table} WHERE {warehouse.quote(col)} IN (SELECT email FROM identity.customer_pii) "
-                        f"OR {warehouse.quote(col)} IN (SELECT name FROM identity.customer_pii) "
+                        f"SELECT count(*) FROM {schema}.{table} WHERE {warehouse.quote(col)} IN (SELECT email FROM identity_all) "
+                        f"OR {warehouse.quote(col)} IN (SELECT name FROM identity_all) "
                         f"OR regexp_matches({warehouse.quote(col)}, '[^@ ]+@[^@ ]+\\.[a-z]+')"
                     ).fetchone()[0]
                     assert leaked == 0, f"{schema}.{table}.{col} holds direct PII"
@@ -176,14 +182,15 @@ def test_customer_360_and_features_have_one_row_per_customer(built):
 def _snapshot(paths, tables):
     con = warehouse.connect(paths.warehouse, read_only=True)
     try:
-        out = {}
-        for table, exclude in tables:
-            cols = [c for c, _ in warehouse.table_columns(con, table) if c not in exclude]
-            col_sql = ", ".join(warehouse.quote(c) for c in cols)
-            out[table] = con.execute(
-                f"SELECT {col_sql} FROM {table} WHERE _partition_date = ? ORDER BY ALL", [DAYS[1]]
-            ).fetchall()
-        return out
+        with RegionalStores.from_settings(paths).attached(con, read_only=True):
+            out = {}
+            for table, exclude in tables:
+                cols = [d[0] for d in con.execute(f"SELECT * FROM {table} LIMIT 0").description if d[0] not in exclude]
+                col_sql = ", ".join(warehouse.quote(c) for c in cols)
+                out[table] = con.execute(
+                    f"SELECT {col_sql} FROM {table} WHERE _partition_date = ? ORDER BY ALL", [DAYS[1]]
+                ).fetchall()
+            return out
     finally:
         con.close()
 
@@ -193,7 +200,8 @@ def test_rematerializing_a_partition_leaves_identical_tables(built):
     tables = [(f"raw.{t.name}", {"_loaded_at"}) for t in SOURCE_TABLES]
     tables += [(f"staging.{t.name}", set()) for t in SOURCE_TABLES]
     tables += [(f"quarantine.{t.name}", set()) for t in SOURCE_TABLES]
-    tables += [("identity.customer_pii", set()), ("marts.customer_360", set()), ("features.customer_daily", set())]
+    tables += [("marts.customer_360", set()), ("features.customer_daily", set())]
+    tables += [(f"personal_{r.lower()}.{p.name}", {"_loaded_at"}) for r in REGIONS for p in PERSONAL_TABLES]
     before = _snapshot(paths, tables)
     assert sum(len(v) for v in before.values()) > 1000
     assert materialize_day(paths, DAYS[1], instance).success

@@ -9,8 +9,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from ai_data_platform import warehouse
+from ai_data_platform import settings, warehouse
 from ai_data_platform.governance.pii import hmac_hex
+from ai_data_platform.governance.stores import PersonalData, RegionalStores
 from ai_data_platform.sources import raw_load, staging
 from ai_data_platform.sources.contracts import CUSTOMERS, EVENTS, PAYMENTS, SUPPORT_TICKETS
 
@@ -99,11 +100,17 @@ def landed(tmp_path):
 
     con = warehouse.connect(tmp_path / "wh.duckdb")
     warehouse.ensure_schemas(con)
+    personal = _personal(tmp_path)
     for t in (CUSTOMERS, PAYMENTS, EVENTS, SUPPORT_TICKETS):
-        raw_load.load_days(con, t, landing, [DAY])
-    results = {t.name: staging.stage_days(con, t, [DAY], KEY)[0] for t in (CUSTOMERS, PAYMENTS, EVENTS, SUPPORT_TICKETS)}
-    yield con, results
+        raw_load.load_days(con, t, landing, [DAY], personal)
+    results = {t.name: staging.stage_days(con, t, [DAY], personal)[0] for t in (CUSTOMERS, PAYMENTS, EVENTS, SUPPORT_TICKETS)}
+    with personal.stores.attached(con):
+        yield con, results
     con.close()
+
+
+def _personal(root):
+    return PersonalData(KEY, RegionalStores(settings.region_store_paths(settings.Paths(root))))
 
 
 def _quarantine(con, table):
@@ -133,9 +140,19 @@ def test_quarantine_keeps_file_and_raw_value(landed):
     ).fetchone()
     assert row[0] == "crm/customers/2026-11-20.csv"
     assert row[1] == "MARS"
-    assert json.loads(row[2])["customer_id"] == "C5"
-    malformed = con.execute("SELECT raw_value FROM quarantine.customers WHERE rule = 'malformed_row'").fetchone()
-    assert malformed[0] == "C7,truncated"
+    assert json.loads(row[2])["customer_id"] == "C5" and "email" not in json.loads(row[2])
+    # the personal values of rejected rows are in the regional store (C5's region is invalid: the default, EU)
+    full = con.execute(
+        "SELECT raw_value, raw_record FROM personal_eu.quarantine.customers_personal WHERE rule = 'accepted_values'"
+    ).fetchone()
+    assert full[0] == "MARS" and json.loads(full[1])["email"] == "e@example.com"
+    main, personal = con.execute(
+        "SELECT q.raw_value, p.raw_value FROM quarantine.customers q JOIN personal_eu.quarantine.customers_personal p "
+        "USING (_partition_date, _row_number) WHERE q.rule = 'malformed_row'"
+    ).fetchone()
+    assert main is None and personal == "C7,truncated"
+    not_null = con.execute("SELECT column_name, raw_value FROM quarantine.customers WHERE rule = 'not_null'").fetchone()
+    assert not_null == ("email", None)
 
 
 def test_staging_holds_no_direct_pii_and_uses_hmac_keys(landed):
@@ -144,7 +161,9 @@ def test_staging_holds_no_direct_pii_and_uses_hmac_keys(landed):
     assert not {"name", "email", "phone"} & cols
     hashes = dict(con.execute("SELECT customer_id, email_hash FROM staging.customers").fetchall())
     assert hashes["C1"] == hmac_hex(KEY, "ann@example.com")
-    ident = con.execute("SELECT email, name FROM identity.customer_pii WHERE customer_id = 'C1'").fetchone()
+    raw_cols = {c for c, _ in warehouse.table_columns(con, "raw.customers")}
+    assert not {"name", "email", "phone"} & raw_cols and {"email_hash", "phone_hash", "name_hash"} <= raw_cols
+    ident = con.execute("SELECT email, name FROM personal_eu.identity.customer_pii WHERE customer_id = 'C1'").fetchone()
     assert ident == ("ann@example.com", "Ann Example")
 
 
@@ -183,7 +202,7 @@ def test_restaging_a_day_replaces_it_exactly(landed, tmp_path):
     con, _ = landed
     before = con.execute("SELECT * FROM staging.payments ORDER BY payment_id").fetchall()
     q_before = con.execute("SELECT * FROM quarantine.payments ORDER BY _row_number").fetchall()
-    staging.stage_days(con, PAYMENTS, [DAY], KEY)
+    staging.stage_days(con, PAYMENTS, [DAY])
     assert con.execute("SELECT * FROM staging.payments ORDER BY payment_id").fetchall() == before
     assert con.execute("SELECT * FROM quarantine.payments ORDER BY _row_number").fetchall() == q_before
 
@@ -204,7 +223,7 @@ def test_schema_drift_names_missing_and_added_columns(tmp_path):
     _write_csv(CUSTOMERS.landing_file(landing, DAY), header, [_customer("C1", "a@b.c")])
     con = warehouse.connect(tmp_path / "wh.duckdb")
     warehouse.ensure_schemas(con)
-    (load,) = raw_load.load_days(con, CUSTOMERS, landing, [DAY])
+    (load,) = raw_load.load_days(con, CUSTOMERS, landing, [DAY], _personal(tmp_path))
     assert load.drift.missing == ("segment",) and load.drift.added == ("loyalty_tier",)
     assert "missing ['segment']" in load.drift.describe(CUSTOMERS, DAY)
     con.close()

@@ -54,16 +54,18 @@ from datetime import date
 from ai_data_platform import settings, warehouse
 from ai_data_platform.features.compile import customer_daily_sql, transaction_sql
 from ai_data_platform.marts import customer_360 as c360
+from ai_data_platform.governance.stores import PersonalData
 from ai_data_platform.sources import raw_load, staging
 from ai_data_platform.sources.contracts import SOURCE_TABLES
 day = date.fromisoformat(sys.argv[1])
 p = settings.paths()
 t = time.perf_counter()
 con = warehouse.connect(p.warehouse)
+personal = PersonalData.from_settings(p)
 for tbl in SOURCE_TABLES:
-    raw_load.load_days(con, tbl, p.landing, [day])
+    raw_load.load_days(con, tbl, p.landing, [day], personal)
 for tbl in SOURCE_TABLES:
-    staging.stage_days(con, tbl, [day], settings.pii_hmac_key())
+    staging.stage_days(con, tbl, [day], personal)
 warehouse.replace_partitions(con, "marts.customer_360", [day], c360.customer_360_sql)
 warehouse.replace_partitions(con, "features.customer_daily", [day], customer_daily_sql)
 warehouse.replace_partitions(con, "features.transaction", [day], transaction_sql)

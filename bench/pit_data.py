@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import time
 from datetime import date, timedelta
 from pathlib import Path
@@ -113,19 +114,23 @@ def prepare(work: Path, customers: int = 100_000, days: int = 90) -> dict:
     _generate_if_needed(work, customers, days)
     for stale in ("warehouse.duckdb", "warehouse.duckdb.wal"):
         (work / stale).unlink(missing_ok=True)
+    shutil.rmtree(work / "regions", ignore_errors=True)  # the regional personal data stores
     all_days = [END - timedelta(days=days - 1 - i) for i in range(days)]
     feature_days = all_days[-FEATURE_DAYS:]
     timings: dict[str, float] = {}
     con = warehouse.connect(work / "warehouse.duckdb")
     warehouse.ensure_schemas(con)
+    from ai_data_platform.governance.stores import PersonalData
+
+    personal = PersonalData.from_settings(settings.Paths(work))
     try:
         t = time.perf_counter()
         for i in range(0, len(all_days), CHUNK_DAYS):
             chunk = all_days[i : i + CHUNK_DAYS]
             for tbl in SOURCE_TABLES:
-                raw_load.load_days(con, tbl, work / "landing", chunk)
+                raw_load.load_days(con, tbl, work / "landing", chunk, personal)
             for tbl in SOURCE_TABLES:
-                staging.stage_days(con, tbl, chunk, settings.pii_hmac_key())
+                staging.stage_days(con, tbl, chunk, personal)
             print(f"staged {chunk[0]}..{chunk[-1]}", flush=True)
         timings["raw_and_staging_seconds"] = round(time.perf_counter() - t, 1)
         t = time.perf_counter()

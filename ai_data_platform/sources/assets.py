@@ -3,6 +3,11 @@
 ``raw/<table>``: the day's landing file as it landed plus file name, row number and load time.
 ``staging/<table>`` + ``quarantine/<table>``: typed, validated, de-duplicated rows and the rows
 that failed a rule, written together so row conservation holds for every partition.
+
+For the CRM tables, which hold personal data, the same steps also write the regional stores
+(one DuckDB database per region, ``governance/stores.py``): ``raw/<table>_personal``,
+``quarantine/<table>_personal`` and ``identity/customer_pii``. Each of those keys is one table
+present in every regional store; its metadata gives the rows per region.
 """
 
 
@@ -13,7 +18,9 @@ import dagster as dg
 from ai_data_platform import settings
 from ai_data_platform.metadata import OWNERS, column_lineage, column_schema, table_metadata
 from ai_data_platform.partitions import daily_partitions, days_in
-from ai_data_platform.resources import LandingResource, PiiResource, WarehouseResource
+from ai_data_platform.governance.personal_data import holds_personal_data, warehouse_raw_columns
+from ai_data_platform.governance.stores import IDENTITY, QUARANTINE_PERSONAL, RAW_PERSONAL, PersonalTable
+from ai_data_platform.resources import LandingResource, PiiResource, RegionalStoresResource, WarehouseResource
 from ai_data_platform.sources import raw_load, staging
 from ai_data_platform.sources import staging_sql as sql
 from ai_data_platform.sources.contracts import CUSTOMERS, SOURCE_TABLES, SourceTable
@@ -51,11 +58,26 @@ def quarantine_key(t: SourceTable) -> dg.AssetKey:
     return dg.AssetKey(["quarantine", t.name])
 
 
-IDENTITY_KEY = dg.AssetKey(["identity", "customer_pii"])
+IDENTITY_KEY = dg.AssetKey(IDENTITY.asset_path)
+
+
+def personal_key(table: PersonalTable) -> dg.AssetKey:
+    return dg.AssetKey(table.asset_path)
+
+
+def personal_spec(table: PersonalTable, **attributes) -> dg.AssetSpec:
+    """A table of the regional stores: restricted, with its PII classification per column."""
+    return dg.AssetSpec(
+        personal_key(table),
+        description=table.description,
+        tags={"layer": table.name.split(".")[0], "source": table.source.source, "access": "restricted", "residency": "regional"},
+        metadata={"partition_expr": "_partition_date", "dagster/column_schema": column_schema(list(table.columns), pii=table.pii)},
+        **attributes,
+    )
 
 
 def _raw_schema(t: SourceTable) -> dg.TableSchema:
-    cols = [(c, "VARCHAR") for c in t.raw_column_names] + [
+    cols = [(c, "VARCHAR") for c in warehouse_raw_columns(t)] + [
         ("_partition_date", "DATE"),
         ("_file", "VARCHAR"),
         ("_row_number", "BIGINT"),
@@ -68,10 +90,13 @@ def _raw_schema(t: SourceTable) -> dg.TableSchema:
         | {
             "_file": "landing file, relative to the landing root (or the source table's URL)",
             "_row_number": "1-based record number in the file (or in the database extraction)",
-            "_raw_line": "raw text of a record that could not be split into fields",
+            "_raw_line": "raw text of a record that could not be split into fields"
+            + (" (here its HMAC digest; the line is in the regional store)" if holds_personal_data(t) else ""),
             "_loaded_at": "wall-clock time of the load",
-        },
-        {c.name: c.pii for c in t.columns},
+            "_pii_digest": "HMAC of the record's personal values as landed (exact-duplicate detection)",
+        }
+        | {f"{c.name}_hash": f"HMAC-SHA256 of the normalized {c.name} (its value is in the regional store)" for c in t.columns},
+        {c.name: c.pii for c in t.columns} | {c: "indirect" for c in warehouse_raw_columns(t) if c.endswith("_hash") or c == "_pii_digest"},
     )
 
 
@@ -90,11 +115,11 @@ def _staging_lineage(t: SourceTable) -> dg.TableColumnLineage:
     mapping = {}
     for name, _ in sql.staging_columns(t):
         if name == "email_hash":
-            mapping[name] = [(rk, "customer_email" if t.name == "support_tickets" else "email")]
+            mapping[name] = [(rk, "customer_email_hash" if t.name == "support_tickets" else "email_hash")]
         elif name == "phone_hash":
-            mapping[name] = [(rk, "phone")]
+            mapping[name] = [(rk, "phone_hash")]
         elif name == "customer_id" and t.name == "support_tickets":
-            mapping[name] = [(rk, "customer_email"), (staging_key(CUSTOMERS), "email_hash"), (staging_key(CUSTOMERS), "customer_id")]
+            mapping[name] = [(rk, "customer_email_hash"), (staging_key(CUSTOMERS), "email_hash"), (staging_key(CUSTOMERS), "customer_id")]
         elif name == "_available_at":
             mapping[name] = [(rk, "_partition_date")]
         else:
@@ -111,24 +136,44 @@ def build_raw_asset(t: SourceTable) -> dg.AssetsDefinition:
         if t is CUSTOMERS
         else ""
     )
+    personal_note = (
+        " Holds no personal data: names, emails, phones and free text are replaced by HMAC keys "
+        f"(<column>_hash) and stored in the subject's regional store (raw/{t.name}_personal)."
+        if holds_personal_data(t)
+        else ""
+    )
 
-    @dg.asset(
-        key=key,
-        group_name=t.source,
-        description=(
-            f"{t.description} Raw load of landing/{t.source}/{t.name}/<day>.{t.extension} as it "
-            "landed, every value as text. Grain: one row per record in the day's file "
-            "(nothing dropped), keyed by (_partition_date, _row_number)." + database_note
-        ),
-        partitions_def=daily_partitions,
+    specs = [
+        dg.AssetSpec(
+            key,
+            group_name=t.source,
+            description=(
+                f"{t.description} Raw load of landing/{t.source}/{t.name}/<day>.{t.extension} as it "
+                "landed, every value as text. Grain: one row per record in the day's file "
+                "(nothing dropped), keyed by (_partition_date, _row_number)." + database_note + personal_note
+            ),
+            partitions_def=daily_partitions,
+            kinds={"duckdb", t.file_format},
+            owners=OWNERS,
+            code_version=CODE_VERSION,
+            freshness_policy=SOURCE_FRESHNESS,
+            metadata={"partition_expr": "_partition_date", "dagster/column_schema": _raw_schema(t)},
+            tags={"layer": "raw", "source": t.source},
+        )
+    ]
+    if holds_personal_data(t):
+        specs.append(
+            personal_spec(
+                RAW_PERSONAL[t.name], group_name=t.source, partitions_def=daily_partitions, kinds={"duckdb"},
+                owners=OWNERS, code_version=CODE_VERSION, deps=[raw_key(CUSTOMERS)] if t is not CUSTOMERS else [],
+            )
+        )
+
+    @dg.multi_asset(
+        name=f"raw__{t.name}",
+        specs=specs,
         backfill_policy=dg.BackfillPolicy.single_run(),
-        kinds={"duckdb", t.file_format},
-        owners=OWNERS,
-        code_version=CODE_VERSION,
         pool=WAREHOUSE_POOL,
-        freshness_policy=SOURCE_FRESHNESS,
-        metadata={"partition_expr": "_partition_date", "dagster/column_schema": _raw_schema(t)},
-        tags={"layer": "raw", "source": t.source},
         check_specs=[
             dg.AssetCheckSpec(
                 "schema_drift",
@@ -145,18 +190,27 @@ def build_raw_asset(t: SourceTable) -> dg.AssetsDefinition:
             ),
         ],
     )
-    def _raw(context: dg.AssetExecutionContext, warehouse: WarehouseResource, landing: LandingResource):
+    def _raw(
+        context: dg.AssetExecutionContext,
+        warehouse: WarehouseResource,
+        landing: LandingResource,
+        pii: PiiResource,
+        regional_stores: RegionalStoresResource,
+    ):
+        personal = regional_stores.personal_data(pii)
         days = days_in(context)
         crm_database_url = settings.crm_database_url() if t is CUSTOMERS else None
         with warehouse.get_connection() as con:
             if crm_database_url:
-                loads = raw_load.load_crm_days(con, crm_database_url, days, settings.crm_overlap())
+                loads = raw_load.load_crm_days(con, crm_database_url, days, settings.crm_overlap(), personal)
             else:
-                loads = raw_load.load_days(con, t, landing.path, days)
+                loads = raw_load.load_days(con, t, landing.path, days, personal)
             volumes = [raw_load.volume_verdict(con, sql.raw_table(t), d) for d in days]
         rows = sum(load.rows for load in loads)
         extraction = {"extract_windows": {str(load.day): load.extra["window"] for load in loads}} if crm_database_url else {}
+        dropped = sum(load.extra.get("erased_subject_rows_dropped", 0) for load in loads)
         yield dg.MaterializeResult(
+            asset_key=key,
             metadata=table_metadata(
                 row_count=rows,
                 schema=_raw_schema(t),
@@ -165,14 +219,26 @@ def build_raw_asset(t: SourceTable) -> dg.AssetsDefinition:
                     "files": [load.file for load in loads],
                     "rows_by_day": {str(load.day): load.rows for load in loads},
                     "malformed_records": sum(load.malformed for load in loads),
+                    "erased_subject_rows_dropped": dropped,
                     **extraction,
                 },
-            )
+            ),
         )
+        if holds_personal_data(t):
+            placed = loads[0].extra["residency"]
+            yield dg.MaterializeResult(
+                asset_key=personal_key(RAW_PERSONAL[t.name]),
+                metadata=table_metadata(
+                    row_count=sum(placed["rows_by_region"].values()),
+                    table=RAW_PERSONAL[t.name].name,
+                    extra={**placed, "stores": regional_stores.stores.describe()},
+                ),
+            )
         drifted = [load for load in loads if load.drift.drifted]
         missing = [load for load in drifted if load.drift.missing]
         messages = [load.drift.describe(t, load.day) for load in drifted]
         yield dg.AssetCheckResult(
+            asset_key=key,
             check_name="schema_drift",
             passed=not drifted,
             severity=dg.AssetCheckSeverity.ERROR if missing else dg.AssetCheckSeverity.WARN,
@@ -184,6 +250,7 @@ def build_raw_asset(t: SourceTable) -> dg.AssetsDefinition:
         )
         anomalies = [v for v in volumes if v.anomalous]
         yield dg.AssetCheckResult(
+            asset_key=key,
             check_name="volume_anomaly",
             passed=not anomalies,
             severity=dg.AssetCheckSeverity.WARN,
@@ -234,25 +301,14 @@ def build_staging_asset(t: SourceTable) -> dg.AssetsDefinition:
             **common,
         ),
     ]
-    if t is CUSTOMERS:
-        specs.append(
-            dg.AssetSpec(
-                IDENTITY_KEY,
-                description=(
-                    "Restricted identity table: the only place raw names, emails and phones "
-                    "live, with their HMAC join keys. Grain: one row per customer upsert."
-                ),
-                tags={"layer": "identity", "source": t.source, "access": "restricted"},
-                **common,
-            ).merge_attributes(
-                metadata={
-                    "dagster/column_schema": column_schema(
-                        list(sql.IDENTITY_COLUMNS),
-                        pii={"name": "direct", "email": "direct", "phone": "direct", "country": "indirect", "email_hash": "indirect", "phone_hash": "indirect"},
-                    )
-                }
-            )
-        )
+    regional_outputs = []
+    if holds_personal_data(t):
+        regional_outputs.append(QUARANTINE_PERSONAL[t.name])
+        if t is CUSTOMERS:
+            regional_outputs.append(IDENTITY)
+    personal_common = {k: v for k, v in common.items() if k not in ("metadata", "deps")}
+    personal_deps = [raw_key(t)] + ([staging_key(CUSTOMERS)] if t is not CUSTOMERS else [])
+    specs += [personal_spec(table, deps=personal_deps, **personal_common) for table in regional_outputs]
 
     @dg.multi_asset(
         name=f"stage_{t.name}",
@@ -269,11 +325,14 @@ def build_staging_asset(t: SourceTable) -> dg.AssetsDefinition:
             )
         ],
     )
-    def _stage(context: dg.AssetExecutionContext, warehouse: WarehouseResource, pii: PiiResource):
+    def _stage(
+        context: dg.AssetExecutionContext, warehouse: WarehouseResource, pii: PiiResource, regional_stores: RegionalStoresResource
+    ):
         prewarm_gx()  # GX imports on another thread while DuckDB works; the gate finds it ready
         days = days_in(context)
+        personal = regional_stores.personal_data(pii) if holds_personal_data(t) else None
         with warehouse.get_connection() as con:
-            staged_days = staging.stage_days(con, t, days, pii.hmac_key)
+            staged_days = staging.stage_days(con, t, days, personal)
             conserved = staging.conservation(con, t, min(days), max(days))
         rules: dict[str, int] = {}
         for d in staged_days:
@@ -308,10 +367,15 @@ def build_staging_asset(t: SourceTable) -> dg.AssetsDefinition:
                 extra={"quarantined_by_rule": rules},
             ),
         )
-        if t is CUSTOMERS:
+        for table in regional_outputs:
+            placed = staged_days[0].residency[table.name]
             yield dg.MaterializeResult(
-                asset_key=IDENTITY_KEY,
-                metadata=table_metadata(row_count=staged, table=sql.IDENTITY_TABLE),
+                asset_key=personal_key(table),
+                metadata=table_metadata(
+                    row_count=sum(placed["rows_by_region"].values()),
+                    table=table.name,
+                    extra={**placed, "stores": regional_stores.stores.describe()},
+                ),
             )
         broken = [c for c in conserved if not c.holds]
         yield dg.AssetCheckResult(

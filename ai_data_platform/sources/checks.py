@@ -15,7 +15,7 @@ from ai_data_platform.quality.checks import gx_check_result
 from ai_data_platform.quality.gx_days import validate_days
 from ai_data_platform.quality.suites import staging_suite
 from ai_data_platform.quality.tolerances import MAX_UNKNOWN_CUSTOMER_RATE, exceeds
-from ai_data_platform.resources import PiiResource, WarehouseResource
+from ai_data_platform.resources import WarehouseResource
 from ai_data_platform.sources import staging
 from ai_data_platform.sources import staging_sql as sql
 from ai_data_platform.sources.assets import staging_key
@@ -37,11 +37,11 @@ def build_staging_gate(t: SourceTable) -> dg.AssetChecksDefinition:
             "(plus binomial noise in a small partition)."
         ),
     )
-    def _gate(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource, pii: PiiResource):
+    def _gate(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource):
         with warehouse.get_connection() as con:
             reports = validate_days(
                 days_in(context),
-                lambda day: staging.candidate_rows(con, t, day, pii.hmac_key, columns=suite.columns),
+                lambda day: staging.candidate_rows(con, t, day, columns=suite.columns),
                 lambda day, frame: staging_suite(t, rows=len(frame)),
             )
         return gx_check_result(sql.staging_table(t), reports)

@@ -1,6 +1,12 @@
 """Load landing files into ``raw.<table>`` and judge their shape (schema drift, volume).
 
-Plain functions over a DuckDB connection, so they are testable without Dagster.
+Two compliance rules apply to every load. Records of erased subjects (``governance/suppression.py``)
+are dropped, so no re-run or backfill brings a subject back. Tables holding personal data
+(``governance/personal_data.py``) are split: the warehouse gets the record with HMAC keys in place
+of names, emails and phones (computed here, once, inside DuckDB), and the personal values go to
+``raw.<table>_personal`` in the store of the subject's region (``governance/residency.py``); a CRM
+load also moves the data of customers whose region changed. Plain functions over a DuckDB
+connection, so they are testable without Dagster.
 """
 
 from __future__ import annotations
@@ -12,12 +18,17 @@ from datetime import date, timedelta
 from pathlib import Path
 
 import duckdb
+import pyarrow as pa
 
 from ai_data_platform import warehouse
+from ai_data_platform.governance import residency, suppression
+from ai_data_platform.governance.personal_data import SUBJECT_EMAIL_COLUMN, hash_column, holds_personal_data, pseudonymized_select, regional_columns
+from ai_data_platform.governance.stores import RAW_PERSONAL, PersonalData
 from ai_data_platform.sources import crm_database
 from ai_data_platform.sources import crm_postgres as crm
 from ai_data_platform.sources.contracts import CUSTOMERS, SourceTable
 from ai_data_platform.sources.landing import LandedFile, read_landing_file
+from ai_data_platform.sources.staging import check_layout, require_personal
 from ai_data_platform.sources.staging_sql import raw_ddl, raw_table
 
 VOLUME_HISTORY_DAYS = 14
@@ -68,11 +79,83 @@ def schema_drift(t: SourceTable, landed: LandedFile) -> SchemaDrift:
     )
 
 
+PERSONAL_ROWS = "_personal_rows"
+
+
+class _RawWriter:
+    """Inserts landed records of one table into ``raw.<t>``: suppression, pseudonymization, and the
+    personal values collected in a temp table for the regional stores (see the module docstring)."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, t: SourceTable, personal: PersonalData | None):
+        require_personal(t, personal)
+        check_layout(con, t)
+        con.execute(raw_ddl(t))
+        self.con, self.t, self.personal = con, t, personal
+        self.regional = holds_personal_data(t)
+        self.suppressing = suppression.active(con)
+        if self.suppressing and personal is None:
+            raise ValueError(f"erased subjects are suppressed at raw load: {t.name} needs the HMAC key (PersonalData)")
+        self.keep = suppression.keep_condition(t, personal.hmac_key, hashed=self.regional) if self.suppressing else "TRUE"
+        if self.regional:
+            cols = ", ".join(f"{warehouse.quote(n)} {ty}" for n, ty in RAW_PERSONAL[t.name].columns)
+            con.execute(f"CREATE OR REPLACE TEMP TABLE {PERSONAL_ROWS} ({cols})")
+
+    def insert(self, records: pa.Table, day: date, file: str) -> tuple[int, int]:
+        """Insert one day's records; returns (rows kept, rows of erased subjects dropped)."""
+        con, t = self.con, self.t
+        landed = f"(SELECT *, {warehouse.sql_literal(day)} AS _partition_date, {warehouse.sql_literal(file)} AS _file FROM _landed)"
+        source = pseudonymized_select(t, self.personal.hmac_key, landed) if self.regional else f"SELECT * FROM {landed}"
+        kind = "TABLE" if self.regional else "VIEW"  # personal tables are small; a view avoids copying the others
+        con.register("_landed", records)
+        try:
+            con.execute(f"CREATE OR REPLACE TEMP {kind} _landed_day AS SELECT * FROM ({source}) WHERE {self.keep}")
+            if self.regional:
+                personal = [warehouse.quote(c.name) for c in regional_columns(t)]
+                exclude = ", ".join([*personal, "_raw_line", "_raw_line_digest"])
+                con.execute(
+                    f"INSERT INTO {raw_table(t)} BY NAME SELECT * EXCLUDE ({exclude}), _raw_line_digest AS _raw_line, "
+                    "now()::TIMESTAMP AS _loaded_at FROM _landed_day"
+                )
+                keys = ", ".join(warehouse.quote(n) for n, _ in RAW_PERSONAL[t.name].columns if n in (t.key, "customer_id"))
+                email_hash = warehouse.quote(hash_column(SUBJECT_EMAIL_COLUMN[t.name]))
+                con.execute(
+                    f"INSERT INTO {PERSONAL_ROWS} BY NAME SELECT {keys}, {email_hash} AS email_hash, {', '.join(personal)}, "
+                    "_raw_line, _partition_date, _file, _row_number, now()::TIMESTAMP AS _loaded_at FROM _landed_day"
+                )
+            else:
+                con.execute(f"INSERT INTO {raw_table(t)} BY NAME SELECT *, now()::TIMESTAMP AS _loaded_at FROM _landed_day")
+            kept = con.execute("SELECT count(*) FROM _landed_day").fetchone()[0]
+        finally:
+            con.execute(f"DROP {kind} IF EXISTS _landed_day")
+            con.unregister("_landed")
+        return kept, records.num_rows - kept
+
+    def route_personal(self, days: list[date]) -> dict:
+        """After the warehouse commit: write the personal values to their regional stores (and,
+        for a CRM load, move the data of customers whose region changed); compact the stores rows
+        moved out of. Returns what went where, for metadata."""
+        if not self.regional:
+            return {}
+        con = self.con
+        with self.personal.stores.attached(con) as aliases:
+            residency.build_region_map(con)
+            written = residency.write_routed(con, aliases, RAW_PERSONAL[self.t.name], f"SELECT * FROM {PERSONAL_ROWS}", days)
+            moved = residency.rebalance(con, aliases) if self.t is CUSTOMERS else {}
+        con.execute(f"DROP TABLE {PERSONAL_ROWS}")
+        for region in residency.regions_left(moved):
+            warehouse.compact(self.personal.stores.paths[region])
+        return {**written.metadata(), "moved_between_regions": moved}
+
+
 def load_days(
-    con: duckdb.DuckDBPyConnection, t: SourceTable, landing_root: Path, days: list[date]
+    con: duckdb.DuckDBPyConnection, t: SourceTable, landing_root: Path, days: list[date], personal: PersonalData | None = None
 ) -> list[RawLoad]:
-    """Replace ``raw.<table>`` for ``days`` with the landing files, one transaction for all."""
-    con.execute(raw_ddl(t))
+    """Replace ``raw.<table>`` for ``days`` with the landing files, one transaction for all.
+
+    ``personal`` (HMAC key and regional stores) is required for tables holding personal data and
+    whenever subjects have been erased; the regional stores are written after the warehouse commit.
+    """
+    writer = _RawWriter(con, t, personal)
     loads: list[RawLoad] = []
     with warehouse.transaction(con):
         con.execute(
@@ -82,31 +165,33 @@ def load_days(
             path = t.landing_file(landing_root, day)
             landed = read_landing_file(t, path)
             relative = path.relative_to(landing_root).as_posix()
-            con.register("_landed", landed.table)
-            try:
-                con.execute(
-                    f"INSERT INTO {raw_table(t)} BY NAME SELECT *, ?::DATE AS _partition_date, "
-                    "?::VARCHAR AS _file, now()::TIMESTAMP AS _loaded_at FROM _landed",
-                    [day, relative],
-                )
-            finally:
-                con.unregister("_landed")
+            kept, suppressed = writer.insert(landed.table, day, relative)
             malformed = landed.rows - landed.table.column("_raw_line").null_count
-            loads.append(RawLoad(day, relative, landed.rows, malformed, schema_drift(t, landed)))
+            extra = {"erased_subject_rows_dropped": suppressed} if suppressed else {}
+            loads.append(RawLoad(day, relative, kept, malformed, schema_drift(t, landed), extra))
+    placed = writer.route_personal(days)
+    for load in loads:
+        if placed:
+            load.extra["residency"] = placed
     return loads
 
 
 def load_crm_days(
-    con: duckdb.DuckDBPyConnection, database_url: str, days: list[date], overlap: timedelta = crm.OVERLAP
+    con: duckdb.DuckDBPyConnection,
+    database_url: str,
+    days: list[date],
+    overlap: timedelta = crm.OVERLAP,
+    personal: PersonalData | None = None,
 ) -> list[RawLoad]:
     """Replace ``raw.customers`` for ``days`` with versions extracted from the CRM database.
 
     Days are extracted in order, each from its window (see ``crm_postgres``), from one
     read-only database snapshot; the raw rows and ``meta.crm_watermark`` are written in one
-    warehouse transaction, so a failure anywhere leaves both as they were.
+    warehouse transaction, so a failure anywhere leaves both as they were. Personal values go
+    to the regional stores afterwards, as for files.
     """
     t = CUSTOMERS
-    con.execute(raw_ddl(t))
+    writer = _RawWriter(con, t, personal)
     con.execute(crm.watermark_ddl())
     label = crm.source_label(database_url)
     loads: list[RawLoad] = []
@@ -123,21 +208,19 @@ def load_crm_days(
                 extracted = crm_database.fetch_versions(pg, window, present)
                 loaded = con.execute(*crm.loaded_versions_sql(window)).fetchall()
                 versions = crm.new_versions(extracted, loaded)
-                con.register("_extracted", crm.raw_records(versions))
-                try:
-                    con.execute(
-                        f"INSERT INTO {raw_table(t)} BY NAME SELECT *, ?::DATE AS _partition_date, "
-                        "?::VARCHAR AS _file, now()::TIMESTAMP AS _loaded_at FROM _extracted",
-                        [day, label],
-                    )
-                finally:
-                    con.unregister("_extracted")
+                kept, suppressed = writer.insert(crm.raw_records(versions), day, label)
                 con.execute(
                     f"INSERT INTO {crm.WATERMARK_TABLE} VALUES (?, ?, ?, ?, ?, ?, ?, now()::TIMESTAMP)",
                     [day, crm.advance_watermark(previous, versions), window.lower, window.upper, len(extracted), len(versions), label],
                 )
                 extra = {"window": window.describe(), "extracted": len(extracted)}
-                loads.append(RawLoad(day, label, len(versions), 0, drift, extra))
+                if suppressed:
+                    extra["erased_subject_rows_dropped"] = suppressed
+                loads.append(RawLoad(day, label, kept, 0, drift, extra))
+    placed = writer.route_personal(days)
+    for load in loads:
+        if placed:
+            load.extra["residency"] = placed
     return loads
 
 

@@ -1,13 +1,16 @@
 """Stage days of a source table: parse, validate, deduplicate, quarantine, pseudonymize.
 
 Plain functions over a DuckDB connection (the SQL comes from ``staging_sql``), testable without
-Dagster. Staging a window deletes and rewrites that window in ``staging``, ``quarantine`` (and,
-for customers, ``identity``) inside one transaction.
+Dagster. Staging a window deletes and rewrites that window in ``staging`` and ``quarantine`` inside
+one transaction. For the tables holding personal data it then writes the regional outputs, each
+row in the store of its subject's region (``governance/residency.py``): ``identity.customer_pii``
+for customers and ``quarantine.<table>_personal`` (one transaction per store).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import date
 
@@ -15,6 +18,9 @@ import duckdb
 import pandas as pd
 
 from ai_data_platform import warehouse
+from ai_data_platform.governance import residency
+from ai_data_platform.governance.personal_data import holds_personal_data, is_regional, warehouse_raw_columns
+from ai_data_platform.governance.stores import IDENTITY, QUARANTINE_PERSONAL, RAW_PERSONAL, PersonalData, union_sql
 from ai_data_platform.sources import staging_sql as sql
 from ai_data_platform.sources.contracts import CUSTOMERS, PII_DIRECT, SourceTable
 
@@ -27,6 +33,7 @@ class StagedDay:
     quarantined: int
     duplicates: int
     rules: dict[str, int] = field(default_factory=dict)
+    residency: dict = field(default_factory=dict)  # the window's regional writes (tables holding personal data)
 
     @property
     def conserved(self) -> bool:
@@ -57,12 +64,38 @@ class Conservation:
         )
 
 
+class LegacyPersonalLayout(RuntimeError):
+    """The warehouse was built before personal data moved to the regional stores."""
+
+
+def check_layout(con: duckdb.DuckDBPyConnection, t: SourceTable) -> None:
+    """Refuse a ``raw.<t>`` created before residency (it holds personal columns in the warehouse)."""
+    if not holds_personal_data(t) or not warehouse.table_exists(con, sql.raw_table(t)):
+        return
+    present = {c for c, _ in warehouse.table_columns(con, sql.raw_table(t))}
+    personal = sorted(c.name for c in t.columns if is_regional(t, c.name) and c.name in present)
+    if personal or not set(warehouse_raw_columns(t)) <= present:
+        raise LegacyPersonalLayout(
+            f"{sql.raw_table(t)} was created by an earlier version that kept personal data ({', '.join(personal) or 'unhashed columns'}) "
+            "in the main warehouse. Personal data now lives in the regional stores: rebuild the CRM tables from the "
+            "landing files (delete the warehouse file, or drop raw/staging/quarantine customers and support_tickets "
+            "and identity.customer_pii) and re-materialize."
+        )
+
+
 def ensure_tables(con: duckdb.DuckDBPyConnection, t: SourceTable) -> None:
+    check_layout(con, t)
     con.execute(sql.raw_ddl(t))
     con.execute(sql.staging_ddl(t))
     con.execute(sql.quarantine_ddl(t))
-    if t is CUSTOMERS:
-        con.execute(sql.identity_ddl())
+
+
+def require_personal(t: SourceTable, personal: PersonalData | None) -> None:
+    if holds_personal_data(t) and personal is None:
+        raise ValueError(
+            f"{t.source}/{t.name} holds personal data: pass the regional stores (PersonalData) so it is stored "
+            "in its subjects' regions, never in the main warehouse"
+        )
 
 
 def ensure_all_tables(con: duckdb.DuckDBPyConnection, tables) -> None:
@@ -71,39 +104,56 @@ def ensure_all_tables(con: duckdb.DuckDBPyConnection, tables) -> None:
 
 
 def stage_days(
-    con: duckdb.DuckDBPyConnection, t: SourceTable, days: list[date], hmac_key: str
+    con: duckdb.DuckDBPyConnection, t: SourceTable, days: list[date], personal: PersonalData | None = None
 ) -> list[StagedDay]:
+    require_personal(t, personal)
     ensure_tables(con, CUSTOMERS)
     ensure_tables(con, t)
     targets = [sql.staging_table(t), sql.quarantine_table(t)]
-    if t is CUSTOMERS:
-        targets.append(sql.IDENTITY_TABLE)
+    regional = holds_personal_data(t)
     results: list[StagedDay] = []
-    with warehouse.transaction(con):
-        for target in targets:
-            con.execute(
-                f"DELETE FROM {target} WHERE _partition_date BETWEEN ? AND ?", [min(days), max(days)]
-            )
-        for day in days:
-            con.execute(f"CREATE OR REPLACE TEMP TABLE {sql.JUDGED_TEMP} AS {sql.judged_sql(t, day, hmac_key)}")
-            staged = con.execute(
-                f"INSERT INTO {sql.staging_table(t)} BY NAME {sql.staged_select(t, hmac_key)}"
-            ).fetchone()[0]
-            quarantined = con.execute(
-                f"INSERT INTO {sql.quarantine_table(t)} BY NAME {sql.quarantine_select(t)}"
-            ).fetchone()[0]
+    attached = personal.stores.attached(con) if regional else nullcontext({})
+    with attached as aliases:
+        outputs = []  # (regional table, temp table collecting its rows, SELECT for a day)
+        if regional:
+            outputs.append((QUARANTINE_PERSONAL[t.name], "_quarantine_personal_rows", sql.quarantine_personal_select))
             if t is CUSTOMERS:
-                con.execute(f"INSERT INTO {sql.IDENTITY_TABLE} BY NAME {sql.identity_select(hmac_key)}")
-            raw = con.execute(f"SELECT count(*) FROM {sql.JUDGED_TEMP}").fetchone()[0]
-            duplicates = con.execute(sql.duplicate_count_sql()).fetchone()[0]
-            rules = dict(
-                con.execute(
-                    f"SELECT _violation.rule, count(*) FROM {sql.JUDGED_TEMP} "
-                    "WHERE _copy = 1 AND _violation IS NOT NULL GROUP BY 1 ORDER BY 1"
-                ).fetchall()
-            )
-            results.append(StagedDay(day, raw, staged, quarantined, duplicates, rules))
-        con.execute(f"DROP TABLE IF EXISTS {sql.JUDGED_TEMP}")
+                outputs.append((IDENTITY, "_identity_rows", lambda _t, rows: sql.identity_select(rows)))
+        with warehouse.transaction(con):
+            for target in targets:
+                con.execute(f"DELETE FROM {target} WHERE _partition_date BETWEEN ? AND ?", [min(days), max(days)])
+            for day in days:
+                con.execute(f"CREATE OR REPLACE TEMP TABLE {sql.JUDGED_TEMP} AS {sql.judged_sql(t, day)}")
+                staged = con.execute(f"INSERT INTO {sql.staging_table(t)} BY NAME {sql.staged_select(t)}").fetchone()[0]
+                quarantined = con.execute(
+                    f"INSERT INTO {sql.quarantine_table(t)} BY NAME {sql.quarantine_select(t)}"
+                ).fetchone()[0]
+                if regional:
+                    day_rows = (
+                        f"SELECT * FROM ({union_sql(RAW_PERSONAL[t.name], aliases)}) "
+                        f"WHERE _partition_date = {warehouse.sql_literal(day)}"
+                    )
+                    for _, temp, select in outputs:
+                        verb = "INSERT INTO" if day != days[0] else "CREATE OR REPLACE TEMP TABLE"
+                        con.execute(f"{verb} {temp} {'AS ' if day == days[0] else ''}{select(t, day_rows)}")
+                raw = con.execute(f"SELECT count(*) FROM {sql.JUDGED_TEMP}").fetchone()[0]
+                duplicates = con.execute(sql.duplicate_count_sql()).fetchone()[0]
+                rules = dict(
+                    con.execute(
+                        f"SELECT _violation.rule, count(*) FROM {sql.JUDGED_TEMP} "
+                        "WHERE _copy = 1 AND _violation IS NOT NULL GROUP BY 1 ORDER BY 1"
+                    ).fetchall()
+                )
+                results.append(StagedDay(day, raw, staged, quarantined, duplicates, rules))
+            con.execute(f"DROP TABLE IF EXISTS {sql.JUDGED_TEMP}")
+        if regional:
+            residency.build_region_map(con)
+            written = {}
+            for table, temp, _ in outputs:
+                written[table.name] = residency.write_routed(con, aliases, table, f"SELECT * FROM {temp}", days).metadata()
+                con.execute(f"DROP TABLE {temp}")
+            for r in results:
+                r.residency = written
     return results
 
 
@@ -117,7 +167,6 @@ def candidate_rows(
     con: duckdb.DuckDBPyConnection,
     t: SourceTable,
     day: date,
-    hmac_key: str,
     columns: Iterable[str] | None = None,
 ) -> pd.DataFrame:
     """The day's de-duplicated rows parsed to their contract types, before any rule removes them.
@@ -126,19 +175,20 @@ def candidate_rows(
     thresholds sees the bad values themselves (and can show them), not just their absence.
     ``columns`` narrows the frame to what the suite reads (plus ``malformed``; and
     ``customer_known`` where the table references customers). Direct-PII columns are never
-    included: a gate's sample of offending values must not leak them.
+    included (nor are personal free-text columns, which are not in the warehouse at all): a gate's
+    sample of offending values must not leak them.
     """
     wanted = set(columns) if columns is not None else None
     cols = [
         f"{sql.typed(c.name)} AS {warehouse.quote(c.name)}"
         for c in t.columns
-        if c.pii != PII_DIRECT and (wanted is None or c.name in wanted)
+        if c.pii != PII_DIRECT and not is_regional(t, c.name) and (wanted is None or c.name in wanted)
     ]
     if t.customer_ref is not None and (wanted is None or "customer_known" in wanted):
         cols.append("(_violation IS NULL OR _violation.rule <> 'known_customer') AS customer_known")
     cols.append("_raw_line IS NOT NULL AS malformed")
     query = (
-        f"WITH j AS ({sql.judged_sql(t, day, hmac_key)}) "
+        f"WITH j AS ({sql.judged_sql(t, day)}) "
         f"SELECT {', '.join(cols)} FROM j WHERE _copy = 1 ORDER BY _row_number"
     )
     return con.execute(query).df()

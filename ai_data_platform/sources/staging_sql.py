@@ -12,24 +12,32 @@ For one table and day the staging step:
    file, row number, rule, column and raw value.
 
 So for every partition: raw rows = staged + quarantined + duplicates (row conservation).
-Direct identifiers are replaced by keyed HMACs here; the raw values survive only in the
-restricted ``identity.customer_pii`` table. Pure functions returning SQL text: no connection.
+Tables holding personal data (CRM customers and support tickets) reach the warehouse already
+pseudonymized (``governance/personal_data.py``): their raw rows carry HMAC keys instead of names,
+emails and phones, so staging judges ``not_null`` on the keys and passes them on without hashing
+again. Their personal values are joined back in only for the outputs that live in the regional
+stores: ``identity.customer_pii`` and ``quarantine.<table>_personal`` (raw values and records of
+rejected rows). Pure functions returning SQL text: no connection.
 """
 
 from __future__ import annotations
 
 from datetime import date
 
-from ai_data_platform.governance.pii import (
-    hmac_sql,
-    normalize_email_sql,
-    normalize_phone_sql,
+from ai_data_platform.governance.personal_data import (
+    SUBJECT_EMAIL_COLUMN,
+    hash_column,
+    holds_personal_data,
+    is_regional,
+    regional_columns,
+    warehouse_raw_columns,
 )
+from ai_data_platform.governance.pii import normalize_email_sql
 from ai_data_platform.sources.contracts import (
     CUSTOMERS,
     EARLIEST_VALID_TIME,
-    PII_DIRECT,
     SUPPORT_TICKETS,
+    Column,
     SourceTable,
 )
 from ai_data_platform.warehouse import quote, sql_literal
@@ -60,9 +68,6 @@ def quarantine_table(t: SourceTable) -> str:
     return f"quarantine.{t.name}"
 
 
-IDENTITY_TABLE = "identity.customer_pii"
-
-
 def typed(name: str) -> str:
     return quote(f"__typed_{name}")
 
@@ -78,8 +83,18 @@ def _add_database_columns(t: SourceTable, table: str, typed_columns: bool) -> st
     )
 
 
+def raw_value_columns(t: SourceTable) -> tuple[str, ...]:
+    """The value columns of ``raw.<t>`` in the warehouse (pseudonymized for tables holding personal data)."""
+    return warehouse_raw_columns(t)
+
+
+def judged_columns(t: SourceTable) -> tuple[Column, ...]:
+    """The contract columns staging parses from the warehouse's raw table (personal ones are not there)."""
+    return tuple(c for c in t.raw_columns if not is_regional(t, c.name))
+
+
 def raw_ddl(t: SourceTable) -> str:
-    cols = ", ".join(f"{quote(c)} VARCHAR" for c in t.raw_column_names)
+    cols = ", ".join(f"{quote(c)} VARCHAR" for c in raw_value_columns(t))
     return (
         f"CREATE TABLE IF NOT EXISTS {raw_table(t)} ({cols}, _partition_date DATE, "
         "_file VARCHAR, _row_number BIGINT, _raw_line VARCHAR, _loaded_at TIMESTAMP)"
@@ -88,11 +103,7 @@ def raw_ddl(t: SourceTable) -> str:
 
 def staging_columns(t: SourceTable) -> list[tuple[str, str]]:
     """Name and type of every staging column: contract columns minus direct PII, plus keys."""
-    cols: list[tuple[str, str]] = []
-    for c in t.raw_columns:
-        if c.pii == PII_DIRECT:
-            continue
-        cols.append((c.name, c.dtype))
+    cols: list[tuple[str, str]] = [(c.name, c.dtype) for c in judged_columns(t)]
     if t is CUSTOMERS:
         cols += [("email_hash", "VARCHAR"), ("phone_hash", "VARCHAR")]
     if t is SUPPORT_TICKETS:
@@ -113,25 +124,6 @@ def quarantine_ddl(t: SourceTable) -> str:
     return f"CREATE TABLE IF NOT EXISTS {quarantine_table(t)} ({cols})"
 
 
-IDENTITY_COLUMNS = (
-    ("customer_id", "VARCHAR"),
-    ("name", "VARCHAR"),
-    ("email", "VARCHAR"),
-    ("phone", "VARCHAR"),
-    ("email_hash", "VARCHAR"),
-    ("phone_hash", "VARCHAR"),
-    ("country", "VARCHAR"),
-    ("region", "VARCHAR"),
-    ("updated_at", "TIMESTAMP"),
-    *LINEAGE_COLUMNS,
-)
-
-
-def identity_ddl() -> str:
-    cols = ", ".join(f"{n} {ty}" for n, ty in IDENTITY_COLUMNS)
-    return f"CREATE TABLE IF NOT EXISTS {IDENTITY_TABLE} ({cols})"
-
-
 # ---------------------------------------------------------------- judging
 
 
@@ -144,7 +136,10 @@ def _rule_cases(t: SourceTable, day: date) -> list[tuple[str, str]]:
     """(condition, violation struct) pairs in rule order; the first true condition wins."""
     cases: list[tuple[str, str]] = [("_raw_line IS NOT NULL", _violation("malformed_row", None, "_raw_line"))]
     for c in t.columns:
-        if c.required:
+        if c.required and is_regional(t, c.name):
+            # only the HMAC is in the warehouse: NULL exactly when the value was missing or blank
+            cases.append((f"({quote(hash_column(c.name))} IS NULL)", _violation("not_null", c.name, "NULL")))
+        elif c.required:
             raw = quote(c.name)
             cases.append((f"({raw} IS NULL OR trim({raw}) = '')", _violation("not_null", c.name, raw)))
     time_raw, time_typed = quote(t.time_column), typed(t.time_column)
@@ -156,7 +151,7 @@ def _rule_cases(t: SourceTable, day: date) -> list[tuple[str, str]]:
             _violation("invalid_timestamp", t.time_column, time_raw),
         )
     )
-    for c in t.raw_columns:
+    for c in judged_columns(t):
         if c.dtype != "VARCHAR" and c.name != t.time_column:
             raw = quote(c.name)
             cases.append(
@@ -178,9 +173,8 @@ def _rule_cases(t: SourceTable, day: date) -> list[tuple[str, str]]:
         if c.non_negative:
             cases.append((f"({typed(c.name)} < 0)", _violation("non_negative", c.name, quote(c.name))))
     if t.customer_ref is not None:
-        cases.append(
-            ("(_known._known_id IS NULL)", _violation("known_customer", t.customer_ref, quote(t.customer_ref)))
-        )
+        ref_value = "NULL" if is_regional(t, t.customer_ref) else quote(t.customer_ref)  # personal: regional quarantine
+        cases.append(("(_known._known_id IS NULL)", _violation("known_customer", t.customer_ref, ref_value)))
     return cases
 
 
@@ -191,11 +185,11 @@ def _typed_expr(c_name: str, dtype: str) -> str:
     return f"TRY_CAST(nullif(trim({raw}), '') AS {dtype})"
 
 
-def _known_customers_cte(t: SourceTable, day: date, hmac_key: str) -> tuple[str, str]:
+def _known_customers_cte(t: SourceTable, day: date) -> tuple[str, str]:
     """A CTE of customers known as of ``day`` and the join condition to it."""
     d = sql_literal(day.isoformat())
     if t is SUPPORT_TICKETS:
-        email_hash = hmac_sql(hmac_key, normalize_email_sql(quote("customer_email")))
+        email_hash = quote(hash_column("customer_email"))
         cte = (
             "_known AS (SELECT email_hash AS _known_email_hash, arg_max(customer_id, updated_at) AS _known_id "
             f"FROM {staging_table(CUSTOMERS)} WHERE _partition_date <= DATE {d} GROUP BY email_hash)"
@@ -208,15 +202,15 @@ def _known_customers_cte(t: SourceTable, day: date, hmac_key: str) -> tuple[str,
     return cte, f"_known._known_id = {typed('customer_id')}"
 
 
-def judged_sql(t: SourceTable, day: date, hmac_key: str) -> str:
+def judged_sql(t: SourceTable, day: date) -> str:
     """Every raw row of ``day`` with ``_copy`` (1 = first of exact duplicates) and ``_violation``.
 
     ``_violation`` is NULL for rows that pass every rule, else a struct (rule, column_name,
     raw_value) for the first rule they fail; ``unique_key`` is applied over passing rows.
     """
     d = sql_literal(day.isoformat())
-    all_cols = ", ".join(quote(c) for c in (*t.raw_column_names, "_raw_line"))
-    typed_cols = ", ".join(f"{_typed_expr(c.name, c.dtype)} AS {typed(c.name)}" for c in t.raw_columns)
+    all_cols = ", ".join(quote(c) for c in (*raw_value_columns(t), "_raw_line"))
+    typed_cols = ", ".join(f"{_typed_expr(c.name, c.dtype)} AS {typed(c.name)}" for c in judged_columns(t))
     ctes = [
         f"_src AS (SELECT *, row_number() OVER (PARTITION BY {all_cols} ORDER BY _row_number) AS _copy "
         f"FROM {raw_table(t)} WHERE _partition_date = DATE {d})",
@@ -224,7 +218,7 @@ def judged_sql(t: SourceTable, day: date, hmac_key: str) -> str:
     ]
     join = ""
     if t.customer_ref is not None:
-        cte, cond = _known_customers_cte(t, day, hmac_key)
+        cte, cond = _known_customers_cte(t, day)
         ctes.append(cte)
         join = f"LEFT JOIN _known ON {cond}"
     cases = "\n".join(f"    WHEN {cond} THEN {struct}" for cond, struct in _rule_cases(t, day))
@@ -248,13 +242,11 @@ def judged_sql(t: SourceTable, day: date, hmac_key: str) -> str:
 # ---------------------------------------------------------------- outputs (from the judged temp table)
 
 
-def _staged_value(t: SourceTable, name: str, hmac_key: str) -> str:
-    if t is CUSTOMERS and name == "email_hash":
-        return hmac_sql(hmac_key, normalize_email_sql(quote("email")))
-    if t is CUSTOMERS and name == "phone_hash":
-        return hmac_sql(hmac_key, normalize_phone_sql(quote("phone")))
+def _staged_value(t: SourceTable, name: str) -> str:
+    if t is CUSTOMERS and name in ("email_hash", "phone_hash"):
+        return quote(name)  # computed once, at the raw load
     if t is SUPPORT_TICKETS and name == "email_hash":
-        return hmac_sql(hmac_key, normalize_email_sql(quote("customer_email")))
+        return quote(hash_column("customer_email"))
     if t is SUPPORT_TICKETS and name == "customer_id":
         return "_known_customer_id"
     if name in ("_partition_date", "_file", "_row_number"):
@@ -269,31 +261,71 @@ def _staged_value(t: SourceTable, name: str, hmac_key: str) -> str:
     return typed(name)
 
 
-def staged_select(t: SourceTable, hmac_key: str) -> str:
-    cols = ", ".join(f"{_staged_value(t, n, hmac_key)} AS {quote(n)}" for n, _ in staging_columns(t))
+def staged_select(t: SourceTable) -> str:
+    cols = ", ".join(f"{_staged_value(t, n)} AS {quote(n)}" for n, _ in staging_columns(t))
     return f"SELECT {cols} FROM {JUDGED_TEMP} WHERE _copy = 1 AND _violation IS NULL ORDER BY _row_number"
 
 
+def _record_json(names, value) -> str:
+    return "CAST(to_json({" + ", ".join(f"'{c}': {value(c)}" for c in names) + "}) AS VARCHAR)"
+
+
 def quarantine_select(t: SourceTable) -> str:
-    record = "to_json({" + ", ".join(f"'{c}': {quote(c)}" for c in t.raw_column_names) + "})"
+    """The rejected rows for ``quarantine.<t>``. For a table holding personal data, no personal value
+    is kept here: the raw value of a personal column and the record of an unsplittable line are NULL,
+    the raw record lists the non-personal columns only (the full ones: :func:`quarantine_personal_select`)."""
+    raw_value, record = "_violation.raw_value", _record_json(t.raw_column_names, quote)
+    if holds_personal_data(t):
+        personal = ", ".join(sql_literal(c.name) for c in regional_columns(t))
+        raw_value = f"CASE WHEN _raw_line IS NOT NULL OR _violation.column_name IN ({personal}) THEN NULL ELSE _violation.raw_value END"
+        record = f"CASE WHEN _raw_line IS NOT NULL THEN NULL ELSE {_record_json([c.name for c in judged_columns(t)], quote)} END"
+    else:
+        record = f"coalesce(_raw_line, {record})"
     return (
         "SELECT _partition_date, _file, _row_number, _violation.rule AS rule, "
-        "_violation.column_name AS column_name, _violation.raw_value AS raw_value, "
-        f"coalesce(_raw_line, CAST({record} AS VARCHAR)) AS raw_record "
+        f"_violation.column_name AS column_name, {raw_value} AS raw_value, {record} AS raw_record "
         f"FROM {JUDGED_TEMP} WHERE _copy = 1 AND _violation IS NOT NULL ORDER BY _row_number"
     )
 
 
-def identity_select(hmac_key: str) -> str:
-    email_hash = hmac_sql(hmac_key, normalize_email_sql(quote("email")))
-    phone_hash = hmac_sql(hmac_key, normalize_phone_sql(quote("phone")))
+def _with_personal(personal_rows: str) -> str:
+    """The judged rows joined with their personal values (``p.*``) by row key."""
     return (
-        f"SELECT {typed('customer_id')} AS customer_id, {typed('name')} AS name, "
-        f"{normalize_email_sql(quote('email'))} AS email, {typed('phone')} AS phone, "
-        f"{email_hash} AS email_hash, {phone_hash} AS phone_hash, {typed('country')} AS country, "
-        f"{typed('region')} AS region, {typed('updated_at')} AS updated_at, "
-        "_partition_date, _file, _row_number "
-        f"FROM {JUDGED_TEMP} WHERE _copy = 1 AND _violation IS NULL ORDER BY _row_number"
+        f"FROM {JUDGED_TEMP} j LEFT JOIN ({personal_rows}) p "
+        "ON p._partition_date = j._partition_date AND p._row_number = j._row_number WHERE j._copy = 1"
+    )
+
+
+def quarantine_personal_select(t: SourceTable, personal_rows: str) -> str:
+    """Rows of ``quarantine.<t>_personal`` (regional store): each rejected row's raw value and raw
+    record with its personal values, plus the subject keys it is routed by. ``personal_rows``:
+    the day's ``raw.<t>_personal`` rows."""
+
+    def value(c: str) -> str:
+        return f"p.{quote(c)}" if is_regional(t, c) else f"j.{quote(c)}"
+
+    cases = " ".join(f"WHEN {sql_literal(c.name)} THEN p.{quote(c.name)}" for c in regional_columns(t))
+    subject = "j.customer_id AS customer_id" if t is CUSTOMERS else f"j.{quote(t.key)} AS {quote(t.key)}"
+    email_hash = f"j.{quote(hash_column(SUBJECT_EMAIL_COLUMN[t.name]))}"
+    return (
+        f"SELECT {subject}, {email_hash} AS email_hash, j._violation.rule AS rule, j._violation.column_name AS column_name, "
+        f"CASE WHEN j._raw_line IS NOT NULL THEN p._raw_line ELSE CASE j._violation.column_name {cases} "
+        "ELSE j._violation.raw_value END END AS raw_value, "
+        f"coalesce(p._raw_line, {_record_json(t.raw_column_names, value)}) AS raw_record, "
+        "j._partition_date, j._file, j._row_number "
+        + _with_personal(personal_rows) + " AND j._violation IS NOT NULL"
+    )
+
+
+def identity_select(personal_rows: str) -> str:
+    """Rows of ``identity.customer_pii`` (regional store) for the day's staged customers: names,
+    emails and phones from ``personal_rows`` (the day's ``raw.customers_personal``), keys from raw."""
+    return (
+        f"SELECT {typed('customer_id')} AS customer_id, nullif(trim(p.name), '') AS name, "
+        f"{normalize_email_sql('p.email')} AS email, nullif(trim(p.phone), '') AS phone, "
+        f"j.email_hash, j.phone_hash, {typed('country')} AS country, {typed('region')} AS region, "
+        f"{typed('updated_at')} AS updated_at, j._partition_date, j._file, j._row_number "
+        + _with_personal(personal_rows) + " AND j._violation IS NULL"
     )
 
 
@@ -305,7 +337,7 @@ def conservation_sql(t: SourceTable, lo: date, hi: date) -> str:
     """Per day in [lo, hi]: raw rows, distinct raw rows, staged rows and quarantined rows,
     each counted independently from the stored tables (not from the staging step's own numbers).
     """
-    all_cols = ", ".join(quote(c) for c in (*t.raw_column_names, "_raw_line"))
+    all_cols = ", ".join(quote(c) for c in (*raw_value_columns(t), "_raw_line"))
     rng = f"BETWEEN DATE {sql_literal(lo.isoformat())} AND DATE {sql_literal(hi.isoformat())}"
     return f"""
     WITH days AS (SELECT DISTINCT _partition_date AS d FROM {raw_table(t)} WHERE _partition_date {rng}),

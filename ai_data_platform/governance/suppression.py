@@ -1,0 +1,89 @@
+"""The suppression list: erased subjects, as HMACs, filtered out at every raw load.
+
+Erasure rewrites the landing files, but a source can export the subject again (a CRM database that
+still has them, a re-delivered file) and a backfill re-reads whatever is there. So every erased
+subject is recorded in ``meta.erased_subjects`` of the main warehouse, by keyed HMAC only (the
+customer id's HMAC, which is also the audit log's ``subject_ref``, and the HMACs of their emails),
+and ``raw_load`` drops any landed record matching one: by ``customer_id`` in every table that has
+one, by email in the CRM tables. An empty list costs nothing; a non-empty one costs one HMAC per
+landed record. The list holds no personal data and is the one place an erased subject's keys may
+remain (the erasure verification skips it for those keys).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import duckdb
+
+from ai_data_platform import warehouse
+from ai_data_platform.governance.personal_data import SUBJECT_EMAIL_COLUMN, hash_column
+from ai_data_platform.governance.pii import hmac_sql
+from ai_data_platform.sources.contracts import SourceTable
+
+TABLE = "meta.erased_subjects"
+KIND_CUSTOMER_ID = "customer_id"
+KIND_EMAIL = "email"
+
+
+def ddl() -> str:
+    return (
+        f"CREATE TABLE IF NOT EXISTS {TABLE} (subject_ref VARCHAR, key_kind VARCHAR, key_hash VARCHAR, "
+        "erased_at TIMESTAMP, PRIMARY KEY (key_kind, key_hash))"
+    )
+
+
+def active(con: duckdb.DuckDBPyConnection) -> bool:
+    return warehouse.table_exists(con, TABLE) and con.execute(f"SELECT count(*) > 0 FROM {TABLE}").fetchone()[0]
+
+
+def keep_condition(t: SourceTable, hmac_key: str, *, hashed: bool) -> str:
+    """A SQL condition over landed rows of ``t``: true for rows of subjects not erased.
+
+    ``hashed``: the rows already carry the ``<email column>_hash`` (tables holding personal data)."""
+    checks = []
+    if "customer_id" in t.column_names:
+        id_hash = hmac_sql(hmac_key, "nullif(trim(customer_id), '')")
+        checks.append(
+            f"{id_hash} IN "
+            f"(SELECT key_hash FROM {TABLE} WHERE key_kind = '{KIND_CUSTOMER_ID}')"
+        )
+    email = SUBJECT_EMAIL_COLUMN.get(t.name)
+    if email and hashed:
+        checks.append(f"{hash_column(email)} IN (SELECT key_hash FROM {TABLE} WHERE key_kind = '{KIND_EMAIL}')")
+    if not checks:
+        return "TRUE"
+    return "NOT coalesce(" + " OR ".join(f"coalesce({c}, FALSE)" for c in checks) + ", FALSE)"
+
+
+def record(
+    con: duckdb.DuckDBPyConnection, subject_ref: str, customer_id_hash: str, email_hashes: Iterable[str]
+) -> int:
+    """Add a subject's keys (idempotent); returns how many keys were new."""
+    con.execute(ddl())
+    rows = [(KIND_CUSTOMER_ID, customer_id_hash)] + [(KIND_EMAIL, h) for h in sorted(set(email_hashes))]
+    before = con.execute(f"SELECT count(*) FROM {TABLE}").fetchone()[0]
+    for kind, key_hash in rows:
+        con.execute(
+            f"INSERT INTO {TABLE} VALUES (?, ?, ?, now()::TIMESTAMP) ON CONFLICT DO NOTHING", [subject_ref, kind, key_hash]
+        )
+    return con.execute(f"SELECT count(*) FROM {TABLE}").fetchone()[0] - before
+
+
+def erased_at(con: duckdb.DuckDBPyConnection, customer_id_hash: str):
+    """When the subject with this id HMAC was first erased, or None."""
+    if not warehouse.table_exists(con, TABLE):
+        return None
+    return con.execute(
+        f"SELECT min(erased_at) FROM {TABLE} WHERE key_kind = ? AND key_hash = ?", [KIND_CUSTOMER_ID, customer_id_hash]
+    ).fetchone()[0]
+
+
+def keys(con: duckdb.DuckDBPyConnection, subject_ref: str) -> dict[str, list[str]]:
+    """{key kind: [HMACs]} recorded for a subject."""
+    if not warehouse.table_exists(con, TABLE):
+        return {}
+    out: dict[str, list[str]] = {}
+    for kind, key_hash in con.execute(f"SELECT key_kind, key_hash FROM {TABLE} WHERE subject_ref = ? ORDER BY ALL", [subject_ref]).fetchall():
+        out.setdefault(kind, []).append(key_hash)
+    return out
