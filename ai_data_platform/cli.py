@@ -252,6 +252,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_datasets_parser(sub)
 
+    from ai_data_platform.governance.lifecycle_cli import add_lifecycle_parser
+
+    add_lifecycle_parser(sub)
+
     e = sub.add_parser("env", help="print the environment variables for using dagster's own CLI on this data dir")
     e.set_defaults(func=cmd_env)
 

@@ -3,6 +3,7 @@
 import dagster as dg
 
 from ai_data_platform.features.assets import customer_daily, customer_daily_gx, transaction, transaction_gx
+from ai_data_platform.governance.lifecycle_jobs import lifecycle_jobs, lifecycle_schedules
 from ai_data_platform.governance.residency_checks import residency_check
 from ai_data_platform.marts.assets import customer_360, customer_360_gx
 from ai_data_platform.ml.assets import ml_assets
@@ -17,8 +18,8 @@ from ai_data_platform.sources.sensors import late_landing_sensor
 defs = dg.Definitions(
     assets=[*raw_assets, *staging_assets, customer_360, customer_daily, transaction, *ml_assets],
     asset_checks=[*source_checks, customer_360_gx, customer_daily_gx, transaction_gx, *ml_checks, residency_check],
-    jobs=jobs,
-    schedules=schedules,
+    jobs=[*jobs, *lifecycle_jobs],
+    schedules=[*schedules, *lifecycle_schedules],
     sensors=[late_landing_sensor, alert_sensor],
     resources=resources_for_environment(),
     # One DuckDB file takes one writer at a time: steps of a run execute in one process.

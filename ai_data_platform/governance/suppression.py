@@ -13,6 +13,7 @@ remain (the erasure verification skips it for those keys).
 from __future__ import annotations
 
 from collections.abc import Iterable
+from datetime import datetime, timezone
 
 import duckdb
 
@@ -63,10 +64,9 @@ def record(
     con.execute(ddl())
     rows = [(KIND_CUSTOMER_ID, customer_id_hash)] + [(KIND_EMAIL, h) for h in sorted(set(email_hashes))]
     before = con.execute(f"SELECT count(*) FROM {TABLE}").fetchone()[0]
+    now = datetime.now(timezone.utc).replace(tzinfo=None)  # UTC, like every timestamp in the warehouse
     for kind, key_hash in rows:
-        con.execute(
-            f"INSERT INTO {TABLE} VALUES (?, ?, ?, now()::TIMESTAMP) ON CONFLICT DO NOTHING", [subject_ref, kind, key_hash]
-        )
+        con.execute(f"INSERT INTO {TABLE} VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING", [subject_ref, kind, key_hash, now])
     return con.execute(f"SELECT count(*) FROM {TABLE}").fetchone()[0] - before
 
 

@@ -21,6 +21,10 @@ Guarantees:
   ``force=True``, which replaces it and appends a ``forced_rebuild`` event to the manifest's
   ``history``.
 * **Verified reads.** :func:`load_dataset` checks the file's hash against the manifest first.
+* **Erasure and retention.** :func:`erase_rows` rewrites a version without a data subject's rows
+  (new content hash; an ``erasure`` event naming the subject only by its HMAC reference goes into
+  ``history``); :func:`delete_version` removes an expired version and leaves a tombstone, so reading
+  it says when and why it went instead of "not found".
 """
 
 from __future__ import annotations
@@ -95,6 +99,10 @@ class DatasetNotFound(DatasetError, KeyError):
 
     def __str__(self) -> str:  # KeyError would repr() the message
         return str(self.args[0]) if self.args else ""
+
+
+class DatasetDeleted(DatasetNotFound):
+    """The version existed and was deleted (by retention): the message says when and why."""
 
 
 # ---------------------------------------------------------------- paths
@@ -274,9 +282,9 @@ def _manifest_bytes(manifest: dict) -> bytes:
     return (text + "\n").encode()
 
 
-def _history_event(event: str, previous_content_hash: str, reason: str | None) -> dict:
-    """One entry of a manifest's ``history`` (``forced_rebuild`` now, ``erasure`` later)."""
-    return {"event": event, "previous_content_hash": previous_content_hash, "reason": reason, "at": _utc_now()}
+def _history_event(event: str, previous_content_hash: str, reason: str | None, **details: Any) -> dict:
+    """One entry of a manifest's ``history`` (``forced_rebuild`` or ``erasure``)."""
+    return {"event": event, "previous_content_hash": previous_content_hash, "reason": reason, "at": _utc_now(), **details}
 
 
 # ---------------------------------------------------------------- atomic publication
@@ -479,10 +487,14 @@ def _read_manifest_if_present(directory: Path) -> dict | None:
 
 
 def read_manifest(name: str, version: str, *, root: Path | None = None) -> dict:
-    """The manifest of ``name``/``version``; :class:`DatasetNotFound` lists what exists."""
+    """The manifest of ``name``/``version``; :class:`DatasetNotFound` lists what exists, or says
+    when and why a deleted version was deleted."""
     root = Path(root) if root is not None else datasets_root()
     manifest = _read_manifest_if_present(_version_dir(root, name, version))
     if manifest is None:
+        tombstone = _tombstone_path(root, name, version)
+        if tombstone.is_file():
+            raise DatasetDeleted(_deleted_message(name, version, json.loads(tombstone.read_text())))
         raise _not_found(root, name, version)
     return manifest
 
@@ -522,6 +534,95 @@ def list_datasets(*, root: Path | None = None) -> list[dict]:
                 "created_at": manifest["created_at"],
             })
     return summaries
+
+
+# ---------------------------------------------------------------- erasure and retention
+
+TOMBSTONES = ".tombstones"
+
+
+def tombstone_path(parent: Path, version: str) -> Path:
+    """Where the tombstone of a deleted version directory ``parent/<version>`` is kept (hidden, so
+    listings ignore it)."""
+    return parent / TOMBSTONES / f"{version}.json"
+
+
+def read_tombstone(parent: Path, version: str) -> dict | None:
+    path = tombstone_path(parent, version)
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def retire_directory(target: Path, tombstone: dict) -> None:
+    """Delete a version directory (datasets and models alike), leaving ``tombstone`` in its place:
+    written first, then the directory renamed aside (readers stop seeing it at once) and removed."""
+    path = tombstone_path(target.parent, target.name)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _write_file(path, _manifest_bytes(tombstone))
+    retired = target.parent / f".retired-{target.name}-{uuid.uuid4().hex}"
+    os.rename(target, retired)
+    shutil.rmtree(retired)
+    _fsync_dir(target.parent)
+
+
+def _tombstone_path(root: Path, name: str, version: str) -> Path:
+    return tombstone_path(root / validate_path_component(name, "name"), validate_path_component(version, "version"))
+
+
+def _deleted_message(name: str, version: str, tombstone: dict) -> str:
+    return (
+        f"dataset {name!r} version {version!r} was deleted on {tombstone.get('deleted_at')} by {tombstone.get('by')}"
+        f" ({tombstone.get('reason')}); its content hash was {tombstone.get('content_hash')}"
+    )
+
+
+def erase_rows(
+    name: str,
+    version: str,
+    column: str,
+    values: set[str],
+    *,
+    subject: str,
+    reason: str | None,
+    root: Path | None = None,
+) -> int:
+    """Rewrite ``name``/``version`` without the rows whose ``column`` is in ``values``; returns
+    how many rows went. The new version gets its own content hash and an ``erasure`` history
+    event naming ``subject`` (an HMAC reference, never the id) and the row count removed."""
+    root = Path(root) if root is not None else datasets_root()
+    manifest = read_manifest(name, version, root=root)
+    frame = load_dataset(name, version, root=root)  # verifies the content hash first
+    if column not in frame.columns:
+        return 0
+    drop = frame[column].astype("string").str.strip().isin(values).fillna(False).to_numpy()
+    removed = int(drop.sum())
+    if not removed:
+        return 0
+    features = [FeatureRef(f["name"], f["definition_hash"], f.get("description", "")) for f in manifest["features"]]
+    encoded = encode_version(frame[~drop], key_columns=manifest["key_columns"], label=manifest["label"], features=features)
+    updated = dict(manifest)
+    updated.update(
+        schema=encoded.schema,
+        row_count=encoded.row_count,
+        label_balance=encoded.label_balance,
+        content_hash=encoded.content_hash,
+        history=list(manifest.get("history", []))
+        + [_history_event("erasure", manifest["content_hash"], reason, subject=subject, rows_removed=removed)],
+    )
+    target = _version_dir(root, name, version)
+    staging = _stage(target.parent, version, encoded.data, _manifest_bytes(updated))
+    _publish_replacement(staging, target)
+    return removed
+
+
+def delete_version(name: str, version: str, *, by: str, reason: str, root: Path | None = None) -> dict:
+    """Delete ``name``/``version`` (data and manifest) and leave a tombstone saying when, by what
+    and why, which :func:`read_manifest` and :func:`load_dataset` report. Returns the tombstone."""
+    root = Path(root) if root is not None else datasets_root()
+    manifest = read_manifest(name, version, root=root)
+    tombstone = {"name": name, "version": version, "deleted_at": _utc_now(), "by": by, "reason": reason,
+                 "content_hash": manifest["content_hash"], "row_count": manifest["row_count"]}
+    retire_directory(_version_dir(root, name, version), tombstone)
+    return tombstone
 
 
 # ---------------------------------------------------------------- drift and diff

@@ -477,6 +477,13 @@ def load_model(name: str, version: str, *, root: Path | None = None) -> tuple[ob
     directory = _version_dir(root, name, version)
     card = _read_card(directory)
     if card is None:
+        from ai_data_platform.ml.datasets import read_tombstone
+
+        deleted = read_tombstone(directory.parent, version)
+        if deleted is not None:
+            raise FileNotFoundError(
+                f"model {name}@{version} was deleted on {deleted.get('deleted_at')} by {deleted.get('by')} ({deleted.get('reason')})"
+            )
         raise FileNotFoundError(f"no model card for {name}@{version} in {directory}")
     if card.get("name") != name or card.get("version") != version:
         raise ValueError(f"model card in {directory} is for {card.get('name')}@{card.get('version')}")

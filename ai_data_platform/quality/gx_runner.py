@@ -62,8 +62,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ai_data_platform.governance.personal_data import SUBJECT_IDENTIFIER_COLUMNS
+
 SAMPLE_LIMIT = 10
 """Maximum number of offending values kept per expectation (``sample_unexpected``)."""
+
+MASKED_SAMPLE = "<masked: identifies a data subject>"
+"""What a sample value of a subject-identifier column (``governance.personal_data``) is replaced by."""
 
 SUMMARY_SAMPLE_LIMIT = 5
 """Maximum number of offending values quoted per line of :meth:`ValidationReport.summary`."""
@@ -144,6 +149,13 @@ class ExpectationOutcome:
     sample_unexpected: list  # up to SAMPLE_LIMIT offending values
     observed_value: object | None  # for aggregate expectations (row count, mean, ...)
     exception: str | None  # message when GX raised for this expectation
+
+    def __post_init__(self) -> None:
+        # Samples of columns identifying a data subject are masked at the source: they end up in
+        # Dagster's event log, dataset manifests and alerts, none of which an erasure can edit.
+        columns = {self.column, *(self.kwargs.get("column_list") or ())}
+        if columns & SUBJECT_IDENTIFIER_COLUMNS and self.sample_unexpected:
+            object.__setattr__(self, "sample_unexpected", [MASKED_SAMPLE] * len(self.sample_unexpected))
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
