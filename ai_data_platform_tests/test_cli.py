@@ -142,7 +142,7 @@ def test_adp_demo_materializes_everything_and_prints_the_summary(data_dir):
     out = proc.stdout
     assert ": SUCCESS" in out
     lines = {line.split()[0]: line.split() for line in out.splitlines() if line.startswith(("raw/", "staging/", "features/", "marts/"))}
-    assert len(lines) == 17
+    assert len(lines) == 19  # 7 raw (2 of them with a regional personal table), 7 staging, 2 features, 1 mart
     for key, cols in lines.items():
         assert cols[1] == "4", (key, cols)  # every asset: all 4 partitions
         assert cols[4] == "0", (key, cols)  # no failed check

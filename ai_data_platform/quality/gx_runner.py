@@ -155,7 +155,8 @@ class ExpectationOutcome:
         # Dagster's event log, dataset manifests and alerts, none of which an erasure can edit.
         columns = {self.column, *(self.kwargs.get("column_list") or ())}
         if columns & SUBJECT_IDENTIFIER_COLUMNS and self.sample_unexpected:
-            object.__setattr__(self, "sample_unexpected", [MASKED_SAMPLE] * len(self.sample_unexpected))
+            masked = [None if v is None else MASKED_SAMPLE for v in self.sample_unexpected]  # a null identifies no one
+            object.__setattr__(self, "sample_unexpected", masked)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
