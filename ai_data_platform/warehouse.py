@@ -159,6 +159,22 @@ def table_columns(con: duckdb.DuckDBPyConnection, qualified: str) -> list[tuple[
     ).fetchall()
 
 
+def base_table_columns(con: duckdb.DuckDBPyConnection, database: str | None = None) -> dict[str, list[tuple[str, str]]]:
+    """{"schema.table": [(column, type)]} of every base table (no views) of an attached database
+    (default: the current one), columns in order."""
+    rows = con.execute(
+        "SELECT c.schema_name || '.' || c.table_name, c.column_name, c.data_type FROM duckdb_columns() c "
+        "JOIN duckdb_tables() t ON t.database_name = c.database_name AND t.schema_name = c.schema_name "
+        "AND t.table_name = c.table_name WHERE c.database_name = coalesce(?, current_database()) AND NOT c.internal "
+        "ORDER BY 1, c.column_index",
+        [database],
+    ).fetchall()
+    out: dict[str, list[tuple[str, str]]] = {}
+    for table, column, dtype in rows:
+        out.setdefault(table, []).append((column, dtype))
+    return out
+
+
 def compact(path: Path | str) -> tuple[int, int]:
     """Rewrite the database file so the bytes of deleted rows are gone; returns (bytes before, after).
 

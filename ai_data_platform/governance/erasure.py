@@ -223,44 +223,34 @@ def _subject_row_keys(con: duckdb.DuckDBPyConnection, aliases: Mapping[str, str]
     the only one left holding a row, e.g. after retention deleted old raw partitions)."""
     con.execute("CREATE OR REPLACE TEMP TABLE _erase_rows (tbl VARCHAR, _partition_date DATE, _row_number BIGINT)")
     cid, hashes = subject.customer_id, sorted(subject.email_hashes)
-    tokens = _re2_tokens([cid, *subject.normalized_emails])
-    for t in SOURCE_TABLES:
-        def add(relation: str, condition: str, params: list) -> None:
-            con.execute(
-                f"INSERT INTO _erase_rows SELECT DISTINCT ?, _partition_date, _row_number FROM {relation} WHERE {condition}",
-                [t.name, *params],
-            )
+    tokens = warehouse.sql_literal(_re2_tokens([cid, *subject.normalized_emails]))
 
-        raw_cols = warehouse_raw_columns(t)
+    def keyed(columns: set[str]) -> list[tuple[str, object]]:
+        """(condition, parameter) on the subject's id and email HMACs, for the columns present."""
+        conds: list[tuple[str, object]] = [("trim(customer_id) = ?", cid)] if "customer_id" in columns else []
+        return conds + [(f"list_contains(?, {c})", hashes) for c in ("email_hash", "customer_email_hash") if c in columns]
+
+    for t in SOURCE_TABLES:
+        found: list[tuple[str, list[tuple[str, object]], list[str]]] = []  # (relation, keyed conditions, text conditions)
         if warehouse.table_exists(con, f"raw.{t.name}"):
-            conds, params = [], []
-            if "customer_id" in raw_cols:
-                conds.append("trim(customer_id) = ?"), params.append(cid)
-            for column in ("email_hash", "customer_email_hash"):
-                if column in raw_cols:
-                    conds.append(f"list_contains(?, {column})"), params.append(hashes)
-            if not holds_personal_data(t):
-                conds.append(f"regexp_matches(coalesce(_raw_line, ''), {warehouse.sql_literal(tokens)})")
-            add(f"raw.{t.name}", " OR ".join(conds), params)
+            lines = [] if holds_personal_data(t) else [f"regexp_matches(coalesce(_raw_line, ''), {tokens})"]
+            found.append((f"raw.{t.name}", keyed(set(warehouse_raw_columns(t))), lines))
         if warehouse.table_exists(con, f"staging.{t.name}"):
-            columns = {c for c, _ in warehouse.table_columns(con, f"staging.{t.name}")}
-            conds, params = [], []
-            if "customer_id" in columns:
-                conds.append("trim(customer_id) = ?"), params.append(cid)
-            if "email_hash" in columns:
-                conds.append("list_contains(?, email_hash)"), params.append(hashes)
-            if conds:
-                add(f"staging.{t.name}", " OR ".join(conds), params)
+            found.append((f"staging.{t.name}", keyed({c for c, _ in warehouse.table_columns(con, f"staging.{t.name}")}), []))
         if warehouse.table_exists(con, f"quarantine.{t.name}") and not holds_personal_data(t):
-            pattern = warehouse.sql_literal(tokens)
-            add(f"quarantine.{t.name}", f"regexp_matches(coalesce(raw_record, ''), {pattern}) OR regexp_matches(coalesce(raw_value, ''), {pattern})", [])
+            found.append((f"quarantine.{t.name}", [], [f"regexp_matches(coalesce({c}, ''), {tokens})" for c in ("raw_record", "raw_value")]))
         if holds_personal_data(t):
-            for table in (RAW_PERSONAL[t.name], QUARANTINE_PERSONAL[t.name]):
-                text = "_raw_line" if table is RAW_PERSONAL[t.name] else "raw_record"
-                cid_cond = f"trim({table.customer_id}) = ? OR " if table.customer_id else ""
-                params = [cid] if table.customer_id else []
+            for table, text in ((RAW_PERSONAL[t.name], "_raw_line"), (QUARANTINE_PERSONAL[t.name], "raw_record")):
                 for a in aliases.values():
-                    add(f"{a}.{table.name}", f"{cid_cond}list_contains(?, email_hash) OR regexp_matches(coalesce({text}, ''), {warehouse.sql_literal(tokens)})", [*params, hashes])
+                    columns = {c for c, _ in table.columns}
+                    found.append((f"{a}.{table.name}", keyed(columns), [f"regexp_matches(coalesce({text}, ''), {tokens})"]))
+        for relation, conds, texts in found:
+            condition = " OR ".join([c for c, _ in conds] + texts)
+            if condition:
+                con.execute(
+                    f"INSERT INTO _erase_rows SELECT DISTINCT ?, _partition_date, _row_number FROM {relation} WHERE {condition}",
+                    [t.name, *(p for _, p in conds)],
+                )
 
 
 def _delete_by_keys(con, relation: str, tbl: str) -> int:
@@ -319,19 +309,13 @@ def _erase_databases(con: duckdb.DuckDBPyConnection, aliases: Mapping[str, str],
 
 
 def _tables(con, database: str) -> dict[str, set[str]]:
-    out: dict[str, set[str]] = {}
-    for schema, table, column in con.execute(
-        "SELECT schema_name, table_name, column_name FROM duckdb_columns() WHERE database_name = ? AND NOT internal", [database]
-    ).fetchall():
-        out.setdefault(f"{schema}.{table}", set()).add(column)
-    return out
+    return {t: {c for c, _ in cols} for t, cols in warehouse.base_table_columns(con, database).items()}
 
 
-def _erase_datasets(subject: Subject, reason: str) -> dict[str, int]:
+def _erase_datasets(subject: Subject, reason: str, root: Path) -> dict[str, int]:
     from ai_data_platform.ml import datasets
 
     counts = {}
-    root = datasets.datasets_root()
     for summary in datasets.list_datasets(root=root):
         name, version = summary["name"], summary["version"]
         path = root / name / version / datasets.DATA_FILE
@@ -442,7 +426,7 @@ def erase(
     finally:
         con.close()
     counts |= removed
-    counts |= _erase_datasets(subject, reason)
+    counts |= _erase_datasets(subject, reason, paths.root / "datasets")
     for target in registered_targets():
         counts |= {f"{target.name}: {place}": n for place, n in target.erase(subject).items() if n}
     if counts and not subject.held:
@@ -459,7 +443,7 @@ def erase(
     else:
         status = "erased" if counts else "nothing_found"
     result = ErasureResult(subject.ref, status, counts, traces, dict(subject.not_searched), subject.erased_before, searched)
-    _audit(result, reason, actor, run_id)
+    _audit(result, reason, actor, run_id, paths)
     return result
 
 
@@ -472,9 +456,10 @@ def _suppress(subject: Subject, paths: settings.Paths) -> None:
         con.close()
 
 
-def _audit(result: ErasureResult, reason: str, actor: str | None, run_id: str | None) -> dict:
+def _audit(result: ErasureResult, reason: str, actor: str | None, run_id: str | None, paths: settings.Paths) -> dict:
     return audit.append(
         "erasure",
+        directory=paths.root / "audit",
         actor=actor,
         run_id=run_id,
         row_counts=result.counts,
@@ -552,5 +537,5 @@ def erase_by_ref(
     traces, searched = verify(subject, paths, personal) if keys else ([], 0)
     status = "unknown_subject" if not keys else ("traces_remain" if traces else "nothing_found")
     result = ErasureResult(subject_ref, status, {}, traces, {}, when.isoformat() if when else None, searched)
-    _audit(result, reason, actor, run_id)
+    _audit(result, reason, actor, run_id, paths)
     return result

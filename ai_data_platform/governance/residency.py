@@ -199,15 +199,8 @@ def _identifiers_sql(aliases: Mapping[str, str], kinds: str) -> str:
 
 
 def _text_columns(con: duckdb.DuckDBPyConnection, database: str) -> dict[str, list[str]]:
-    rows = con.execute(
-        "SELECT schema_name || '.' || table_name, column_name FROM duckdb_columns() "
-        "WHERE database_name = ? AND NOT internal AND data_type IN ('VARCHAR', 'JSON') ORDER BY ALL",
-        [database],
-    ).fetchall()
-    out: dict[str, list[str]] = {}
-    for table, column in rows:
-        out.setdefault(table, []).append(column)
-    return out
+    tables = warehouse.base_table_columns(con, database)
+    return {t: [c for c, ty in cols if ty in _TEXT_TYPES] for t, cols in tables.items() if any(ty in _TEXT_TYPES for _, ty in cols)}
 
 
 def _search(con, database: str, table: str, columns: list[str], values: str) -> dict[str, list[tuple[str, str, int]]]:

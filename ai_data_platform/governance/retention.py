@@ -238,7 +238,7 @@ def run(
     run_id: str | None = None,
 ) -> RetentionReport:
     """Apply ``policies`` as of ``as_of`` (see the module docstring)."""
-    from ai_data_platform.ml import datasets, models
+    from ai_data_platform.ml import datasets
 
     paths = paths or settings.paths()
     stores = stores or RegionalStores.from_settings(paths)
@@ -274,7 +274,7 @@ def run(
                     if not dry_run:
                         path.unlink()
         elif storage.kind in ("datasets", "models"):
-            root = datasets.datasets_root() if storage.kind == "datasets" else models.models_root()
+            root = paths.root / storage.kind  # $ADP_DATA_DIR/datasets, $ADP_DATA_DIR/models
             for version in _expired_versions(root / storage.name, policy, cutoff):
                 report.expired.append(Expired(asset, f"{root.name}/{storage.name}/{version}", 1, "version", cutoff))
                 if dry_run:
@@ -291,6 +291,7 @@ def run(
     if not dry_run:
         audit.append(
             "retention",
+            directory=paths.root / "audit",
             actor=actor,
             run_id=run_id,
             row_counts=report.counts_by_asset(),

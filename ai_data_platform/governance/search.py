@@ -90,20 +90,13 @@ def _kind(path: Path) -> str:
     return "bytes"
 
 
-def _duckdb_relations(con: duckdb.DuckDBPyConnection, database: str) -> Iterator[tuple[str, list[str]]]:
-    rows = con.execute(
-        "SELECT schema_name, table_name, column_name, data_type FROM duckdb_columns() "
-        "WHERE database_name = ? AND NOT internal ORDER BY schema_name, table_name, column_index",
-        [database],
-    ).fetchall()
-    tables: dict[str, list[str]] = {}
-    for schema, table, column, dtype in rows:
-        columns = tables.setdefault(f"{warehouse.quote(database)}.{warehouse.quote(schema)}.{warehouse.quote(table)}|{schema}.{table}", [])
-        if dtype.split("(")[0] not in _NON_TEXT_TYPES:
-            columns.append(column)
-    for key, columns in tables.items():
-        if columns:
-            yield key, columns
+def _duckdb_relations(con: duckdb.DuckDBPyConnection, database: str) -> Iterator[tuple[str, str, list[str]]]:
+    """(qualified name, schema.table, text-like columns) of every base table (views show tables' data)."""
+    for table, columns in warehouse.base_table_columns(con, database).items():
+        texts = [c for c, dtype in columns if dtype.split("(")[0] not in _NON_TEXT_TYPES]
+        if texts:
+            schema, name = table.split(".", 1)
+            yield f"{warehouse.quote(database)}.{warehouse.quote(schema)}.{warehouse.quote(name)}", table, texts
 
 
 def _search_relation(con, qualified: str, name: str, columns: list[str], needles: list[Needle], file: str, allowed: Allowed) -> list[Trace]:
@@ -134,8 +127,7 @@ def _search_duckdb(path: Path, needles: list[Needle], file: str, allowed: Allowe
     try:
         database = con.execute("SELECT current_database()").fetchone()[0]
         traces = []
-        for key, columns in _duckdb_relations(con, database):
-            qualified, name = key.split("|")
+        for qualified, name, columns in _duckdb_relations(con, database):
             traces += _search_relation(con, qualified, name, columns, needles, file, allowed)
         return traces
     finally:
