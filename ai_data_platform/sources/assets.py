@@ -169,9 +169,13 @@ def build_raw_asset(t: SourceTable) -> dg.AssetsDefinition:
             )
         )
 
+    # Subsettable so raw/<table> can be selected alone (a backfill of raw loads): the step always
+    # stores the personal values too (they exist nowhere else), and reports raw/<table>_personal
+    # only when that key is selected.
     @dg.multi_asset(
         name=f"raw__{t.name}",
         specs=specs,
+        can_subset=True,
         backfill_policy=dg.BackfillPolicy.single_run(),
         pool=WAREHOUSE_POOL,
         check_specs=[
@@ -208,6 +212,18 @@ def build_raw_asset(t: SourceTable) -> dg.AssetsDefinition:
             volumes = [raw_load.volume_verdict(con, sql.raw_table(t), d) for d in days]
         rows = sum(load.rows for load in loads)
         extraction = {"extract_windows": {str(load.day): load.extra["window"] for load in loads}} if crm_database_url else {}
+        if holds_personal_data(t) and personal_key(RAW_PERSONAL[t.name]) in context.selected_asset_keys:
+            placed = loads[0].extra["residency"]
+            yield dg.MaterializeResult(
+                asset_key=personal_key(RAW_PERSONAL[t.name]),
+                metadata=table_metadata(
+                    row_count=sum(placed["rows_by_region"].values()),
+                    table=RAW_PERSONAL[t.name].name,
+                    extra={**placed, "stores": regional_stores.stores.describe()},
+                ),
+            )
+        if key not in context.selected_asset_keys:
+            return
         dropped = sum(load.extra.get("erased_subject_rows_dropped", 0) for load in loads)
         yield dg.MaterializeResult(
             asset_key=key,
@@ -224,16 +240,6 @@ def build_raw_asset(t: SourceTable) -> dg.AssetsDefinition:
                 },
             ),
         )
-        if holds_personal_data(t):
-            placed = loads[0].extra["residency"]
-            yield dg.MaterializeResult(
-                asset_key=personal_key(RAW_PERSONAL[t.name]),
-                metadata=table_metadata(
-                    row_count=sum(placed["rows_by_region"].values()),
-                    table=RAW_PERSONAL[t.name].name,
-                    extra={**placed, "stores": regional_stores.stores.describe()},
-                ),
-            )
         drifted = [load for load in loads if load.drift.drifted]
         missing = [load for load in drifted if load.drift.missing]
         messages = [load.drift.describe(t, load.day) for load in drifted]
