@@ -129,7 +129,10 @@ def _write_keeping_mtime(path: Path, data: bytes) -> None:
 
 
 def _parquet_without(t: SourceTable, path: Path, subject: SubjectRecords) -> tuple[pa.Table | None, int]:
-    table = pq.read_table(path)
+    keys = [c for c in ("customer_id", SUBJECT_EMAIL_COLUMN.get(t.name)) if c and c in pq.read_schema(path).names]
+    if not keys:
+        return None, 0
+    table = pq.read_table(path, columns=keys)  # the key columns first: most files hold nothing of theirs
     masks = []
     if "customer_id" in table.column_names:
         ids = pc.utf8_trim_whitespace(pc.cast(table.column("customer_id"), pa.string()))
@@ -144,7 +147,7 @@ def _parquet_without(t: SourceTable, path: Path, subject: SubjectRecords) -> tup
     for m in masks[1:]:
         owned = pc.or_(owned, m)
     removed = pc.sum(owned).as_py() or 0
-    return (table.filter(pc.invert(owned)) if removed else None), removed
+    return (pq.read_table(path).filter(pc.invert(owned)) if removed else None), removed
 
 
 def erase_file(t: SourceTable, path: Path, subject: SubjectRecords) -> int:
@@ -159,6 +162,8 @@ def erase_file(t: SourceTable, path: Path, subject: SubjectRecords) -> int:
             _write_keeping_mtime(path, buffer.getvalue())
         return removed
     text = path.read_bytes().decode("utf-8", errors="surrogateescape")
+    if not subject.owns_line(text):  # neither the id nor an email anywhere: nothing of theirs here
+        return 0
     rewrite = _without_csv if t.file_format == "csv" else _without_jsonl
     kept_text, removed = rewrite(t, text, subject)
     if removed:

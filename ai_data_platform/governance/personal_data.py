@@ -20,6 +20,7 @@ The values themselves go to ``raw.<table>_personal`` in the store of the subject
 from __future__ import annotations
 
 from ai_data_platform.governance.pii import hmac_sql, normalize_email_sql, normalize_phone_sql
+from ai_data_platform.warehouse import quote
 from ai_data_platform.sources.contracts import CUSTOMERS, PII_DIRECT, SUPPORT_TICKETS, Column, SourceTable
 
 # Free-text columns written by the data subject: personal data whatever they say.
@@ -88,7 +89,7 @@ def pseudonymized_select(t: SourceTable, hmac_key: str, source: str) -> str:
     other column of ``source`` (``_partition_date``, ``_file`` ...) and the personal columns
     themselves, which the caller routes to the regional store and never inserts into the warehouse.
     """
-    q = lambda name: '"' + name + '"'  # noqa: E731 - contract names are plain identifiers
+    q = quote
     hashes = [f"{hmac_sql(hmac_key, normalized_sql(c.name, q(c.name)))} AS {q(hash_column(c.name))}" for c in hashed_columns(t)]
     personal = ", ".join(q(c.name) for c in regional_columns(t))
     digest = f"{hmac_sql(hmac_key, f'CAST(to_json([{personal}, _raw_line]) AS VARCHAR)')} AS {PII_DIGEST}"

@@ -28,6 +28,7 @@ from ai_data_platform import settings, warehouse
 from ai_data_platform.governance import audit
 from ai_data_platform.governance.stores import PERSONAL_TABLES, RegionalStores
 from ai_data_platform.sources.contracts import SOURCE_TABLES
+from ai_data_platform.sources.contracts import table as contract
 
 UNTIL_ERASURE = "erasure"
 KEYS = ("days", "until", "keep_latest", "note")
@@ -227,6 +228,38 @@ def _delete_rows(con, aliases: Mapping[str, str], found: list[tuple[Expired, str
     return changed
 
 
+def _expire_files(asset: str, policy: Policy, as_of: date, paths: settings.Paths, dry_run: bool) -> list[Expired]:
+    """A raw asset's landing files, or a dataset's / model's version directories, that expired
+    (deleted unless ``dry_run``; versions leave a tombstone)."""
+    from ai_data_platform.ml import datasets
+
+    storage, cutoff = STORAGE[asset], policy.cutoff(as_of)
+    expired = []
+    if storage.landing_table:
+        t = contract(storage.landing_table)
+        folder = t.landing_dir(paths.landing)
+        for path in sorted(folder.glob(f"*.{t.extension}")) if folder.is_dir() else []:
+            day = _version_day(path.stem)
+            if day and day < cutoff:
+                expired.append(Expired(asset, path.relative_to(paths.root).as_posix(), 1, "file", cutoff))
+                if not dry_run:
+                    path.unlink()
+    elif storage.kind in ("datasets", "models"):
+        root = paths.root / storage.kind  # $ADP_DATA_DIR/datasets, $ADP_DATA_DIR/models
+        reason = f"retention: {asset} keeps {policy.describe()}, as of {as_of}"
+        for version in _expired_versions(root / storage.name, policy, cutoff):
+            expired.append(Expired(asset, f"{root.name}/{storage.name}/{version}", 1, "version", cutoff))
+            if dry_run:
+                continue
+            if storage.kind == "datasets":
+                datasets.delete_version(storage.name, version, by="retention", reason=reason, root=root)
+            else:
+                tombstone = {"name": storage.name, "version": version, "by": "retention", "reason": reason,
+                             "deleted_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+                datasets.retire_directory(root / storage.name / version, tombstone)
+    return expired
+
+
 def run(
     policies: Mapping[str, Policy],
     as_of: date,
@@ -238,8 +271,6 @@ def run(
     run_id: str | None = None,
 ) -> RetentionReport:
     """Apply ``policies`` as of ``as_of`` (see the module docstring)."""
-    from ai_data_platform.ml import datasets
-
     paths = paths or settings.paths()
     stores = stores or RegionalStores.from_settings(paths)
     report = RetentionReport(as_of, dry_run)
@@ -260,31 +291,7 @@ def run(
         con.close()
 
     for asset, policy in sorted(aged.items()):
-        storage, cutoff = STORAGE[asset], policy.cutoff(as_of)
-        reason = f"retention: {asset} keeps {policy.describe()}, as of {as_of}"
-        if storage.landing_table:
-            from ai_data_platform.sources.contracts import table as contract
-
-            t = contract(storage.landing_table)
-            folder = t.landing_dir(paths.landing)
-            for path in sorted(folder.glob(f"*.{t.extension}")) if folder.is_dir() else []:
-                day = _version_day(path.stem)
-                if day and day < cutoff:
-                    report.expired.append(Expired(asset, path.relative_to(paths.root).as_posix(), 1, "file", cutoff))
-                    if not dry_run:
-                        path.unlink()
-        elif storage.kind in ("datasets", "models"):
-            root = paths.root / storage.kind  # $ADP_DATA_DIR/datasets, $ADP_DATA_DIR/models
-            for version in _expired_versions(root / storage.name, policy, cutoff):
-                report.expired.append(Expired(asset, f"{root.name}/{storage.name}/{version}", 1, "version", cutoff))
-                if dry_run:
-                    continue
-                if storage.kind == "datasets":
-                    datasets.delete_version(storage.name, version, by="retention", reason=reason, root=root)
-                else:
-                    tombstone = {"name": storage.name, "version": version, "by": "retention", "reason": reason,
-                                 "deleted_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
-                    datasets.retire_directory(root / storage.name / version, tombstone)
+        report.expired += _expire_files(asset, policy, as_of, paths, dry_run)
 
     for path in sorted(changed):
         report.compacted[path.name if path.parent == paths.root else str(path)] = warehouse.compact(path)
