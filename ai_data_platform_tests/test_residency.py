@@ -82,8 +82,13 @@ def test_an_eu_row_in_the_us_store_or_the_main_warehouse_is_caught_naming_store_
             con.execute("INSERT INTO personal_us.identity.customer_pii SELECT * FROM personal_eu.identity.customer_pii WHERE customer_id = ?", [eu[0][0]])
             con.execute("CREATE TABLE marts.notes (customer_id VARCHAR, note VARCHAR)")
             con.execute("INSERT INTO marts.notes VALUES (?, 'called back'), (?, ?)", [eu[1][0], eu[1][0], f"{eu[1][1]}"])
-            con.execute("UPDATE staging.events SET device_id = ? WHERE rowid IN (SELECT rowid FROM staging.events LIMIT 3)", [eu[1][1]])
+            con.execute(
+                "UPDATE staging.events SET device_id = ? WHERE rowid IN (SELECT rowid FROM staging.events WHERE _partition_date = ? LIMIT 3)",
+                [eu[1][1], END],
+            )
             found = residency.violations(con, aliases, personal.stores.paths, paths.warehouse)
+            # a run's check searches the warehouse's partitioned tables in its own days only
+            earlier = residency.violations(con, aliases, personal.stores.paths, paths.warehouse, [END - timedelta(days=1)])
     finally:
         con.close()
     messages = sorted(v.describe() for v in found)
@@ -94,6 +99,7 @@ def test_an_eu_row_in_the_us_store_or_the_main_warehouse_is_caught_naming_store_
     # a pseudonymous customer id in the main warehouse is allowed: it is how cross-region tables join
     assert not any("marts.notes.customer_id" in m for m in messages)
     assert len(messages) >= 3
+    assert not any("staging.events" in v.describe() for v in earlier) and any("marts.notes.note" in v.describe() for v in earlier)
 
 
 def _csv(path, header, rows, raw_lines=()):

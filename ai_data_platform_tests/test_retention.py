@@ -200,3 +200,6 @@ def test_the_policy_file_is_validated_at_load(tmp_path):
     path.write_text(text.replace('[assets."raw/events"]\ndays = 2\n', '[assets."raw/events"]\ndays = 2\nkeep = 1\n'))
     with pytest.raises(retention.RetentionConfigError, match=r"unknown key\(s\) \['keep'\]"):
         retention.load_policy(path)
+    path.write_text(text.replace('[assets."raw/customers"]\nuntil = "erasure"\n', '[assets."raw/customers"]\ndays = 400\n'))
+    with pytest.raises(retention.RetentionConfigError, match=r'\[assets."raw/customers"\].days: raw/customers must be until = "erasure": every customer\'s region'):
+        retention.load_policy(path)

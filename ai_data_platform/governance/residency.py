@@ -198,33 +198,48 @@ def _identifiers_sql(aliases: Mapping[str, str], kinds: str) -> str:
     return " UNION ".join(parts)
 
 
-def _text_columns(con: duckdb.DuckDBPyConnection, database: str) -> dict[str, list[str]]:
-    tables = warehouse.base_table_columns(con, database)
-    return {t: [c for c, ty in cols if ty in _TEXT_TYPES] for t, cols in tables.items() if any(ty in _TEXT_TYPES for _, ty in cols)}
+def _text_columns(con: duckdb.DuckDBPyConnection, database: str, days: list[date] | None = None) -> dict[str, tuple[list[str], str]]:
+    """{table: (its text columns, the row filter to search)}: with ``days``, a table partitioned by
+    ``_partition_date`` is searched in those days only."""
+    out = {}
+    for table, cols in warehouse.base_table_columns(con, database).items():
+        texts = [c for c, ty in cols if ty in _TEXT_TYPES]
+        partitioned = days and any(c == "_partition_date" for c, _ in cols)
+        where = f"_partition_date BETWEEN {warehouse.sql_literal(min(days))} AND {warehouse.sql_literal(max(days))}" if partitioned else "TRUE"
+        if texts:
+            out[table] = (texts, where)
+    return out
 
 
-def _search(con, database: str, table: str, columns: list[str], values: str) -> dict[str, list[tuple[str, str, int]]]:
+def _search(con, database: str, table: str, columns: list[str], where: str, values: str) -> dict[str, list[tuple[str, str, int]]]:
     """{column: [(region, personal_table, rows)]} for the columns of ``database.table`` holding a
-    value of temp table ``values``."""
+    value of temp table ``values`` (rows matching ``where``)."""
     qualified = f"{warehouse.quote(database)}.{table}"
     counts = con.execute(
         "SELECT " + ", ".join(f"count(*) FILTER (WHERE {warehouse.quote(c)} IN (SELECT value FROM {values}))" for c in columns)
-        + f" FROM {qualified}"
+        + f" FROM {qualified} WHERE {where}"
     ).fetchone()
     hits = {}
     for column, n in zip(columns, counts):
         if n:
             hits[column] = con.execute(
                 f"SELECT v.region, min(v.personal_table), count(DISTINCT t.rowid) FROM {qualified} t "
-                f"JOIN {values} v ON t.{warehouse.quote(column)} = v.value GROUP BY 1 ORDER BY 1"
+                f"JOIN {values} v ON t.{warehouse.quote(column)} = v.value WHERE {where} GROUP BY 1 ORDER BY 1"
             ).fetchall()
     return hits
 
 
 def violations(
-    con: duckdb.DuckDBPyConnection, aliases: Mapping[str, str], store_paths: Mapping[str, Path], warehouse_path: Path | str
+    con: duckdb.DuckDBPyConnection,
+    aliases: Mapping[str, str],
+    store_paths: Mapping[str, Path],
+    warehouse_path: Path | str,
+    days: list[date] | None = None,
 ) -> list[Violation]:
-    """Everything stored outside its region, searched in the data (see the module docstring)."""
+    """Everything stored outside its region, searched in the data (see the module docstring).
+
+    ``days`` limits the search of the main warehouse's partitioned tables to those days (what a
+    run wrote; unpartitioned tables and the regional stores are always searched whole)."""
     build_region_map(con)
     found: list[Violation] = []
     for table in PERSONAL_TABLES:
@@ -239,8 +254,8 @@ def violations(
 
     main_db = con.execute("SELECT current_database()").fetchone()[0]
     con.execute(f"CREATE OR REPLACE TEMP TABLE _direct_ids AS {_identifiers_sql(aliases, 'direct')}")
-    for table, columns in _text_columns(con, main_db).items():
-        for column, hits in _search(con, main_db, table, columns, "_direct_ids").items():
+    for table, (columns, where) in _text_columns(con, main_db, days).items():
+        for column, hits in _search(con, main_db, table, columns, where, "_direct_ids").items():
             for region, personal, n in hits:
                 found.append(Violation("main", str(warehouse_path), f"{table}.{column}", n, region, f"holding direct identifiers (names, emails, phones) of {region} subjects", personal))
 
@@ -252,10 +267,10 @@ def violations(
             "AND value NOT IN (SELECT value FROM _all_ids WHERE region = ?)",
             [region, region],
         )
-        for table, columns in _text_columns(con, a).items():
+        for table, (columns, where) in _text_columns(con, a).items():
             if table in personal_names:
                 continue  # placement covers them
-            for column, hits in _search(con, a, table, columns, "_foreign_ids").items():
+            for column, hits in _search(con, a, table, columns, where, "_foreign_ids").items():
                 for other, personal, n in hits:
                     found.append(Violation(region, str(store_paths[region]), f"{table}.{column}", n, other, f"holding identifiers of {other} subjects", personal))
     con.execute("DROP TABLE IF EXISTS _direct_ids; DROP TABLE IF EXISTS _all_ids; DROP TABLE IF EXISTS _foreign_ids")

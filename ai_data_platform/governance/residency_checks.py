@@ -5,7 +5,7 @@ import dagster as dg
 
 from ai_data_platform.governance import residency
 from ai_data_platform.governance.stores import PERSONAL_TABLES
-from ai_data_platform.partitions import daily_partitions
+from ai_data_platform.partitions import daily_partitions, days_in
 from ai_data_platform.resources import RegionalStoresResource, WarehouseResource
 from ai_data_platform.sources.assets import WAREHOUSE_POOL, personal_key
 
@@ -21,7 +21,8 @@ from ai_data_platform.sources.assets import WAREHOUSE_POOL, personal_key
             description=(
                 f"Searched in the data: every row of {table.name} in a region's store belongs to a subject of that "
                 "region, no name, email or phone found in the stores appears in any text column of the main "
-                "warehouse, and no other table of a store holds identifiers of another region's subjects."
+                "warehouse (its partitioned tables: in the run's partitions), and no other table of a store holds "
+                "identifiers of another region's subjects."
             ),
         )
         for table in PERSONAL_TABLES
@@ -34,7 +35,7 @@ def residency_check(
 ):
     stores = regional_stores.stores
     with warehouse.get_connection() as con, stores.attached(con, read_only=True) as aliases:
-        found = residency.violations(con, aliases, stores.paths, warehouse.database)
+        found = residency.violations(con, aliases, stores.paths, warehouse.database, days_in(context))
     selected = context.selected_asset_check_keys
     for table in PERSONAL_TABLES:
         key = dg.AssetCheckKey(personal_key(table), "residency")

@@ -32,6 +32,12 @@ from ai_data_platform.sources.contracts import table as contract
 
 UNTIL_ERASURE = "erasure"
 KEYS = ("days", "until", "keep_latest", "note")
+# Assets that must never expire by age, and why: deleting them would silently break something else.
+MUST_STAY_UNTIL_ERASURE = {
+    "raw/customers": "every customer's region is read from their CRM rows: without them their personal data would be routed to the default store",
+    "staging/customers": "known-customer checks and the active-customer spine read every customer's CRM history",
+    "identity/customer_pii": "identity is kept until the subject is erased",
+}
 
 
 @dataclass(frozen=True)
@@ -129,6 +135,8 @@ def _policy(asset: str, entry: object) -> Policy:
         raise RetentionConfigError(f"{where}.keep_latest must be a whole number >= 0, got {keep!r}")
     if keep and STORAGE[asset].kind not in ("datasets", "models"):
         raise RetentionConfigError(f"{where}.keep_latest applies to dataset versions and models only")
+    if "days" in entry and asset in MUST_STAY_UNTIL_ERASURE:
+        raise RetentionConfigError(f"{where}.days: {asset} must be until = \"erasure\": {MUST_STAY_UNTIL_ERASURE[asset]}")
     note = entry.get("note", "")
     if not isinstance(note, str):
         raise RetentionConfigError(f"{where}.note must be text, got {note!r}")
