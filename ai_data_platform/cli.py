@@ -106,7 +106,9 @@ def cmd_materialize(args: argparse.Namespace) -> int:
     print(f"materializing {start}..{end} through Dagster (run stored in {instance.root_directory})")
     result = runner.materialize_range(instance, start, end, selection=args.select)
     alerts = runner.run_alert_sensor(instance)
+    records, events = runner.run_audit_sensor(instance)
     print(runner.format_summary(runner.summarize(instance), alerts))
+    print(f"audit trail: {records} record(s) appended; lineage: {events} OpenLineage event(s) (see `adp audit show`)")
     print(f"run {result.run_id}: {'SUCCESS' if result.success else 'FAILURE'}")
     return 0 if result.success else 1
 
@@ -140,8 +142,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print(f"materializing every asset for {window[0]}..{window[1]} through Dagster ...")
     result = runner.materialize_range(instance, window[0], window[1])
     alerts = runner.run_alert_sensor(instance)
+    records, events = runner.run_audit_sensor(instance)
     print()
     print(runner.format_summary(runner.summarize(instance), alerts))
+    print(f"audit trail: {records} record(s) appended; lineage: {events} OpenLineage event(s) (see `adp audit show`)")
     print(f"\nrun {result.run_id}: {'SUCCESS' if result.success else 'FAILURE'} in {time.perf_counter() - started:.0f}s")
     print("browse it: make ui  (http://127.0.0.1:3000)")
     return 0 if result.success else 1
@@ -251,6 +255,10 @@ def build_parser() -> argparse.ArgumentParser:
     from ai_data_platform.ml.datasets_cli import add_datasets_parser
 
     add_datasets_parser(sub)
+
+    from ai_data_platform.governance.audit_cli import add_audit_parser
+
+    add_audit_parser(sub)
 
     e = sub.add_parser("env", help="print the environment variables for using dagster's own CLI on this data dir")
     e.set_defaults(func=cmd_env)

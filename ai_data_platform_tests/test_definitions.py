@@ -17,7 +17,7 @@ def test_definitions_load_with_every_layer():
     assert {"identity/customer_pii", "marts/customer_360", "features/customer_daily", "features/transaction"} <= keys
     assert {"ml/churn_training_set", "ml/fraud_training_set", "ml/churn_model", "ml/fraud_model", "ml/churn_scores"} <= keys
     assert defs.resolve_job_def("nightly") is not None
-    assert {s.name for s in defs.sensors} == {"late_landing_sensor", "alert_sensor"}
+    assert {s.name for s in defs.sensors} == {"late_landing_sensor", "alert_sensor", "audit_lineage_sensor"}
 
 
 def test_every_asset_has_description_kinds_owners_code_version_schema():

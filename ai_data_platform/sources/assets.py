@@ -11,7 +11,8 @@ from datetime import timedelta
 import dagster as dg
 
 from ai_data_platform import settings
-from ai_data_platform.metadata import OWNERS, column_lineage, column_schema, table_metadata
+from ai_data_platform.governance.classification import highest_of_columns
+from ai_data_platform.metadata import OWNERS, PROFILE_KEY, column_lineage, column_schema, partition_profile, table_metadata
 from ai_data_platform.partitions import daily_partitions, days_in
 from ai_data_platform.resources import LandingResource, PiiResource, WarehouseResource
 from ai_data_platform.sources import raw_load, staging
@@ -54,6 +55,11 @@ def quarantine_key(t: SourceTable) -> dg.AssetKey:
 IDENTITY_KEY = dg.AssetKey(["identity", "customer_pii"])
 
 
+def landing_pattern(t: SourceTable) -> str:
+    """Where a raw table's records come from: ``landing/<source>/<table>/<day>.<ext>``."""
+    return f"landing/{t.source}/{t.name}/<day>.{t.extension}"
+
+
 def _raw_schema(t: SourceTable) -> dg.TableSchema:
     cols = [(c, "VARCHAR") for c in t.raw_column_names] + [
         ("_partition_date", "DATE"),
@@ -71,11 +77,36 @@ def _raw_schema(t: SourceTable) -> dg.TableSchema:
             "_raw_line": "raw text of a record that could not be split into fields",
             "_loaded_at": "wall-clock time of the load",
         },
-        {c.name: c.pii for c in t.columns},
+        # a record that could not be split may hold any of the table's values
+        {c.name: c.pii for c in t.columns} | {"_raw_line": highest_of_columns(t.columns)},
     )
 
 
-def _staging_schema(t: SourceTable) -> dg.TableSchema:
+def quarantine_schema(t: SourceTable) -> dg.TableSchema:
+    """Rejected rows keep their raw values: as sensitive as the table's most sensitive column."""
+    raw = highest_of_columns(t.raw_columns)
+    return column_schema(
+        list(sql.QUARANTINE_COLUMNS),
+        {
+            "_file": "landing file of the rejected record",
+            "_row_number": "1-based record number in the file",
+            "rule": "the staging rule the record failed first",
+            "column_name": "the column that failed it (NULL for whole-record rules)",
+            "raw_value": "the failing raw value",
+            "raw_record": "the whole raw record, as JSON",
+        },
+        {"raw_value": raw, "raw_record": raw},
+    )
+
+
+IDENTITY_SCHEMA = column_schema(
+    list(sql.IDENTITY_COLUMNS),
+    {"email_hash": "HMAC-SHA256 of the normalized email", "phone_hash": "HMAC-SHA256 of the normalized phone"},
+    pii={"name": "direct", "email": "direct", "phone": "direct", "country": "indirect", "email_hash": "indirect", "phone_hash": "indirect"},
+)
+
+
+def staging_schema(t: SourceTable) -> dg.TableSchema:
     described = {c.name: c.description for c in t.raw_columns} | {
         "email_hash": "HMAC-SHA256 of the normalized email (join key)",
         "phone_hash": "HMAC-SHA256 of the normalized phone (join key)",
@@ -85,7 +116,7 @@ def _staging_schema(t: SourceTable) -> dg.TableSchema:
     return column_schema(sql.staging_columns(t), described, pii)
 
 
-def _staging_lineage(t: SourceTable) -> dg.TableColumnLineage:
+def staging_lineage(t: SourceTable) -> dg.TableColumnLineage:
     rk = raw_key(t)
     mapping = {}
     for name, _ in sql.staging_columns(t):
@@ -127,7 +158,11 @@ def build_raw_asset(t: SourceTable) -> dg.AssetsDefinition:
         code_version=CODE_VERSION,
         pool=WAREHOUSE_POOL,
         freshness_policy=SOURCE_FRESHNESS,
-        metadata={"partition_expr": "_partition_date", "dagster/column_schema": _raw_schema(t)},
+        metadata={
+            "partition_expr": "_partition_date",
+            "dagster/column_schema": _raw_schema(t),
+            "adp/landing_pattern": landing_pattern(t),
+        },
         tags={"layer": "raw", "source": t.source},
         check_specs=[
             dg.AssetCheckSpec(
@@ -154,6 +189,7 @@ def build_raw_asset(t: SourceTable) -> dg.AssetsDefinition:
             else:
                 loads = raw_load.load_days(con, t, landing.path, days)
             volumes = [raw_load.volume_verdict(con, sql.raw_table(t), d) for d in days]
+            profile = partition_profile(con, sql.raw_table(t), days)
         rows = sum(load.rows for load in loads)
         extraction = {"extract_windows": {str(load.day): load.extra["window"] for load in loads}} if crm_database_url else {}
         yield dg.MaterializeResult(
@@ -164,6 +200,7 @@ def build_raw_asset(t: SourceTable) -> dg.AssetsDefinition:
                 extra={
                     "files": [load.file for load in loads],
                     "rows_by_day": {str(load.day): load.rows for load in loads},
+                    PROFILE_KEY: profile,
                     "malformed_records": sum(load.malformed for load in loads),
                     **extraction,
                 },
@@ -222,7 +259,7 @@ def build_staging_asset(t: SourceTable) -> dg.AssetsDefinition:
             tags={"layer": "staging", "source": t.source},
             freshness_policy=SOURCE_FRESHNESS,
             **common,
-        ).merge_attributes(metadata={"dagster/column_schema": _staging_schema(t)}),
+        ).merge_attributes(metadata={"dagster/column_schema": staging_schema(t), "dagster/column_lineage": staging_lineage(t)}),
         dg.AssetSpec(
             qkey,
             description=(
@@ -232,7 +269,7 @@ def build_staging_asset(t: SourceTable) -> dg.AssetsDefinition:
             ),
             tags={"layer": "quarantine", "source": t.source},
             **common,
-        ),
+        ).merge_attributes(metadata={"dagster/column_schema": quarantine_schema(t)}),
     ]
     if t is CUSTOMERS:
         specs.append(
@@ -244,14 +281,7 @@ def build_staging_asset(t: SourceTable) -> dg.AssetsDefinition:
                 ),
                 tags={"layer": "identity", "source": t.source, "access": "restricted"},
                 **common,
-            ).merge_attributes(
-                metadata={
-                    "dagster/column_schema": column_schema(
-                        list(sql.IDENTITY_COLUMNS),
-                        pii={"name": "direct", "email": "direct", "phone": "direct", "country": "indirect", "email_hash": "indirect", "phone_hash": "indirect"},
-                    )
-                }
-            )
+            ).merge_attributes(metadata={"dagster/column_schema": IDENTITY_SCHEMA})
         )
 
     @dg.multi_asset(
@@ -275,6 +305,7 @@ def build_staging_asset(t: SourceTable) -> dg.AssetsDefinition:
         with warehouse.get_connection() as con:
             staged_days = staging.stage_days(con, t, days, pii.hmac_key)
             conserved = staging.conservation(con, t, min(days), max(days))
+            profile = partition_profile(con, sql.staging_table(t), days)
         rules: dict[str, int] = {}
         for d in staged_days:
             for rule, n in d.rules.items():
@@ -294,16 +325,17 @@ def build_staging_asset(t: SourceTable) -> dg.AssetsDefinition:
             asset_key=skey,
             metadata=table_metadata(
                 row_count=staged,
-                schema=_staging_schema(t),
-                lineage=_staging_lineage(t),
+                schema=staging_schema(t),
+                lineage=staging_lineage(t),
                 table=sql.staging_table(t),
-                extra={"conservation": conservation_md, "quarantined_rows": quarantined, "duplicate_rows": duplicates},
+                extra={"conservation": conservation_md, "quarantined_rows": quarantined, "duplicate_rows": duplicates, PROFILE_KEY: profile},
             ),
         )
         yield dg.MaterializeResult(
             asset_key=qkey,
             metadata=table_metadata(
                 row_count=quarantined,
+                schema=quarantine_schema(t),
                 table=sql.quarantine_table(t),
                 extra={"quarantined_by_rule": rules},
             ),
@@ -311,7 +343,7 @@ def build_staging_asset(t: SourceTable) -> dg.AssetsDefinition:
         if t is CUSTOMERS:
             yield dg.MaterializeResult(
                 asset_key=IDENTITY_KEY,
-                metadata=table_metadata(row_count=staged, table=sql.IDENTITY_TABLE),
+                metadata=table_metadata(row_count=staged, schema=IDENTITY_SCHEMA, table=sql.IDENTITY_TABLE),
             )
         broken = [c for c in conserved if not c.holds]
         yield dg.AssetCheckResult(
