@@ -10,9 +10,10 @@ Events are appended as JSON lines to ``$ADP_DATA_DIR/lineage/openlineage.jsonl``
 record, fsynced) and, when ``OPENLINEAGE_URL`` is set, POSTed to ``{url}/api/v1/lineage``
 (Marquez's endpoint; ``OPENLINEAGE_ENDPOINT`` overrides the path, ``OPENLINEAGE_API_KEY`` adds a
 bearer token). Delivery keeps a byte offset per endpoint in ``lineage/delivery.json``: each call
-sends the events after the offset in order and stops at the first one that cannot be delivered
-after bounded retries, so a down endpoint costs one bounded attempt per call, never fails the
-caller, and gets every event once it is back.
+sends the events after the offset in order (a new endpoint gets the file from its start, at most
+5000 events per call) and stops at the first one that cannot be delivered after bounded retries,
+so a down endpoint costs one bounded attempt per call, never fails the caller, and gets every
+event once it is back.
 
 Pure Python (``requests``, ``jsonschema``), no Dagster. :func:`validator` checks events against
 the published JSON schemas (the core spec and the facet schemas, registered together).
@@ -296,20 +297,9 @@ class LineageSink:
         tmp.write_text(json.dumps(dict(offsets), sort_keys=True))
         os.replace(tmp, path)
 
-    def start_offset(self) -> int:
-        """Where delivery resumes for this endpoint; an endpoint never delivered to starts at the
-        end of the file as it is now (it gets events from now on, not the whole history)."""
-        offsets = self._read_offsets()
-        if self._endpoint_id() in offsets:
-            return offsets[self._endpoint_id()]
-        size = self.path.stat().st_size if self.path.exists() else 0
-        offsets[self._endpoint_id()] = size
-        self.directory.mkdir(parents=True, exist_ok=True)
-        self._write_offsets(offsets)
-        return size
-
-    def deliver(self) -> DeliveryReport:
-        """POST every undelivered event in file order; stop at the first failure. Never raises."""
+    def deliver(self, max_events: int = 5000) -> DeliveryReport:
+        """POST undelivered events in file order (at most ``max_events``); stop at the first one
+        that fails after its retries. Never raises."""
         report = DeliveryReport()
         if not self.url or not self.path.exists():
             return report
@@ -325,6 +315,9 @@ class LineageSink:
                 for line in fh:
                     if not line.endswith(b"\n"):
                         break  # a line still being written by another process
+                    if report.delivered >= max_events:
+                        report.pending = 1
+                        break
                     if line.strip():
                         outcome = post_json(
                             target, json.loads(line), headers=headers, attempts=self.attempts,
@@ -336,7 +329,7 @@ class LineageSink:
                             break
                         report.delivered += 1
                     offset += len(line)
-                report.pending = sum(1 for rest in fh if rest.strip()) + (1 if report.error else 0)
+                report.pending += sum(1 for rest in fh if rest.strip()) + (1 if report.error else 0)
             offsets = self._read_offsets()
             offsets[self._endpoint_id()] = offset
             self._write_offsets(offsets)
