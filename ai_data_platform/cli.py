@@ -256,9 +256,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_datasets_parser(sub)
 
-    from ai_data_platform.governance.audit_cli import add_audit_parser
+    from ai_data_platform.governance.cli import add_governance_parsers
 
-    add_audit_parser(sub)
+    add_governance_parsers(sub)
 
     e = sub.add_parser("env", help="print the environment variables for using dagster's own CLI on this data dir")
     e.set_defaults(func=cmd_env)

@@ -272,7 +272,11 @@ def build_model_asset(spec: TrainingSetSpec) -> dg.AssetsDefinition:
         owners=OWNERS,
         code_version=ML_CODE_VERSION,
         tags={"layer": "ml"},
-        metadata={"dagster/column_schema": model_schema(spec), "adp/storage": f"model:{spec.name}"},
+        metadata={
+            "dagster/column_schema": model_schema(spec),
+            "dagster/column_lineage": column_lineage({f: [(dataset_key(spec), f)] for f in training_sql.feature_columns(spec)}),
+            "adp/storage": f"model:{spec.name}",
+        },
     )
     def _model(context: dg.AssetExecutionContext):
         version = one_partition(context)
@@ -323,7 +327,16 @@ def build_model_asset(spec: TrainingSetSpec) -> dg.AssetsDefinition:
     code_version=ML_CODE_VERSION,
     pool=WAREHOUSE_POOL,
     tags={"layer": "ml"},
-    metadata={"dagster/column_schema": SCORES_SCHEMA},
+    metadata={
+        "dagster/column_schema": SCORES_SCHEMA,
+        "dagster/column_lineage": column_lineage(
+            {
+                "customer_id": [(CUSTOMER_DAILY_KEY, "customer_id")],
+                "_partition_date": [(CUSTOMER_DAILY_KEY, "_partition_date")],
+                "churn_probability": [(model_key(CHURN), f) for f in training_sql.feature_columns(CHURN)],
+            }
+        ),
+    },
 )
 def churn_scores(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
     day = parse_day(one_partition(context))

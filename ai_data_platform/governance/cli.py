@@ -1,7 +1,9 @@
-"""``adp audit``: verify the audit trail's hash chain and show its records.
+"""The compliance subcommands of ``adp``, registered by :func:`add_governance_parsers`.
 
-``verify`` exits 1 naming the first broken line; ``show`` prints the newest records (filtered by
-asset and action) oldest first, as a table or ``--json``.
+- ``adp audit verify`` exits 1 naming the first broken line of the hash chain; ``adp audit show``
+  prints the newest records (filtered by asset and action) oldest first, as a table or ``--json``.
+- ``adp lineage COLUMN_OR_ASSET`` prints where a column (or asset) comes from, back to the
+  landing files, as a tree or ``--json``.
 """
 
 from __future__ import annotations
@@ -67,7 +69,26 @@ def cmd_show(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_audit_parser(sub: argparse._SubParsersAction) -> None:
+def cmd_lineage(args: argparse.Namespace) -> int:
+    from ai_data_platform import runner
+    from ai_data_platform.governance import lineage
+
+    graph = runner.load_defs().resolve_asset_graph()
+    try:
+        tree = lineage.trace(graph, args.target)
+    except lineage.LineageError as exc:
+        print(f"adp lineage: {exc}", file=sys.stderr)
+        return 2
+    if args.json:
+        sources = tree.sources()
+        print(json.dumps({"lineage": tree.to_dict(), "source_files": {p: sorted(c) for p, c in sorted(sources.items())}}, indent=2))
+    else:
+        print(lineage.render(tree))
+    return 0
+
+
+def add_governance_parsers(sub: argparse._SubParsersAction) -> None:
+    """``adp audit`` and ``adp lineage``."""
     a = sub.add_parser("audit", help="the hash-chained audit trail under $ADP_DATA_DIR/audit")
     asub = a.add_subparsers(dest="audit_command", required=True)
     v = asub.add_parser("verify", help="recompute the hash chain; exit 1 naming the first broken line")
@@ -78,3 +99,12 @@ def add_audit_parser(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--limit", type=int, default=50, help="the newest N matching records (default 50; 0: all)")
     s.add_argument("--json", action="store_true", help="machine-readable output")
     s.set_defaults(func=cmd_show)
+
+    g = sub.add_parser(
+        "lineage",
+        help="where a column or asset comes from, back to the landing files",
+        description="e.g. `adp lineage ml/churn_training_set.payment_failures_30d` or `adp lineage features/customer_daily`",
+    )
+    g.add_argument("target", metavar="COLUMN_OR_ASSET", help="asset key (schema/table) or asset.column")
+    g.add_argument("--json", action="store_true", help="machine-readable output")
+    g.set_defaults(func=cmd_lineage)
