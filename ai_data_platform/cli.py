@@ -179,6 +179,16 @@ def cmd_env(args: argparse.Namespace) -> int:
     return 0
 
 
+def ui_command(args: argparse.Namespace) -> tuple[str, list[str]]:
+    """``dagster dev`` (webserver and daemon), or for viewers a ``dagster-webserver --read-only``
+    alone: no runs can be launched, no schedule or sensor toggled, from that UI."""
+    workspace = str(settings.PROJECT_ROOT / "workspace.yaml")
+    where = ["-h", args.host, "-p", str(args.port)]
+    if getattr(args, "read_only", False):
+        return "dagster-webserver", [sys.executable, "-m", "dagster_webserver", "-w", workspace, *where, "--read-only"]
+    return "dagster dev", [sys.executable, "-m", "dagster", "dev", "-w", workspace, *where]
+
+
 def cmd_ui(args: argparse.Namespace) -> int:
     """Run `dagster dev` in its own process group and stop the whole group on exit (the same
     process-group handling as `adp prod`)."""
@@ -186,13 +196,12 @@ def cmd_ui(args: argparse.Namespace) -> int:
 
     home = settings.ensure_dagster_home()
     env = dict(os.environ, DAGSTER_HOME=str(home), ADP_DATA_DIR=str(settings.data_dir()))
-    workspace = settings.PROJECT_ROOT / "workspace.yaml"
-    cmd = [sys.executable, "-m", "dagster", "dev", "-w", str(workspace), "-h", args.host, "-p", str(args.port)]
-    procs = production.start_services({"dagster dev": cmd}, env, settings.PROJECT_ROOT)
+    name, cmd = ui_command(args)
+    procs = production.start_services({name: cmd}, env, settings.PROJECT_ROOT)
     # SIGTERM only unwinds to the ``finally``: stopping inside the handler would re-enter wait()
     signal.signal(signal.SIGTERM, lambda *a: sys.exit(0))
     try:
-        return procs["dagster dev"].wait()
+        return procs[name].wait()
     except KeyboardInterrupt:
         return 0
     finally:
@@ -266,6 +275,7 @@ def build_parser() -> argparse.ArgumentParser:
     u = sub.add_parser("ui", help="start the Dagster UI (dagster dev) over the same instance")
     u.add_argument("--host", default="127.0.0.1")
     u.add_argument("--port", type=int, default=3000)
+    u.add_argument("--read-only", action="store_true", help="for viewers: dagster-webserver --read-only (no launching, no toggling), no daemon")
     u.set_defaults(func=cmd_ui)
 
     pr = sub.add_parser(

@@ -3,6 +3,7 @@
 import dagster as dg
 
 from ai_data_platform.features.assets import customer_daily, customer_daily_gx, transaction, transaction_gx
+from ai_data_platform.governance.assets import build_role_views_asset
 from ai_data_platform.governance.audit_sensor import audit_lineage_sensor
 from ai_data_platform.governance.pii_checks import pii_gates
 from ai_data_platform.marts.assets import customer_360, customer_360_gx
@@ -15,7 +16,8 @@ from ai_data_platform.sources.assets import raw_assets, staging_assets
 from ai_data_platform.sources.checks import source_checks
 from ai_data_platform.sources.sensors import late_landing_sensor
 
-assets = [*raw_assets, *staging_assets, customer_360, customer_daily, transaction, *ml_assets]
+domain_assets = [*raw_assets, *staging_assets, customer_360, customer_daily, transaction, *ml_assets]
+assets = [*domain_assets, build_role_views_asset(domain_assets)]
 
 defs = dg.Definitions(
     assets=assets,

@@ -25,21 +25,31 @@ LAYER_SCHEMAS = ("raw", "staging", "quarantine", "identity", "marts", "features"
 _LOCK_RETRY_SECONDS = 120.0
 
 
-def connect(path: Path | str, *, read_only: bool = False) -> duckdb.DuckDBPyConnection:
-    """Open the warehouse, waiting (with backoff) while another process holds the write lock."""
-    path = str(path)
-    if path != ":memory:":
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
+def _waiting_for_lock(open_database):
+    """Call ``open_database()``, retrying with backoff while another process holds the file lock."""
     deadline = time.monotonic() + _LOCK_RETRY_SECONDS
     delay = 0.05
     while True:
         try:
-            return duckdb.connect(path, read_only=read_only)
+            return open_database()
         except duckdb.IOException as exc:
             if "lock" not in str(exc).lower() or time.monotonic() > deadline:
                 raise
             time.sleep(delay)
             delay = min(delay * 2, 2.0)
+
+
+def connect(path: Path | str, *, read_only: bool = False) -> duckdb.DuckDBPyConnection:
+    """Open the warehouse, waiting (with backoff) while another process holds the write lock."""
+    path = str(path)
+    if path != ":memory:":
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+    return _waiting_for_lock(lambda: duckdb.connect(path, read_only=read_only))
+
+
+def attach_read_only(con: duckdb.DuckDBPyConnection, path: Path | str, alias: str) -> None:
+    """``ATTACH`` a database file read-only as ``alias``, waiting like :func:`connect` for a writer."""
+    _waiting_for_lock(lambda: con.execute(f"ATTACH {sql_literal(str(path))} AS {quote(alias)} (READ_ONLY)"))
 
 
 def ensure_schemas(con: duckdb.DuckDBPyConnection) -> None:

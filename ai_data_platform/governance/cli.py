@@ -4,6 +4,9 @@
   prints the newest records (filtered by asset and action) oldest first, as a table or ``--json``.
 - ``adp lineage COLUMN_OR_ASSET`` prints where a column (or asset) comes from, back to the
   landing files, as a tree or ``--json``.
+- ``adp query --role ROLE "SQL"`` runs one SELECT through the role's views only
+  (:mod:`ai_data_platform.governance.access`); a refusal exits 3 naming role, relation and what
+  the role may read.
 """
 
 from __future__ import annotations
@@ -87,8 +90,38 @@ def cmd_lineage(args: argparse.Namespace) -> int:
     return 0
 
 
+def _print_table(columns: list[str], rows: list[tuple]) -> None:
+    cells = [[("NULL" if v is None else str(v)) for v in row] for row in rows]
+    widths = [max([len(c), *(len(r[i]) for r in cells)]) for i, c in enumerate(columns)]
+    print("  ".join(c.ljust(w) for c, w in zip(columns, widths)).rstrip())
+    for row in cells:
+        print("  ".join(v.ljust(w) for v, w in zip(row, widths)).rstrip())
+
+
+def cmd_query(args: argparse.Namespace) -> int:
+    from ai_data_platform.governance import access, classification
+    from ai_data_platform.sources.assets import IDENTITY_SCHEMA
+
+    try:
+        columns, rows = access.run_query(args.role, args.sql, classification.levels(IDENTITY_SCHEMA))
+    except access.AccessDenied as exc:
+        print(f"access denied: {exc}", file=sys.stderr)
+        return 3
+    except Exception as exc:  # a SQL error in an allowed query: DuckDB's message is the answer
+        print(f"query failed: {exc}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps([dict(zip(columns, row)) for row in rows], indent=2, default=str))
+    else:
+        _print_table(columns, rows)
+        print(f"({len(rows)} row{'s' if len(rows) != 1 else ''}, role {args.role})")
+    return 0
+
+
 def add_governance_parsers(sub: argparse._SubParsersAction) -> None:
-    """``adp audit`` and ``adp lineage``."""
+    """``adp audit``, ``adp lineage`` and ``adp query``."""
+    from ai_data_platform.governance.access import ROLES
+
     a = sub.add_parser("audit", help="the hash-chained audit trail under $ADP_DATA_DIR/audit")
     asub = a.add_subparsers(dest="audit_command", required=True)
     v = asub.add_parser("verify", help="recompute the hash chain; exit 1 naming the first broken line")
@@ -108,3 +141,14 @@ def add_governance_parsers(sub: argparse._SubParsersAction) -> None:
     g.add_argument("target", metavar="COLUMN_OR_ASSET", help="asset key (schema/table) or asset.column")
     g.add_argument("--json", action="store_true", help="machine-readable output")
     g.set_defaults(func=cmd_lineage)
+
+    q = sub.add_parser(
+        "query",
+        help="run one SELECT as an access role, through that role's views only",
+        description="Roles: " + "; ".join(f"{r.name}: {r.description}" for r in ROLES.values())
+        + " Tables keep their names (marts.customer_360); the role decides what is in them.",
+    )
+    q.add_argument("--role", required=True, choices=sorted(ROLES), help="the access role to query as")
+    q.add_argument("sql", metavar="SQL", help="one SELECT statement")
+    q.add_argument("--json", action="store_true", help="machine-readable output")
+    q.set_defaults(func=cmd_query)
