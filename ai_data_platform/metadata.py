@@ -21,6 +21,12 @@ class Storage:
     name: str  # schema.table | dataset name | model name
 
 
+def specs_of(assets: Iterable) -> Iterable[dg.AssetSpec]:
+    """Every ``AssetSpec`` among asset definitions (``AssetsDefinition``s and bare ``AssetSpec``s)."""
+    for item in assets:
+        yield from (item.specs if isinstance(item, dg.AssetsDefinition) else [item])
+
+
 def asset_storage(asset) -> Storage:
     """Where an asset's data lives (an ``AssetSpec`` or an asset-graph node): its ``adp/storage``
     metadata, else, for a DuckDB asset keyed ``[schema, table]``, that warehouse table."""

@@ -192,3 +192,24 @@ def test_adp_audit_verify_names_an_edited_line_and_show_filters(recorded, capsys
     assert main(["audit", "verify"]) == 1
     err = capsys.readouterr().err
     assert "line 8" in err and "edited" in err
+
+
+def test_records_cut_off_and_re_headed_are_caught_against_dagster(tmp_path, monkeypatch, capsys):
+    from ai_data_platform import runner
+    from ai_data_platform.governance.audit_sensor import report_head
+
+    monkeypatch.setenv("ADP_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster_home"))  # restored after the test
+    for i in range(5):
+        audit.append("materialization", asset="raw/events", partition=f"2026-11-1{i}", row_counts={"rows": i})
+    report_head(runner.prepare_instance())
+    assert main(["audit", "verify"]) == 0
+    assert "matches the head recorded in Dagster (seq 4)" in capsys.readouterr().out
+    path = audit.audit_path()
+    kept = path.read_text().splitlines()[:3]  # cut two records and forge a matching audit.head
+    path.write_text("\n".join(kept) + "\n")
+    last = json.loads(kept[-1])
+    (path.parent / audit.HEAD_FILE).write_text(json.dumps({"seq": last["seq"], "hash": last["hash"]}) + "\n")
+    assert audit.verify().ok  # the file alone looks fine
+    assert main(["audit", "verify"]) == 1
+    assert "Dagster recorded head seq 4 but the log has no such record" in capsys.readouterr().err

@@ -1,8 +1,13 @@
-"""``meta/role_views``: the access policy applied to the warehouse after every batch.
+"""Governance assets.
 
-Built from the asset definitions (:func:`build_role_views_asset`): every warehouse table of a
-layer some role may read is a relation, classified by its own ``dagster/column_schema``, so a
-table added later gets its role views (and its masking) without touching this module.
+- ``meta/role_views``: the access policy applied to the warehouse after every batch. Built from
+  the asset definitions (:func:`build_role_views_asset`): every warehouse table of a layer some
+  role may read is a relation, classified by its own ``dagster/column_schema``, so a table added
+  later gets its role views (and its masking) without touching this module.
+- ``meta/audit_log``: the audit trail, an external asset (written by the audit sensor and the
+  erasure and retention jobs, not materialized). The sensor records the chain's head on it as an
+  observation after every append, so the head also lives in Dagster's storage, where the audit
+  writer cannot rewrite it; ``adp audit verify`` checks the file against it.
 """
 
 import dagster as dg
@@ -10,7 +15,9 @@ import pandas as pd
 
 from ai_data_platform import warehouse as wh
 from ai_data_platform.governance import access, classification
-from ai_data_platform.metadata import asset_storage, column_schema, table_metadata
+from ai_data_platform.governance.audit import CHAIN_FIELDS, RECORD_FIELDS
+from ai_data_platform.governance.audit_sensor import AUDIT_LOG_KEY
+from ai_data_platform.metadata import OWNERS, asset_storage, column_schema, specs_of, table_metadata
 from ai_data_platform.partitions import days_in
 from ai_data_platform.resources import WarehouseResource
 from ai_data_platform.sources.assets import daily_sql_table
@@ -37,21 +44,34 @@ CATALOG_SCHEMA = column_schema(
         "_partition_date": "day of the refresh",
     },
 )
+AUDIT_LOG = dg.AssetSpec(
+    AUDIT_LOG_KEY,
+    group_name="governance",
+    description=(
+        "The audit trail: $ADP_DATA_DIR/audit/audit.jsonl, append-only and hash-chained (governance/audit.py). "
+        "Holds no personal data (subjects appear as keyed hashes). Observed with its head (seq, hash) after "
+        "every append by the audit sensor. Grain: one record per materialization, check result, failed "
+        "run or step, erasure or retention action."
+    ),
+    kinds={"json"},
+    owners=OWNERS,
+    tags={"layer": "governance"},
+    metadata={"dagster/column_schema": column_schema([(f, "JSON" if f in ("row_counts", "input_data_versions", "details") else "VARCHAR") for f in (*RECORD_FIELDS, *CHAIN_FIELDS)])},
+)
 _WAREHOUSE_LAYERS = frozenset(layer for role in access.ROLES.values() for layer in role.layers)
 
 
 def policy_relations(assets) -> list[access.Relation]:
     """Every warehouse table of the given assets in a layer some role may read."""
     relations = []
-    for assets_def in assets:
-        for spec in assets_def.specs:
-            try:
-                storage = asset_storage(spec)
-            except ValueError:
-                continue
-            schema = classification.schema_of(spec.metadata)
-            if storage.kind == "warehouse" and storage.name.split(".")[0] in _WAREHOUSE_LAYERS and schema is not None:
-                relations.append(access.Relation(storage.name, classification.levels(schema)))
+    for spec in specs_of(assets):
+        try:
+            storage = asset_storage(spec)
+        except ValueError:
+            continue  # not stored in the warehouse (a file-based asset)
+        schema = classification.schema_of(spec.metadata)
+        if storage.kind == "warehouse" and storage.name.split(".")[0] in _WAREHOUSE_LAYERS and schema is not None:
+            relations.append(access.Relation(storage.name, classification.levels(schema)))
     return relations
 
 

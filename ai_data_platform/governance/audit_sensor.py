@@ -266,9 +266,6 @@ def _materialization(world: _World, record) -> list[_Part]:
     row_counts = {"rows": rows} if rows is not None else {}
     if total is not None and total != rows:
         row_counts["rows_in_run"] = int(total)
-    for extra in ("quarantined_rows", "duplicate_rows"):
-        if extra in metadata and not partition:
-            row_counts[extra] = int(_metadata_value(metadata[extra]))
     data_version = tags.get("dagster/data_version")
     asset = key.to_user_string()
     ol_run = ol.run_id(entry.run_id, asset, partition or "")
@@ -467,6 +464,27 @@ class AuditTickResult:
         return text + "".join(f"; error: {e}" for e in self.errors)
 
 
+AUDIT_LOG_KEY = dg.AssetKey(["meta", "audit_log"])
+
+
+def report_head(instance: dg.DagsterInstance, directory=None) -> None:
+    """Record the chain's head on ``meta/audit_log`` in Dagster's storage, out of the writer's reach."""
+    head = audit.head(directory)
+    if head is not None:
+        instance.report_runless_asset_event(
+            dg.AssetObservation(asset_key=AUDIT_LOG_KEY, metadata={"head_seq": int(head["seq"]), "head_hash": str(head["hash"])})
+        )
+
+
+def recorded_head(instance: dg.DagsterInstance) -> dict | None:
+    """The newest head recorded in Dagster: ``{"seq", "hash"}``, or None."""
+    found = instance.fetch_observations(AUDIT_LOG_KEY, limit=1).records
+    if not found:
+        return None
+    metadata = found[0].asset_observation.metadata
+    return {"seq": int(_metadata_value(metadata["head_seq"])), "hash": str(_metadata_value(metadata["head_hash"]))}
+
+
 def _recorded(directory) -> tuple[int | None, set[tuple[int, int]]]:
     """The newest source storage id in the audit log and every (id, part) recorded near it."""
     high: int | None = None
@@ -565,6 +583,8 @@ def evaluate_audit_once(
         sink.write(lineage)  # first: a crash before the audit append repeats lines, never loses them
         audit.append_many(entries, directory=directory)
         result.records, result.lineage_events = len(entries), len(lineage)
+        if entries:
+            report_head(instance, directory)
         newest = records[-1].storage_id if records else after
         result.cursor = json.dumps({"version": CURSOR_VERSION, "after": max(newest, after)})
     result.delivery = sink.deliver()

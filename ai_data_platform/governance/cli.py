@@ -27,11 +27,38 @@ def cmd_verify(args: argparse.Namespace) -> int:
     except audit.AuditError as exc:
         print(f"audit trail unreadable: {exc}", file=sys.stderr)
         return 1
-    if result.ok:
-        print(result.describe(path))
-        return 0
-    print(f"audit trail BROKEN: {result.describe(path)}", file=sys.stderr)
-    return 1
+    if not result.ok:
+        print(f"audit trail BROKEN: {result.describe(path)}", file=sys.stderr)
+        return 1
+    print(result.describe(path))
+    problem = _against_dagster(path)
+    if problem:
+        print(f"audit trail BROKEN: {problem}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _against_dagster(path) -> str | None:
+    """Compare the log with the newest head the audit sensor recorded in Dagster's storage
+    (``meta/audit_log`` observations): a log cut off and re-headed by hand fails here."""
+    from ai_data_platform import runner
+    from ai_data_platform.governance.audit_sensor import recorded_head
+
+    try:
+        head = recorded_head(runner.prepare_instance())
+    except Exception as exc:  # no instance, or an unreachable one: the file check stands alone
+        print(f"(could not read the head recorded in Dagster: {exc})")
+        return None
+    if head is None:
+        print("(no head recorded in Dagster yet)")
+        return None
+    for record in audit.records():
+        if record.get("seq") == head["seq"]:
+            if record.get("hash") != head["hash"]:
+                return f"{path}: record seq {head['seq']} does not match the head recorded in Dagster (the log was rewritten)"
+            print(f"matches the head recorded in Dagster (seq {head['seq']})")
+            return None
+    return f"{path}: Dagster recorded head seq {head['seq']} but the log has no such record (records were cut off the end)"
 
 
 def _selected(args: argparse.Namespace) -> list[dict]:

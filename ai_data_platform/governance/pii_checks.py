@@ -23,7 +23,7 @@ import dagster as dg
 import duckdb
 
 from ai_data_platform.governance import classification, pii_scan
-from ai_data_platform.metadata import asset_storage
+from ai_data_platform.metadata import asset_storage, specs_of
 from ai_data_platform.ml import datasets, models
 from ai_data_platform.partitions import days_in
 from ai_data_platform.resources import WarehouseResource
@@ -127,11 +127,6 @@ def gate_result(findings: list[pii_scan.Finding], scanned: str) -> dg.AssetCheck
     )
 
 
-def pii_gates(assets: Iterable[dg.AssetsDefinition]) -> list[dg.AssetChecksDefinition]:
+def pii_gates(assets: Iterable) -> list[dg.AssetChecksDefinition]:
     """A ``pii_gate`` for every asset in a gated layer (``layer`` tag ``features`` or ``ml``)."""
-    return [
-        pii_gate(spec)
-        for assets_def in assets
-        for spec in assets_def.specs
-        if spec.tags.get("layer") in GATED_LAYERS
-    ]
+    return [pii_gate(spec) for spec in specs_of(assets) if spec.tags.get("layer") in GATED_LAYERS]

@@ -22,7 +22,7 @@ from ai_data_platform.ml.training_sql import CHURN, FRAUD, TrainingSetSpec
 from ai_data_platform.partitions import daily_partitions, parse_day
 from ai_data_platform.quality.gx_runner import ExpectationSpec, SuiteSpec, validate_dataframe
 from ai_data_platform.resources import WarehouseResource
-from ai_data_platform.sources.assets import CODE_VERSION, WAREHOUSE_POOL, staging_key, staging_schema
+from ai_data_platform.sources.assets import CODE_VERSION, WAREHOUSE_POOL, staging_schema
 from ai_data_platform.sources.contracts import TABLES_BY_NAME
 from ai_data_platform.quality.gx_runner import prewarm as prewarm_gx
 
