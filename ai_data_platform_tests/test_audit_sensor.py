@@ -12,7 +12,8 @@ from ai_data_platform.cli import main
 from ai_data_platform.definitions import defs
 from ai_data_platform.governance import audit
 from ai_data_platform.governance import openlineage as ol
-from ai_data_platform.governance.audit_sensor import actor_of, audit_lineage_sensor, evaluate_audit_once
+from ai_data_platform.governance.audit_events import actor_of
+from ai_data_platform.governance.audit_sensor import audit_lineage_sensor, evaluate_audit_once
 
 QUIET = {"loggers": {"console": {"config": {"log_level": "ERROR"}}}}
 
