@@ -214,3 +214,9 @@ def test_records_cut_off_and_re_headed_are_caught_against_dagster(tmp_path, monk
     assert audit.verify().ok  # the file alone looks fine
     assert main(["audit", "verify"]) == 1
     assert "Dagster recorded head seq 4 but the log has no such record" in capsys.readouterr().err
+
+
+def test_a_check_over_a_range_run_names_the_range(recorded):
+    _, days, _, records = recorded
+    checks = [r for r in records if r["action"] == "check" and r["details"]["check"] == "pii_gate"]
+    assert checks and {r["partition"] for r in checks} == {f"{days[0].isoformat()}...{days[-1].isoformat()}"}

@@ -54,12 +54,15 @@ def _metadata_value(value: Any) -> Any:
 
 
 def _nominal(partition: str | None) -> tuple[str, str] | None:
+    """(start, end) of a daily partition, or of a ``first...last`` range of them."""
+    first, _, last = (partition or "").partition("...")
     try:
-        day = date.fromisoformat(partition or "")
+        start_day, end_day = date.fromisoformat(first), date.fromisoformat(last or first)
     except ValueError:
         return None
-    start = datetime.combine(day, datetime.min.time(), tzinfo=timezone.utc)
-    return start.isoformat(), (start + timedelta(days=1)).isoformat()
+    start = datetime.combine(start_day, datetime.min.time(), tzinfo=timezone.utc)
+    end = datetime.combine(end_day + timedelta(days=1), datetime.min.time(), tzinfo=timezone.utc)
+    return start.isoformat(), end.isoformat()
 
 
 # -- what one tick knows ----------------------------------------------------------------------------
@@ -260,6 +263,15 @@ def _materialization(world: World, record) -> list[Part]:
 # -- checks -----------------------------------------------------------------------------------------
 
 
+def _run_partitions(run: dg.DagsterRun | None) -> str | None:
+    """The partition, or ``start...end`` range, a run was launched for."""
+    tags = run.tags if run is not None else {}
+    if tags.get("dagster/partition"):
+        return tags["dagster/partition"]
+    start, end = tags.get("dagster/asset_partition_range_start"), tags.get("dagster/asset_partition_range_end")
+    return f"{start}...{end}" if start and end else None
+
+
 def _check_message(evaluation) -> str:
     message = _metadata_value((evaluation.metadata or {}).get("message"))
     return str(message or evaluation.description or ("passed" if evaluation.passed else "failed"))[:1000]
@@ -269,7 +281,7 @@ def _check(world: World, record) -> list[Part]:
     entry = record.event_log_entry
     evaluation = entry.dagster_event.event_specific_data
     run = world.run(entry.run_id)
-    partition = evaluation.partition or (run.tags.get("dagster/partition") if run is not None else None)
+    partition = evaluation.partition or _run_partitions(run)
     asset = evaluation.asset_key.to_user_string()
     check = f"{asset}:{evaluation.check_name}"
     severity = evaluation.severity.value
@@ -345,7 +357,7 @@ def _run_failure(world: World, record) -> list[Part]:
             "actor": actor,
             "ts": ol.iso(entry.timestamp),
             "run_id": run_id,
-            "partition": run.tags.get("dagster/partition") if run is not None else None,
+            "partition": _run_partitions(run),
             "status": "failure",
             "details": {
                 "job": run.job_name if run is not None else None,

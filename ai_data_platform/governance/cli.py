@@ -17,7 +17,7 @@ import sys
 
 from ai_data_platform.governance import audit
 
-COLUMNS = ("seq", "ts", "action", "actor", "asset", "partition", "status", "rows")
+COLUMNS = ("seq", "ts", "action", "actor", "asset", "partition", "status", "rows", "detail")
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
@@ -75,8 +75,11 @@ def _selected(args: argparse.Namespace) -> list[dict]:
 
 
 def _cell(record: dict, column: str) -> str:
+    details = record.get("details") or {}
     if column == "rows":
         value = (record.get("row_counts") or {}).get("rows")
+    elif column == "detail":  # the check, or the failed step
+        value = details.get("check") or details.get("step") if record.get("action") != "materialization" else None
     else:
         value = record.get(column)
     return "-" if value is None else str(value)
