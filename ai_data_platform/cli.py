@@ -106,7 +106,9 @@ def cmd_materialize(args: argparse.Namespace) -> int:
     print(f"materializing {start}..{end} through Dagster (run stored in {instance.root_directory})")
     result = runner.materialize_range(instance, start, end, selection=args.select)
     alerts = runner.run_alert_sensor(instance)
+    records, events = runner.run_audit_sensor(instance)
     print(runner.format_summary(runner.summarize(instance), alerts))
+    print(f"audit trail: {records} record(s) appended; lineage: {events} OpenLineage event(s) (see `adp audit show`)")
     print(f"run {result.run_id}: {'SUCCESS' if result.success else 'FAILURE'}")
     return 0 if result.success else 1
 
@@ -140,8 +142,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print(f"materializing every asset for {window[0]}..{window[1]} through Dagster ...")
     result = runner.materialize_range(instance, window[0], window[1])
     alerts = runner.run_alert_sensor(instance)
+    records, events = runner.run_audit_sensor(instance)
     print()
     print(runner.format_summary(runner.summarize(instance), alerts))
+    print(f"audit trail: {records} record(s) appended; lineage: {events} OpenLineage event(s) (see `adp audit show`)")
     print(f"\nrun {result.run_id}: {'SUCCESS' if result.success else 'FAILURE'} in {time.perf_counter() - started:.0f}s")
     print("browse it: make ui  (http://127.0.0.1:3000)")
     return 0 if result.success else 1
@@ -175,6 +179,16 @@ def cmd_env(args: argparse.Namespace) -> int:
     return 0
 
 
+def ui_command(args: argparse.Namespace) -> tuple[str, list[str]]:
+    """``dagster dev`` (webserver and daemon), or for viewers a ``dagster-webserver --read-only``
+    alone: no runs can be launched, no schedule or sensor toggled, from that UI."""
+    workspace = str(settings.PROJECT_ROOT / "workspace.yaml")
+    where = ["-h", args.host, "-p", str(args.port)]
+    if getattr(args, "read_only", False):
+        return "dagster-webserver", [sys.executable, "-m", "dagster_webserver", "-w", workspace, *where, "--read-only"]
+    return "dagster dev", [sys.executable, "-m", "dagster", "dev", "-w", workspace, *where]
+
+
 def cmd_ui(args: argparse.Namespace) -> int:
     """Run `dagster dev` in its own process group and stop the whole group on exit (the same
     process-group handling as `adp prod`)."""
@@ -182,13 +196,12 @@ def cmd_ui(args: argparse.Namespace) -> int:
 
     home = settings.ensure_dagster_home()
     env = dict(os.environ, DAGSTER_HOME=str(home), ADP_DATA_DIR=str(settings.data_dir()))
-    workspace = settings.PROJECT_ROOT / "workspace.yaml"
-    cmd = [sys.executable, "-m", "dagster", "dev", "-w", str(workspace), "-h", args.host, "-p", str(args.port)]
-    procs = production.start_services({"dagster dev": cmd}, env, settings.PROJECT_ROOT)
+    name, cmd = ui_command(args)
+    procs = production.start_services({name: cmd}, env, settings.PROJECT_ROOT)
     # SIGTERM only unwinds to the ``finally``: stopping inside the handler would re-enter wait()
     signal.signal(signal.SIGTERM, lambda *a: sys.exit(0))
     try:
-        return procs["dagster dev"].wait()
+        return procs[name].wait()
     except KeyboardInterrupt:
         return 0
     finally:
@@ -256,12 +269,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_lifecycle_parser(sub)
 
+    from ai_data_platform.governance.cli import add_governance_parsers
+
+    add_governance_parsers(sub)
+
     e = sub.add_parser("env", help="print the environment variables for using dagster's own CLI on this data dir")
     e.set_defaults(func=cmd_env)
 
     u = sub.add_parser("ui", help="start the Dagster UI (dagster dev) over the same instance")
     u.add_argument("--host", default="127.0.0.1")
     u.add_argument("--port", type=int, default=3000)
+    u.add_argument("--read-only", action="store_true", help="for viewers: dagster-webserver --read-only (no launching, no toggling), no daemon")
     u.set_defaults(func=cmd_ui)
 
     pr = sub.add_parser(

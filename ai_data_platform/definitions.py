@@ -3,7 +3,10 @@
 import dagster as dg
 
 from ai_data_platform.features.assets import customer_daily, customer_daily_gx, transaction, transaction_gx
+from ai_data_platform.governance.assets import AUDIT_LOG, build_role_views_asset
+from ai_data_platform.governance.audit_sensor import audit_lineage_sensor
 from ai_data_platform.governance.lifecycle_jobs import lifecycle_jobs, lifecycle_schedules
+from ai_data_platform.governance.pii_checks import pii_gates
 from ai_data_platform.governance.residency_checks import residency_check
 from ai_data_platform.marts.assets import customer_360, customer_360_gx
 from ai_data_platform.ml.assets import ml_assets
@@ -15,12 +18,18 @@ from ai_data_platform.sources.assets import raw_assets, staging_assets
 from ai_data_platform.sources.checks import source_checks
 from ai_data_platform.sources.sensors import late_landing_sensor
 
+domain_assets = [*raw_assets, *staging_assets, customer_360, customer_daily, transaction, *ml_assets]
+assets = [*domain_assets, build_role_views_asset(domain_assets), AUDIT_LOG]
+
 defs = dg.Definitions(
-    assets=[*raw_assets, *staging_assets, customer_360, customer_daily, transaction, *ml_assets],
-    asset_checks=[*source_checks, customer_360_gx, customer_daily_gx, transaction_gx, *ml_checks, residency_check],
+    assets=assets,
+    asset_checks=[
+        *source_checks, customer_360_gx, customer_daily_gx, transaction_gx, *ml_checks,
+        residency_check, *pii_gates(domain_assets),
+    ],
     jobs=[*jobs, *lifecycle_jobs],
     schedules=[*schedules, *lifecycle_schedules],
-    sensors=[late_landing_sensor, alert_sensor],
+    sensors=[late_landing_sensor, alert_sensor, audit_lineage_sensor],
     resources=resources_for_environment(),
     # One DuckDB file takes one writer at a time: steps of a run execute in one process.
     executor=dg.in_process_executor,

@@ -14,6 +14,7 @@ from datetime import date
 import dagster as dg
 
 from ai_data_platform import settings, warehouse
+from ai_data_platform.governance import audit
 
 
 def prepare_instance() -> dg.DagsterInstance:
@@ -45,6 +46,7 @@ def materialize_range(
         "dagster/asset_partition_range_start": start.isoformat(),
         "dagster/asset_partition_range_end": end.isoformat(),
         "adp/trigger": "adp materialize",
+        "adp/actor": audit.default_actor(),
     }
     kwargs = {}
     if selection:
@@ -70,6 +72,24 @@ def run_alert_sensor(instance: dg.DagsterInstance) -> int:
     if context.cursor:
         cursor_path.write_text(context.cursor)
     return _count_lines(alerts_file) - before
+
+
+def run_audit_sensor(instance: dg.DagsterInstance, *, max_ticks: int = 100) -> tuple[int, int]:
+    """Evaluate the audit and lineage sensor until it has caught up (as the daemon would, tick by
+    tick); return (audit records, OpenLineage events) written."""
+    from ai_data_platform.governance.audit_sensor import evaluate_audit_once
+
+    defs = load_defs()
+    cursor_path = settings.paths().dagster_home / "audit_sensor_cursor.json"
+    cursor = cursor_path.read_text() if cursor_path.exists() else None
+    records = events = 0
+    for _ in range(max_ticks):
+        result = evaluate_audit_once(instance, defs, cursor)
+        records, events, cursor = records + result.records, events + result.lineage_events, result.cursor
+        cursor_path.write_text(cursor)
+        if not result.more:
+            break
+    return records, events
 
 
 def _count_lines(path) -> int:

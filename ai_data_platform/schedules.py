@@ -14,13 +14,13 @@ import dagster as dg
 from ai_data_platform.ml.training_sql import CHURN, FRAUD
 from ai_data_platform.partitions import daily_partitions
 
-BATCH_GROUPS = ("crm", "billing", "behavioral", "marts", "features")
+BATCH_GROUPS = ("crm", "billing", "behavioral", "marts", "features", "governance")
 
 nightly_job = dg.define_asset_job(
     name="nightly",
     selection=dg.AssetSelection.groups(*BATCH_GROUPS),
     partitions_def=daily_partitions,
-    description="Materializes one day of every batch asset: raw → staging → Customer 360 and features, with their checks.",
+    description="Materializes one day of every batch asset: raw → staging → Customer 360 and features, with their checks, then refreshes the role views.",
     tags={"adp/job": "nightly"},
 )
 

@@ -48,6 +48,11 @@ def waiting_for_lock(open_database):
             delay = min(delay * 2, 2.0)
 
 
+def attach_read_only(con: duckdb.DuckDBPyConnection, path: Path | str, alias: str) -> None:
+    """``ATTACH`` a database file read-only as ``alias``, waiting like :func:`connect` for a writer."""
+    waiting_for_lock(lambda: con.execute(f"ATTACH {sql_literal(str(path))} AS {quote(alias)} (READ_ONLY)"))
+
+
 def ensure_schemas(con: duckdb.DuckDBPyConnection) -> None:
     for schema in LAYER_SCHEMAS:
         con.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")

@@ -50,3 +50,36 @@ def long_history(tmp_path_factory):
     )
     assert result.success
     return paths, instance, first, END
+
+
+@pytest.fixture(scope="session")
+def tiny_world(tmp_path_factory):
+    """Three days of 30 customers materialized through the nightly job (every batch asset and
+    check) on a SQLite-backed instance, the instance's default storage. Shared by the compliance
+    tests (PII gates, audit and lineage sensor, access roles). Returns (paths, instance, days)."""
+    import dagster as dg
+
+    from ai_data_platform import settings
+    from ai_data_platform.definitions import defs
+    from ai_data_platform.resources import build_resources
+    from ai_data_platform.sources.simulator import generate
+
+    root = tmp_path_factory.mktemp("tiny_world")
+    paths = settings.Paths(root)
+    generate(paths.landing, customers=30, days=3, end=END, seed=5, dirty_rate=0.0)
+    days = [END - timedelta(days=2 - i) for i in range(3)]
+    (root / "dagster_home").mkdir()
+    instance = dg.DagsterInstance.local_temp(str(root / "dagster_home"), overrides={"telemetry": {"enabled": False}})
+    result = defs.resolve_job_def("nightly").execute_in_process(
+        instance=instance,
+        resources=build_resources(paths),
+        tags={
+            "dagster/asset_partition_range_start": days[0].isoformat(),
+            "dagster/asset_partition_range_end": days[-1].isoformat(),
+            "adp/actor": "tiny-world-fixture",
+        },
+        run_config={"loggers": {"console": {"config": {"log_level": "ERROR"}}}},
+        raise_on_error=False,
+    )
+    assert result.success, [e.message for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
+    return paths, instance, days

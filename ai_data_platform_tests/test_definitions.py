@@ -17,7 +17,7 @@ def test_definitions_load_with_every_layer():
     assert {"identity/customer_pii", "marts/customer_360", "features/customer_daily", "features/transaction"} <= keys
     assert {"ml/churn_training_set", "ml/fraud_training_set", "ml/churn_model", "ml/fraud_model", "ml/churn_scores"} <= keys
     assert defs.resolve_job_def("nightly") is not None
-    assert {s.name for s in defs.sensors} == {"late_landing_sensor", "alert_sensor"}
+    assert {s.name for s in defs.sensors} == {"late_landing_sensor", "alert_sensor", "audit_lineage_sensor"}
 
 
 def test_every_asset_has_description_kinds_owners_code_version_schema():
@@ -29,7 +29,7 @@ def test_every_asset_has_description_kinds_owners_code_version_schema():
         assert node.owners, key
         assert node.code_version, key
         assert node.kinds, key
-        assert key.path[0] in {"raw", "staging", "quarantine", "identity", "marts", "features", "ml"}, key
+        assert key.path[0] in {"raw", "staging", "quarantine", "identity", "marts", "features", "ml", "meta"}, key
         assert node.partitions_def is not None, key
         if key.path[0] != "ml":  # dataset versions and models are built one partition at a time
             assert node.backfill_policy is not None, key

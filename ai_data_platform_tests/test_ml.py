@@ -61,7 +61,7 @@ def test_churn_version_builds_trains_and_passes_its_gates(in_world):
     result = run("churn_training", paths, version, instance)
     assert result.success, failure_messages(result)
     checks = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
-    assert checks == {"dataset_quality": True, "beats_baseline": True}
+    assert checks == {"dataset_quality": True, "beats_baseline": True, "pii_gate": True}
     manifest = datasets.read_manifest("churn", version)
     frame = datasets.load_dataset("churn", version)
     assert len(frame) == manifest["row_count"] > 500

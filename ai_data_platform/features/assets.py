@@ -3,18 +3,21 @@
 
 from datetime import datetime, timedelta, timezone
 
+import re
+
 import dagster as dg
 
 from ai_data_platform import warehouse as wh
 from ai_data_platform.features import compile as fc
-from ai_data_platform.features.registry import CUSTOMER_FEATURES, SOURCES, TRANSACTION_FEATURES, published
-from ai_data_platform.metadata import column_lineage, column_schema, table_metadata
+from ai_data_platform.features.registry import CUSTOMER_FEATURES, SOURCES, TRANSACTION_FEATURES, Feature, published
+from ai_data_platform.metadata import PROFILE_KEY, column_lineage, column_schema, partition_profile, table_metadata
 from ai_data_platform.partitions import days_in
 from ai_data_platform.quality.checks import table_gx_check
 from ai_data_platform.quality.suites import customer_daily_suite, transaction_suite
 from ai_data_platform.resources import WarehouseResource
 from ai_data_platform.sources.assets import daily_sql_table, staging_key
-from ai_data_platform.sources.contracts import CUSTOMERS, SUBSCRIPTIONS, TABLES_BY_NAME
+from ai_data_platform.sources import staging_sql as sql
+from ai_data_platform.sources.contracts import CUSTOMERS, EVENTS, SUBSCRIPTIONS, TABLES_BY_NAME
 from ai_data_platform.quality.gx_runner import prewarm as prewarm_gx
 
 KEY = dg.AssetKey(["features", "customer_daily"])
@@ -26,15 +29,53 @@ SCHEMA = column_schema(
 )
 
 
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def _identifiers(*sql_fragments: str | None) -> list[str]:
+    """Identifiers in SQL fragments, string literals removed, in order of first appearance."""
+    text = " ".join(re.sub(r"'[^']*'", " ", f) for f in sql_fragments if f)
+    return list(dict.fromkeys(_IDENTIFIER.findall(text)))
+
+
+def _staging_column(table: str, column: str) -> tuple[dg.AssetKey, str]:
+    return staging_key(TABLES_BY_NAME[table]), column
+
+
+def feature_inputs(f: Feature, entity_features: tuple[Feature, ...]) -> list[tuple[dg.AssetKey, str]]:
+    """The staging columns a feature's value is computed from, read off its registry declaration:
+    the aggregated column, the event time its window or TTL is measured on, the columns of its
+    filter, the transaction's own values (``_txn_*``) and, for derived features, the inputs of the
+    features its expression uses."""
+    inputs: list[tuple[dg.AssetKey, str]] = []
+    if f.source:
+        source_columns = {c for c, _ in sql.staging_columns(TABLES_BY_NAME[f.source])}
+        time_column = SOURCES[f.source]["time"]
+        for name in [*_identifiers(f.column, f.filter), time_column]:
+            if name in source_columns:
+                inputs.append(_staging_column(f.source, name))
+    by_name = {g.name: g for g in entity_features}
+    for name in _identifiers(f.expression, f.filter):
+        if name in fc.TXN_INPUTS:
+            inputs.append(_staging_column(*fc.TXN_INPUTS[name]))
+        elif f.agg == "profile" and name in fc.SPINE_INPUTS:
+            inputs.append(_staging_column(*fc.SPINE_INPUTS[name]))
+        elif f.agg == "derived" and name in by_name and name != f.name:
+            inputs.extend(feature_inputs(by_name[name], entity_features))
+    return list(dict.fromkeys(inputs))
+
+
 def _lineage() -> dg.TableColumnLineage:
-    m = {"customer_id": [(staging_key(CUSTOMERS), "customer_id")]}
+    m = {
+        "customer_id": [_staging_column(*fc.SPINE_INPUTS["customer_id"]), (staging_key(SUBSCRIPTIONS), "customer_id")],
+        "_partition_date": [(staging_key(CUSTOMERS), "_partition_date")],
+    }
     for f in published(CUSTOMER_FEATURES):
-        if f.source:
-            key = staging_key(TABLES_BY_NAME[f.source])
-            m[f.name] = [(key, f.column or SOURCES[f.source]["time"])]
-        elif f.agg == "profile":
-            m[f.name] = [(staging_key(CUSTOMERS), "signup_at" if f.name == "tenure_days" else f.name)] if f.name != "mrr" else [(staging_key(SUBSCRIPTIONS), "mrr")]
+        m[f.name] = feature_inputs(f, CUSTOMER_FEATURES)
     return column_lineage(m)
+
+
+LINEAGE = _lineage()
 
 
 @dg.asset(
@@ -50,7 +91,7 @@ def _lineage() -> dg.TableColumnLineage:
     **daily_sql_table(),
     freshness_policy=FEATURE_FRESHNESS,
     tags={"layer": "features"},
-    metadata={"partition_expr": "_partition_date", "dagster/column_schema": SCHEMA},
+    metadata={"partition_expr": "_partition_date", "dagster/column_schema": SCHEMA, "dagster/column_lineage": LINEAGE},
 )
 def customer_daily(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
     prewarm_gx()  # GX imports on another thread while DuckDB works; the gate finds it ready
@@ -59,16 +100,18 @@ def customer_daily(context: dg.AssetExecutionContext, warehouse: WarehouseResour
         counts = wh.replace_partitions(
             con, TABLE, days, fc.customer_daily_sql, create_sql=_ddl()
         )
+        profile = partition_profile(con, TABLE, days)
     newest_end = datetime.combine(max(days) + timedelta(days=1), datetime.min.time(), tzinfo=timezone.utc)
     lag_hours = (datetime.now(timezone.utc) - newest_end).total_seconds() / 3600
     return dg.MaterializeResult(
         metadata=table_metadata(
             row_count=sum(counts.values()),
             schema=SCHEMA,
-            lineage=_lineage(),
+            lineage=LINEAGE,
             table=TABLE,
             extra={
                 "rows_by_day": {str(d): n for d, n in counts.items()},
+                PROFILE_KEY: profile,
                 "feature_count": len(published(CUSTOMER_FEATURES)),
                 "data_lag_hours": round(lag_hours, 2),
             },
@@ -104,6 +147,21 @@ TXN_SCHEMA = column_schema(
 )
 
 
+def _transaction_lineage() -> dg.TableColumnLineage:
+    m = {
+        "transaction_id": [_staging_column(*fc.TXN_INPUTS["_txn_id"])],
+        "customer_id": [_staging_column(*fc.TXN_INPUTS["_txn_customer_id"])],
+        "transaction_time": [_staging_column(*fc.TXN_INPUTS["_txn_as_of"])],
+        "_partition_date": [(staging_key(EVENTS), "_partition_date")],
+    }
+    for f in published(TRANSACTION_FEATURES):
+        m[f.name] = feature_inputs(f, TRANSACTION_FEATURES)
+    return column_lineage(m)
+
+
+TXN_LINEAGE = _transaction_lineage()
+
+
 @dg.asset(
     key=TXN_KEY,
     group_name="features",
@@ -118,7 +176,7 @@ TXN_SCHEMA = column_schema(
     **daily_sql_table(),
     freshness_policy=FEATURE_FRESHNESS,
     tags={"layer": "features"},
-    metadata={"partition_expr": "_partition_date", "dagster/column_schema": TXN_SCHEMA},
+    metadata={"partition_expr": "_partition_date", "dagster/column_schema": TXN_SCHEMA, "dagster/column_lineage": TXN_LINEAGE},
 )
 def transaction(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
     prewarm_gx()  # GX imports on another thread while DuckDB works; the gate finds it ready
@@ -126,12 +184,14 @@ def transaction(context: dg.AssetExecutionContext, warehouse: WarehouseResource)
     ddl = f"CREATE TABLE IF NOT EXISTS {TXN_TABLE} ({', '.join(f'{n} {t}' for n, t in fc.transaction_columns())})"
     with warehouse.get_connection() as con:
         counts = wh.replace_partitions(con, TXN_TABLE, days, fc.transaction_sql, create_sql=ddl)
+        profile = partition_profile(con, TXN_TABLE, days)
     return dg.MaterializeResult(
         metadata=table_metadata(
             row_count=sum(counts.values()),
             schema=TXN_SCHEMA,
+            lineage=TXN_LINEAGE,
             table=TXN_TABLE,
-            extra={"rows_by_day": {str(d): n for d, n in counts.items()}},
+            extra={"rows_by_day": {str(d): n for d, n in counts.items()}, PROFILE_KEY: profile},
         )
     )
 

@@ -100,6 +100,16 @@ def _output_columns(features: tuple[Feature, ...]) -> list[str]:
 # ---------------------------------------------------------------- customer entity
 
 
+# Where the spine's columns come from (staging table, column): profile features read these.
+SPINE_INPUTS = {
+    "customer_id": ("customers", "customer_id"),
+    "signup_at": ("customers", "signup_at"),
+    "marketing_consent": ("customers", "marketing_consent"),
+    "plan": ("subscriptions", "plan"),
+    "mrr": ("subscriptions", "mrr"),
+}
+
+
 def spine_ctes(day: date) -> list[str]:
     """Customers active at the end of ``day``: known to the CRM, not soft-deleted, with a live subscription.
 
@@ -165,11 +175,23 @@ TRANSACTION_KEY_COLUMNS = [
 ]
 
 
+# The transaction's own values as transaction features see them: ``_txn_*`` -> (staging table, column).
+TXN_INPUTS = {
+    "_txn_id": ("events", "event_id"),
+    "_txn_customer_id": ("events", "customer_id"),
+    "_txn_as_of": ("events", "event_time"),
+    "_txn_amount": ("events", "amount"),
+    "_txn_device_id": ("events", "device_id"),
+    "_txn_ip_country": ("events", "ip_country"),
+    "_txn_home_country": ("customers", "country"),  # the customer's home country as of the transaction
+}
+
+
 def _transaction_ctes(day: date) -> list[str]:
     d = f"DATE '{day.isoformat()}'"
+    own = ", ".join(f"{column} AS {alias}" for alias, (table, column) in TXN_INPUTS.items() if table == "events")
     return [
-        "txn AS (SELECT event_id AS _txn_id, customer_id AS _txn_customer_id, event_time AS _txn_as_of, "
-        "amount AS _txn_amount, device_id AS _txn_device_id, ip_country AS _txn_ip_country "
+        f"txn AS (SELECT {own} "
         f"FROM staging.events WHERE _partition_date = {d} AND event_type = 'card_transaction')",
         # the customer's home country as known (loaded) just before the transaction
         "home AS (SELECT t._txn_id, arg_max(c.country, (c.updated_at, c._available_at, c._row_number)) AS _txn_home_country "

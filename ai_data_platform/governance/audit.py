@@ -25,7 +25,7 @@ import hashlib
 import json
 import os
 import socket
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -117,26 +117,30 @@ def _locked(directory: Path) -> Iterator[None]:
             fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
 
 
-def _last_line(path: Path) -> bytes | None:
-    """The last non-empty line of ``path`` (read backwards in blocks), or None when empty."""
+def _reversed_lines(path: Path) -> Iterator[bytes]:
+    """The non-empty lines of ``path`` from the last to the first, read backwards in blocks."""
     if not path.exists():
-        return None
+        return
     with path.open("rb") as fh:
         fh.seek(0, os.SEEK_END)
-        end = fh.tell()
-        buffer = b""
-        position = end
+        position = fh.tell()
+        pending = b""
         while position > 0:
             step = min(65536, position)
             position -= step
             fh.seek(position)
-            buffer = fh.read(step) + buffer
-            stripped = buffer.rstrip(b"\n")
-            cut = stripped.rfind(b"\n")
-            if cut >= 0:
-                return stripped[cut + 1 :]
-        stripped = buffer.rstrip(b"\n")
-        return stripped or None
+            lines = (fh.read(step) + pending).split(b"\n")
+            pending = lines[0]  # may continue in the block before
+            for line in reversed(lines[1:]):
+                if line.strip():
+                    yield line
+        if pending.strip():
+            yield pending
+
+
+def _last_line(path: Path) -> bytes | None:
+    """The last non-empty line of ``path``, or None when empty."""
+    return next(_reversed_lines(path), None)
 
 
 def _head_of(path: Path) -> tuple[int, str]:
@@ -160,35 +164,53 @@ def _write_atomic(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
+def _new_record(action: str, fields: dict[str, Any]) -> dict[str, Any]:
+    if not action or not isinstance(action, str):
+        raise AuditError("an audit record needs an action")
+    unknown = sorted(set(fields) - set(RECORD_FIELDS))
+    if unknown:
+        raise AuditError(f"unknown audit record field(s) {unknown}; allowed: {list(RECORD_FIELDS)}")
+    fields = dict(fields)
+    record: dict[str, Any] = {"action": action, "actor": fields.pop("actor", None) or default_actor(), "ts": fields.pop("ts", None) or _utc_now()}
+    record.update({k: v for k, v in fields.items() if v is not None})
+    # Normalize through JSON once so the stored bytes and the hashed bytes are the same values.
+    return json.loads(json.dumps(record, default=str))
+
+
 def append(action: str, *, directory: Path | None = None, **fields: Any) -> dict:
     """Append one record and return it (with ``seq``, ``prev_hash`` and ``hash``).
 
     ``fields`` are the :data:`RECORD_FIELDS` (``actor`` defaults to :func:`default_actor`,
     ``ts`` to now); unknown keyword arguments are an error so a typo never goes unrecorded.
     """
-    if not action or not isinstance(action, str):
-        raise AuditError("an audit record needs an action")
-    unknown = sorted(set(fields) - set(RECORD_FIELDS))
-    if unknown:
-        raise AuditError(f"unknown audit record field(s) {unknown}; allowed: {list(RECORD_FIELDS)}")
+    return append_many([(action, fields)], directory=directory)[0]
+
+
+def append_many(entries: Iterable[tuple[str, Mapping[str, Any]]], *, directory: Path | None = None) -> list[dict]:
+    """Append ``(action, fields)`` records in order, under one lock and one fsync; return them.
+
+    Every record is validated before anything is written, so a bad entry appends nothing.
+    """
+    pending = [_new_record(action, dict(fields)) for action, fields in entries]
+    if not pending:
+        return []
     directory = directory or audit_dir()
     path = audit_path(directory)
-    record: dict[str, Any] = {"action": action, "actor": fields.pop("actor", None) or default_actor(), "ts": fields.pop("ts", None) or _utc_now()}
-    record.update({k: v for k, v in fields.items() if v is not None})
-    # Normalize through JSON once so the stored bytes and the hashed bytes are the same values.
-    record = json.loads(json.dumps(record, default=str))
     with _locked(directory):
         seq, prev = _head_of(path)
-        record["seq"] = seq
-        record["prev_hash"] = prev
-        record["hash"] = record_hash(record)
-        line = json.dumps(record, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode() + b"\n"
+        lines = []
+        for record in pending:
+            record["seq"] = seq
+            record["prev_hash"] = prev
+            record["hash"] = prev = record_hash(record)
+            seq += 1
+            lines.append(json.dumps(record, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode() + b"\n")
         with path.open("ab") as fh:
-            fh.write(line)
+            fh.write(b"".join(lines))
             fh.flush()
             os.fsync(fh.fileno())
-        _write_atomic(directory / HEAD_FILE, json.dumps({"seq": seq, "hash": record["hash"]}).encode() + b"\n")
-    return record
+        _write_atomic(directory / HEAD_FILE, json.dumps({"seq": seq - 1, "hash": prev}).encode() + b"\n")
+    return pending
 
 
 def records(directory: Path | None = None) -> Iterator[dict]:
@@ -204,6 +226,16 @@ def records(directory: Path | None = None) -> Iterator[dict]:
                 yield json.loads(line)
             except ValueError as exc:
                 raise AuditError(f"{path} line {number}: not JSON ({exc})") from exc
+
+
+def records_newest_first(directory: Path | None = None) -> Iterator[dict]:
+    """Every record from the newest to the oldest, read backwards (no verification)."""
+    path = audit_path(directory)
+    for line in _reversed_lines(path):
+        try:
+            yield json.loads(line)
+        except ValueError as exc:
+            raise AuditError(f"{path}: a line near the end is not JSON ({exc}); run `adp audit verify`") from exc
 
 
 def head(directory: Path | None = None) -> dict | None:

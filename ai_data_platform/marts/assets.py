@@ -5,7 +5,7 @@ import dagster as dg
 
 from ai_data_platform import warehouse as wh
 from ai_data_platform.marts import customer_360 as c360
-from ai_data_platform.metadata import column_lineage, column_schema, table_metadata
+from ai_data_platform.metadata import PROFILE_KEY, column_lineage, column_schema, partition_profile, table_metadata
 from ai_data_platform.partitions import days_in
 from ai_data_platform.quality.checks import table_gx_check
 from ai_data_platform.quality.suites import customer_360_suite
@@ -26,6 +26,7 @@ SCHEMA = column_schema(
 def _lineage() -> dg.TableColumnLineage:
     cust, subs, pay, ev, sup, cb = (staging_key(t) for t in (CUSTOMERS, SUBSCRIPTIONS, PAYMENTS, EVENTS, SUPPORT_TICKETS, CHARGEBACKS))
     m = {c: [(cust, c)] for c in ("customer_id", "email_hash", "country", "region", "segment", "signup_at", "marketing_consent")}
+    m["snapshot_date"] = m["_partition_date"] = [(cust, "_partition_date")]  # the day of the CRM state
     m["tenure_days"] = [(cust, "signup_at")]
     m.update({c: [(subs, c)] for c in ("plan", "mrr", "currency", "cancelled_at")})
     m["subscription_status"] = [(subs, "cancelled_at"), (subs, "started_at")]
@@ -39,6 +40,9 @@ def _lineage() -> dg.TableColumnLineage:
     return column_lineage(m)
 
 
+LINEAGE = _lineage()
+
+
 @dg.asset(
     key=KEY,
     group_name="marts",
@@ -50,20 +54,21 @@ def _lineage() -> dg.TableColumnLineage:
     deps=[staging_key(t) for t in (CUSTOMERS, SUBSCRIPTIONS, PAYMENTS, CHARGEBACKS, EVENTS, SUPPORT_TICKETS)],
     **daily_sql_table(),
     tags={"layer": "marts"},
-    metadata={"partition_expr": "_partition_date", "dagster/column_schema": SCHEMA},
+    metadata={"partition_expr": "_partition_date", "dagster/column_schema": SCHEMA, "dagster/column_lineage": LINEAGE},
 )
 def customer_360(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
     prewarm_gx()  # GX imports on another thread while DuckDB works; the gate finds it ready
     days = days_in(context)
     with warehouse.get_connection() as con:
         counts = wh.replace_partitions(con, TABLE, days, c360.customer_360_sql, create_sql=c360.ddl())
+        profile = partition_profile(con, TABLE, days)
     return dg.MaterializeResult(
         metadata=table_metadata(
             row_count=sum(counts.values()),
             schema=SCHEMA,
-            lineage=_lineage(),
+            lineage=LINEAGE,
             table=TABLE,
-            extra={"rows_by_day": {str(d): n for d, n in counts.items()}},
+            extra={"rows_by_day": {str(d): n for d, n in counts.items()}, PROFILE_KEY: profile},
         )
     )
 

@@ -12,15 +12,18 @@ import pandas as pd
 
 from ai_data_platform import warehouse as wh
 from ai_data_platform.features.assets import KEY as CUSTOMER_DAILY_KEY
-from ai_data_platform.features.assets import TXN_KEY
+from ai_data_platform.features.assets import SCHEMA as CUSTOMER_DAILY_SCHEMA
+from ai_data_platform.features.assets import TXN_KEY, TXN_SCHEMA
 from ai_data_platform.features.registry import CUSTOMER, TRANSACTION, feature
-from ai_data_platform.metadata import OWNERS, column_schema, table_metadata
+from ai_data_platform.governance.classification import inherited_levels
+from ai_data_platform.metadata import OWNERS, PROFILE_KEY, column_lineage, column_schema, partition_profile, table_metadata
 from ai_data_platform.ml import datasets, models, training_sql
 from ai_data_platform.ml.training_sql import CHURN, FRAUD, TrainingSetSpec
 from ai_data_platform.partitions import daily_partitions, parse_day
 from ai_data_platform.quality.gx_runner import ExpectationSpec, SuiteSpec, validate_dataframe
 from ai_data_platform.resources import WarehouseResource
-from ai_data_platform.sources.assets import CODE_VERSION, WAREHOUSE_POOL
+from ai_data_platform.sources.assets import CODE_VERSION, WAREHOUSE_POOL, staging_schema
+from ai_data_platform.sources.contracts import TABLES_BY_NAME
 from ai_data_platform.quality.gx_runner import prewarm as prewarm_gx
 
 ML_CODE_VERSION = "1"
@@ -40,6 +43,71 @@ def dataset_key(spec: TrainingSetSpec) -> dg.AssetKey:
 
 def model_key(spec: TrainingSetSpec) -> dg.AssetKey:
     return dg.AssetKey(["ml", f"{spec.name}_model"])
+
+
+FEATURE_ASSETS = {CHURN.name: (CUSTOMER_DAILY_KEY, CUSTOMER_DAILY_SCHEMA), FRAUD.name: (TXN_KEY, TXN_SCHEMA)}
+# The label is computed from these columns of the label source (see training_sql).
+LABEL_INPUTS = {CHURN.name: ("customer_id", "cancelled_at", "_available_at"), FRAUD.name: ("transaction_id", "reported_at", "_available_at")}
+# Dataset columns named differently from the feature column they carry.
+RENAMED_FROM_FEATURES = {"snapshot_date": "_partition_date"}
+
+
+def label_source_key(spec: TrainingSetSpec) -> dg.AssetKey:
+    return dg.AssetKey(spec.label_source.split("."))
+
+
+def training_set_columns(spec: TrainingSetSpec) -> list[tuple[str, str]]:
+    """Name and type of every column of a dataset version: keys, features, label."""
+    _, feature_schema = FEATURE_ASSETS[spec.name]
+    types = {c.name: c.type for c in feature_schema.columns} | {"snapshot_date": "DATE"}
+    names = [*spec.key_columns, *([] if spec is CHURN else ["customer_id", "transaction_time"]), *training_sql.feature_columns(spec)]
+    return [(n, types[n]) for n in dict.fromkeys(names)] + [(spec.label, "INTEGER")]
+
+
+def training_set_lineage(spec: TrainingSetSpec) -> dict[str, list[tuple[dg.AssetKey, str]]]:
+    """Every dataset column back to the feature table (features, keys) or the label source (label)."""
+    feature_key, _ = FEATURE_ASSETS[spec.name]
+    mapping = {
+        name: [(feature_key, RENAMED_FROM_FEATURES.get(name, name))]
+        for name, _ in training_set_columns(spec)
+        if name != spec.label
+    }
+    mapping[spec.label] = [(label_source_key(spec), c) for c in LABEL_INPUTS[spec.name]]
+    return mapping
+
+
+def training_set_schema(spec: TrainingSetSpec) -> dg.TableSchema:
+    """The dataset's columns, each classified as the most sensitive column it comes from."""
+    feature_key, feature_schema = FEATURE_ASSETS[spec.name]
+    label_table = TABLES_BY_NAME[spec.label_source.split(".")[1]]
+    pii = inherited_levels(
+        training_set_lineage(spec),
+        {feature_key: feature_schema, label_source_key(spec): staging_schema(label_table)},
+    )
+    descriptions = {f.name: f.description for f in feature_refs(spec)} | {spec.label: f"label: {spec.description}"}
+    return column_schema(training_set_columns(spec), descriptions, pii)
+
+
+def model_schema(spec: TrainingSetSpec) -> dg.TableSchema:
+    """A model's inputs: the dataset's feature columns, with the dataset's classification."""
+    dataset = {c.name: c for c in training_set_schema(spec).columns}
+    features = training_sql.feature_columns(spec)
+    return column_schema(
+        [(n, dataset[n].type) for n in features],
+        {n: dataset[n].description for n in features},
+        {n: dataset[n].tags["pii"] for n in features},
+    )
+
+
+SCORES_SCHEMA = column_schema(
+    [("customer_id", "VARCHAR"), ("churn_probability", "DOUBLE"), ("model_version", "VARCHAR"), ("_partition_date", "DATE")],
+    {
+        "customer_id": "CRM customer id",
+        "churn_probability": "predicted probability of cancelling within 30 days",
+        "model_version": "version (dataset partition) of the churn model used",
+        "_partition_date": "day scored",
+    },
+)
 
 
 def feature_refs(spec: TrainingSetSpec) -> list[datasets.FeatureRef]:
@@ -112,13 +180,18 @@ def build_training_set_asset(spec: TrainingSetSpec, feature_key: dg.AssetKey) ->
             f"version under $ADP_DATA_DIR/datasets/{spec.name}/<version>/ (Parquet + manifest). "
             f"Grain: one row per {', '.join(spec.key_columns)}."
         ),
-        deps=[feature_key, dg.AssetKey(spec.label_source.split("."))],
+        deps=[feature_key, label_source_key(spec)],
         partitions_def=daily_partitions,
         kinds={"duckdb", "parquet"},
         owners=OWNERS,
         code_version=ML_CODE_VERSION,
         pool=WAREHOUSE_POOL,
         tags={"layer": "ml"},
+        metadata={
+            "dagster/column_schema": training_set_schema(spec),
+            "dagster/column_lineage": column_lineage(training_set_lineage(spec)),
+            "adp/storage": f"dataset:{spec.name}",
+        },
     )
     def _training_set(context: dg.AssetExecutionContext, config: TrainingSetConfig, warehouse: WarehouseResource):
         prewarm_gx()  # GX imports on another thread while DuckDB works; the gate finds it ready
@@ -163,13 +236,18 @@ def build_training_set_asset(spec: TrainingSetSpec, feature_key: dg.AssetKey) ->
         return dg.MaterializeResult(
             metadata=table_metadata(
                 row_count=manifest["row_count"],
-                schema=column_schema([(c["name"], c["type"]) for c in manifest["schema"]]),
+                schema=training_set_schema(spec),
+                lineage=column_lineage(training_set_lineage(spec)),
                 extra={
                     "version": version.isoformat(),
                     "content_hash": manifest["content_hash"],
                     "label_balance": manifest["label_balance"],
                     "path": str(datasets.datasets_root() / spec.name / version.isoformat()),
                     "gx_success": report.success,
+                    PROFILE_KEY: {
+                        "rows": {version.isoformat(): len(frame)},
+                        "nulls": {version.isoformat(): {c: int(n) for c, n in frame.isna().sum().items() if n}},
+                    },
                     "forced_rebuilds": sum(1 for h in manifest.get("history", []) if h.get("event") == "forced_rebuild"),
                 },
             ),
@@ -194,6 +272,11 @@ def build_model_asset(spec: TrainingSetSpec) -> dg.AssetsDefinition:
         owners=OWNERS,
         code_version=ML_CODE_VERSION,
         tags={"layer": "ml"},
+        metadata={
+            "dagster/column_schema": model_schema(spec),
+            "dagster/column_lineage": column_lineage({f: [(dataset_key(spec), f)] for f in training_sql.feature_columns(spec)}),
+            "adp/storage": f"model:{spec.name}",
+        },
     )
     def _model(context: dg.AssetExecutionContext):
         version = one_partition(context)
@@ -244,6 +327,16 @@ def build_model_asset(spec: TrainingSetSpec) -> dg.AssetsDefinition:
     code_version=ML_CODE_VERSION,
     pool=WAREHOUSE_POOL,
     tags={"layer": "ml"},
+    metadata={
+        "dagster/column_schema": SCORES_SCHEMA,
+        "dagster/column_lineage": column_lineage(
+            {
+                "customer_id": [(CUSTOMER_DAILY_KEY, "customer_id")],
+                "_partition_date": [(CUSTOMER_DAILY_KEY, "_partition_date")],
+                "churn_probability": [(model_key(CHURN), f) for f in training_sql.feature_columns(CHURN)],
+            }
+        ),
+    },
 )
 def churn_scores(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
     day = parse_day(one_partition(context))
@@ -272,11 +365,13 @@ def churn_scores(context: dg.AssetExecutionContext, warehouse: WarehouseResource
             )
         finally:
             con.unregister("_scores")
+        profile = partition_profile(con, SCORES_TABLE, [day])
     return dg.MaterializeResult(
         metadata=table_metadata(
             row_count=len(scored),
+            schema=SCORES_SCHEMA,
             table=SCORES_TABLE,
-            extra={"model_version": version, "mean_probability": float(scored["churn_probability"].mean()) if len(scored) else 0.0},
+            extra={PROFILE_KEY: profile, "model_version": version, "mean_probability": float(scored["churn_probability"].mean()) if len(scored) else 0.0},
         )
     )
 

@@ -223,6 +223,75 @@ class DeliveryResult:
         return not self.delivered and not self.skipped
 
 
+@dataclass
+class PostOutcome:
+    """What :func:`post_json` achieved."""
+
+    delivered: bool
+    attempts: int = 0
+    status_code: int | None = None
+    error: str | None = None
+    elapsed_seconds: float = 0.0
+
+
+def post_json(
+    url: str,
+    payload: Any,
+    *,
+    headers: Mapping[str, str] | None = None,
+    attempts: int = 3,
+    backoff_seconds: float = 0.25,
+    timeout_seconds: float = 2.0,
+    max_total_seconds: float = 3.0,
+    session: requests.Session | None = None,
+    log: logging.Logger | logging.LoggerAdapter | None = None,
+    what: str = "POST",
+) -> PostOutcome:
+    """POST ``payload`` as JSON with bounded retries; never raises.
+
+    Up to ``attempts`` tries with exponential backoff (``backoff_seconds``, doubled each time),
+    each with a ``timeout_seconds`` timeout, all within roughly ``max_total_seconds``. Retried on
+    connection errors, timeouts, HTTP 429 and 5xx; other 4xx and malformed URLs are permanent.
+    """
+    log = log or logger
+    started = time.monotonic()
+    deadline = started + max_total_seconds
+    tries = 0
+    status_code: int | None = None
+    error: str | None = None
+    poster = session.post if session is not None else requests.post
+    while tries < attempts:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            error = f"{error}; time budget exhausted" if error else "time budget exhausted"
+            break
+        tries += 1
+        retryable = True
+        try:
+            response = poster(url, json=payload, headers=dict(headers or {}), timeout=min(timeout_seconds, remaining))
+            status_code = response.status_code
+            if 200 <= status_code < 300:
+                return PostOutcome(True, tries, status_code, None, time.monotonic() - started)
+            error = f"HTTP {status_code}: {response.text[:200]}"
+            retryable = status_code == 429 or status_code >= 500
+        except _PERMANENT_REQUEST_ERRORS as exc:  # a malformed URL will not get better
+            error = f"{type(exc).__name__}: {exc}"
+            retryable = False
+        except requests.RequestException as exc:  # connection refused, timeout, ...
+            error = f"{type(exc).__name__}: {exc}"
+        except Exception as exc:  # a broken URL or adapter must not crash the caller
+            error = f"{type(exc).__name__}: {exc}"
+            retryable = False
+        if not retryable or tries >= attempts:
+            break
+        delay = backoff_seconds * (2 ** (tries - 1))
+        if time.monotonic() + delay >= deadline:
+            break
+        log.info(f"{what}: attempt {tries}/{attempts} failed ({error}); retrying in {delay:.2f}s")
+        time.sleep(delay)
+    return PostOutcome(False, tries, status_code, error, time.monotonic() - started)
+
+
 def _redact(url: str) -> str:
     """Scheme and host of a URL only: webhook paths (e.g. Slack's) are secrets."""
     try:
@@ -338,67 +407,32 @@ class AlertSink:
         """POST ``alert.slack_payload()`` to the webhook with bounded retries; never raises."""
         if not self.webhook_url:
             return DeliveryResult(alert_id=alert.id, delivered=False, skipped=True)
-        payload = alert.slack_payload()
-        started = time.monotonic()
-        deadline = started + self.max_total_seconds
-        attempts = 0
-        status_code: int | None = None
-        error: str | None = None
-        poster = self._session.post if self._session is not None else requests.post
-        while attempts < self.attempts:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                error = f"{error}; time budget exhausted" if error else "time budget exhausted"
-                break
-            attempts += 1
-            retryable = True
-            try:
-                response = poster(
-                    self.webhook_url, json=payload, timeout=min(self.timeout_seconds, remaining)
-                )
-                status_code = response.status_code
-                if 200 <= status_code < 300:
-                    return DeliveryResult(
-                        alert_id=alert.id,
-                        delivered=True,
-                        attempts=attempts,
-                        status_code=status_code,
-                        elapsed_seconds=time.monotonic() - started,
-                    )
-                error = f"HTTP {status_code}: {response.text[:200]}"
-                retryable = status_code == 429 or status_code >= 500
-            except _PERMANENT_REQUEST_ERRORS as exc:  # a malformed URL will not get better
-                error = f"{type(exc).__name__}: {exc}"
-                retryable = False
-            except requests.RequestException as exc:  # connection refused, timeout, ...
-                error = f"{type(exc).__name__}: {exc}"
-            except Exception as exc:  # a broken URL or adapter must not crash the caller
-                error = f"{type(exc).__name__}: {exc}"
-                retryable = False
-            if not retryable or attempts >= self.attempts:
-                break
-            delay = self.backoff_seconds * (2 ** (attempts - 1))
-            if time.monotonic() + delay >= deadline:
-                break
-            self.log.info(
-                f"Alert webhook attempt {attempts}/{self.attempts} for {alert.id} failed "
-                f"({error}); retrying in {delay:.2f}s"
-            )
-            time.sleep(delay)
+        outcome = post_json(
+            self.webhook_url,
+            alert.slack_payload(),
+            attempts=self.attempts,
+            backoff_seconds=self.backoff_seconds,
+            timeout_seconds=self.timeout_seconds,
+            max_total_seconds=self.max_total_seconds,
+            session=self._session,
+            log=self.log,
+            what=f"Alert webhook delivery of {alert.id}",
+        )
         result = DeliveryResult(
             alert_id=alert.id,
-            delivered=False,
-            attempts=attempts,
-            status_code=status_code,
-            error=error,
-            elapsed_seconds=time.monotonic() - started,
+            delivered=outcome.delivered,
+            attempts=outcome.attempts,
+            status_code=outcome.status_code,
+            error=outcome.error,
+            elapsed_seconds=outcome.elapsed_seconds,
         )
-        self.delivery_failures.append(result)
-        self.log.warning(
-            f"Alert webhook delivery to {_redact(self.webhook_url)} failed for {alert.id} after "
-            f"{attempts} attempt(s) in {result.elapsed_seconds:.2f}s: {error}. "
-            f"The alert is recorded in {self.path}."
-        )
+        if not outcome.delivered:
+            self.delivery_failures.append(result)
+            self.log.warning(
+                f"Alert webhook delivery to {_redact(self.webhook_url)} failed for {alert.id} after "
+                f"{outcome.attempts} attempt(s) in {outcome.elapsed_seconds:.2f}s: {outcome.error}. "
+                f"The alert is recorded in {self.path}."
+            )
         return result
 
     # -- both -------------------------------------------------------------------------------

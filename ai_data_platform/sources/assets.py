@@ -16,9 +16,10 @@ from datetime import timedelta
 import dagster as dg
 
 from ai_data_platform import settings
-from ai_data_platform.metadata import OWNERS, column_lineage, column_schema, table_metadata
+from ai_data_platform.governance.classification import highest_of_columns
+from ai_data_platform.metadata import OWNERS, PROFILE_KEY, column_lineage, column_schema, partition_profile, table_metadata
 from ai_data_platform.partitions import daily_partitions, days_in
-from ai_data_platform.governance.personal_data import holds_personal_data, warehouse_raw_columns
+from ai_data_platform.governance.personal_data import hash_column, hashed_columns, holds_personal_data, warehouse_raw_columns
 from ai_data_platform.governance.stores import IDENTITY, QUARANTINE_PERSONAL, RAW_PERSONAL, PersonalTable
 from ai_data_platform.resources import LandingResource, PiiResource, RegionalStoresResource, WarehouseResource
 from ai_data_platform.sources import raw_load, staging
@@ -76,6 +77,11 @@ def personal_spec(table: PersonalTable, **attributes) -> dg.AssetSpec:
     )
 
 
+def landing_pattern(t: SourceTable) -> str:
+    """Where a raw table's records come from: ``landing/<source>/<table>/<day>.<ext>``."""
+    return f"landing/{t.source}/{t.name}/<day>.{t.extension}"
+
+
 def _raw_schema(t: SourceTable) -> dg.TableSchema:
     cols = [(c, "VARCHAR") for c in warehouse_raw_columns(t)] + [
         ("_partition_date", "DATE"),
@@ -96,11 +102,35 @@ def _raw_schema(t: SourceTable) -> dg.TableSchema:
             "_pii_digest": "HMAC of the record's personal values as landed (exact-duplicate detection)",
         }
         | {f"{c.name}_hash": f"HMAC-SHA256 of the normalized {c.name} (its value is in the regional store)" for c in t.columns},
-        {c.name: c.pii for c in t.columns} | {c: "indirect" for c in warehouse_raw_columns(t) if c.endswith("_hash") or c == "_pii_digest"},
+        {c.name: c.pii for c in t.columns}
+        | {c: "indirect" for c in warehouse_raw_columns(t) if c.endswith("_hash") or c == "_pii_digest"}
+        # a record that could not be split may hold any of the table's values (a digest where those are personal)
+        | {"_raw_line": "indirect" if holds_personal_data(t) else highest_of_columns(t.columns)},
     )
 
 
-def _staging_schema(t: SourceTable) -> dg.TableSchema:
+def quarantine_schema(t: SourceTable) -> dg.TableSchema:
+    """Rejected rows keep their raw values: as sensitive as the table's most sensitive column."""
+    raw = highest_of_columns(t.raw_columns)
+    return column_schema(
+        list(sql.QUARANTINE_COLUMNS),
+        {
+            "_file": "landing file of the rejected record",
+            "_row_number": "1-based record number in the file",
+            "rule": "the staging rule the record failed first",
+            "column_name": "the column that failed it (NULL for whole-record rules)",
+            "raw_value": "the failing raw value",
+            "raw_record": "the whole raw record, as JSON",
+        },
+        {"raw_value": raw, "raw_record": raw},
+    )
+
+
+# identity.customer_pii, the same table in every regional store
+IDENTITY_SCHEMA = column_schema(list(IDENTITY.columns), pii=IDENTITY.pii)
+
+
+def staging_schema(t: SourceTable) -> dg.TableSchema:
     described = {c.name: c.description for c in t.raw_columns} | {
         "email_hash": "HMAC-SHA256 of the normalized email (join key)",
         "phone_hash": "HMAC-SHA256 of the normalized phone (join key)",
@@ -110,7 +140,7 @@ def _staging_schema(t: SourceTable) -> dg.TableSchema:
     return column_schema(sql.staging_columns(t), described, pii)
 
 
-def _staging_lineage(t: SourceTable) -> dg.TableColumnLineage:
+def staging_lineage(t: SourceTable) -> dg.TableColumnLineage:
     rk = raw_key(t)
     mapping = {}
     for name, _ in sql.staging_columns(t):
@@ -157,7 +187,12 @@ def build_raw_asset(t: SourceTable) -> dg.AssetsDefinition:
             owners=OWNERS,
             code_version=CODE_VERSION,
             freshness_policy=SOURCE_FRESHNESS,
-            metadata={"partition_expr": "_partition_date", "dagster/column_schema": _raw_schema(t)},
+            metadata={
+                "partition_expr": "_partition_date",
+                "dagster/column_schema": _raw_schema(t),
+                "adp/landing_pattern": landing_pattern(t),
+                "adp/landing_columns": {hash_column(c.name): {"column": c.name, "pii": c.pii} for c in hashed_columns(t)},
+            },
             tags={"layer": "raw", "source": t.source},
         )
     ]
@@ -210,6 +245,7 @@ def build_raw_asset(t: SourceTable) -> dg.AssetsDefinition:
             else:
                 loads = raw_load.load_days(con, t, landing.path, days, personal)
             volumes = [raw_load.volume_verdict(con, sql.raw_table(t), d) for d in days]
+            profile = partition_profile(con, sql.raw_table(t), days)
         rows = sum(load.rows for load in loads)
         extraction = {"extract_windows": {str(load.day): load.extra["window"] for load in loads}} if crm_database_url else {}
         if holds_personal_data(t) and personal_key(RAW_PERSONAL[t.name]) in context.selected_asset_keys:
@@ -234,6 +270,7 @@ def build_raw_asset(t: SourceTable) -> dg.AssetsDefinition:
                 extra={
                     "files": [load.file for load in loads],
                     "rows_by_day": {str(load.day): load.rows for load in loads},
+                    PROFILE_KEY: profile,
                     "malformed_records": sum(load.malformed for load in loads),
                     "erased_subject_rows_dropped": dropped,
                     **extraction,
@@ -295,7 +332,7 @@ def build_staging_asset(t: SourceTable) -> dg.AssetsDefinition:
             tags={"layer": "staging", "source": t.source},
             freshness_policy=SOURCE_FRESHNESS,
             **common,
-        ).merge_attributes(metadata={"dagster/column_schema": _staging_schema(t)}),
+        ).merge_attributes(metadata={"dagster/column_schema": staging_schema(t), "dagster/column_lineage": staging_lineage(t)}),
         dg.AssetSpec(
             qkey,
             description=(
@@ -305,7 +342,7 @@ def build_staging_asset(t: SourceTable) -> dg.AssetsDefinition:
             ),
             tags={"layer": "quarantine", "source": t.source},
             **common,
-        ),
+        ).merge_attributes(metadata={"dagster/column_schema": quarantine_schema(t)}),
     ]
     regional_outputs = []
     if holds_personal_data(t):
@@ -340,6 +377,7 @@ def build_staging_asset(t: SourceTable) -> dg.AssetsDefinition:
         with warehouse.get_connection() as con:
             staged_days = staging.stage_days(con, t, days, personal)
             conserved = staging.conservation(con, t, min(days), max(days))
+            profile = partition_profile(con, sql.staging_table(t), days)
         rules: dict[str, int] = {}
         for d in staged_days:
             for rule, n in d.rules.items():
@@ -359,16 +397,17 @@ def build_staging_asset(t: SourceTable) -> dg.AssetsDefinition:
             asset_key=skey,
             metadata=table_metadata(
                 row_count=staged,
-                schema=_staging_schema(t),
-                lineage=_staging_lineage(t),
+                schema=staging_schema(t),
+                lineage=staging_lineage(t),
                 table=sql.staging_table(t),
-                extra={"conservation": conservation_md, "quarantined_rows": quarantined, "duplicate_rows": duplicates},
+                extra={"conservation": conservation_md, "quarantined_rows": quarantined, "duplicate_rows": duplicates, PROFILE_KEY: profile},
             ),
         )
         yield dg.MaterializeResult(
             asset_key=qkey,
             metadata=table_metadata(
                 row_count=quarantined,
+                schema=quarantine_schema(t),
                 table=sql.quarantine_table(t),
                 extra={"quarantined_by_rule": rules},
             ),
