@@ -251,6 +251,9 @@ def build_parser() -> argparse.ArgumentParser:
     from ai_data_platform.ml.datasets_cli import add_datasets_parser
 
     add_datasets_parser(sub)
+    from ai_data_platform.streaming.cli import add_stream_parsers
+
+    add_stream_parsers(sub)
 
     e = sub.add_parser("env", help="print the environment variables for using dagster's own CLI on this data dir")
     e.set_defaults(func=cmd_env)

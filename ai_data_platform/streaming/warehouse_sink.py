@@ -1,0 +1,178 @@
+"""The warehouse sink: consumed records land in DuckDB in micro-batches, exactly once.
+
+Tables (schema ``stream``; grain in each comment):
+
+* ``stream.records``: one row per consumed record, valid or not: transport, segment, position,
+  receipt time and the payload as received. ``raw/events`` for day D includes the records
+  received on day D (``_file = 'stream:<transport>/<segment>'``), so the nightly batch stages,
+  quarantines and conserves them like the daily export.
+* ``stream.events``: one row per valid event, typed as in staging, ``_available_at`` = receipt.
+* ``stream.quarantine_events``: one row per rejected record with the staging rule that caught it.
+* ``stream.offsets``: per transport, the last position written, committed in the SAME DuckDB
+  transaction as the micro-batch: a sink killed at any moment resumes after it, nothing twice.
+
+DuckDB takes one writer per file and Dagster runs hold it for a whole step, so the sink never
+waits for the lock: a flush that meets it is skipped and retried later, while the transport
+retains the records (memory stays bounded: a flush reads at most ``max_records``).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+
+from ai_data_platform.sources.contracts import EVENTS
+from ai_data_platform.streaming.events import judge
+from ai_data_platform.streaming.transport import Transport
+
+SCHEMA = "stream"
+RECORDS = "stream.records"
+EVENTS_TABLE = "stream.events"
+QUARANTINE = "stream.quarantine_events"
+OFFSETS = "stream.offsets"
+_TYPES = {"VARCHAR": pa.string(), "TIMESTAMP": pa.timestamp("us"), "DOUBLE": pa.float64()}
+EVENT_COLUMNS = [(c.name, c.dtype) for c in EVENTS.columns] + [("_available_at", "TIMESTAMP")]
+LINEAGE = [("_transport", "VARCHAR"), ("_segment", "VARCHAR"), ("_position", "BIGINT")]
+RECORD_COLUMNS = LINEAGE + [("received_at", "TIMESTAMP"), ("_payload", "VARCHAR"), ("_consumed_at", "TIMESTAMP")]
+QUARANTINE_COLUMNS = LINEAGE + [("received_at", "TIMESTAMP"), ("rule", "VARCHAR"), ("column_name", "VARCHAR"),
+                                ("raw_value", "VARCHAR"), ("raw_record", "VARCHAR")]
+
+
+def ddl() -> list[str]:
+    def cols(spec):
+        return ", ".join(f"{n} {t}" for n, t in spec)
+
+    return [
+        f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}",
+        f"CREATE TABLE IF NOT EXISTS {RECORDS} ({cols(RECORD_COLUMNS)})",
+        f"CREATE TABLE IF NOT EXISTS {EVENTS_TABLE} ({cols(EVENT_COLUMNS + LINEAGE)})",
+        f"CREATE TABLE IF NOT EXISTS {QUARANTINE} ({cols(QUARANTINE_COLUMNS)})",
+        f"CREATE TABLE IF NOT EXISTS {OFFSETS} (_transport VARCHAR PRIMARY KEY, position BIGINT, received_at TIMESTAMP, committed_at TIMESTAMP)",
+    ]
+
+
+def ensure_tables(con: duckdb.DuckDBPyConnection) -> None:
+    for statement in ddl():
+        con.execute(statement)
+
+
+def committed_position(con: duckdb.DuckDBPyConnection, label: str) -> int | None:
+    row = con.execute(f"SELECT position FROM {OFFSETS} WHERE _transport = ?", [label]).fetchone()
+    return None if row is None else row[0]
+
+
+def _arrow(columns: list[tuple[str, str]], rows: list[dict]) -> pa.Table:
+    types = {"BIGINT": pa.int64(), **_TYPES}
+    return pa.table({n: pa.array([r.get(n) for r in rows], types[t]) for n, t in columns})
+
+
+@dataclass
+class FlushResult:
+    records: int = 0
+    events: int = 0
+    quarantined: int = 0
+    position: int | None = None
+    busy: bool = False  # the warehouse was locked by another process: retried later
+
+
+class WarehouseSink:
+    def __init__(self, transport: Transport, warehouse: Path, max_records: int = 50_000):
+        self.transport, self.warehouse, self.max_records = transport, Path(warehouse), max_records
+        self.position: int | None = None  # last committed (known after the first flush)
+        self.busy_count = 0
+
+    def flush(self) -> FlushResult:
+        """Write the next micro-batch after the committed position; never waits for the lock."""
+        try:
+            con = duckdb.connect(str(self.warehouse))
+        except duckdb.IOException as exc:
+            if "lock" not in str(exc).lower():
+                raise
+            self.busy_count += 1
+            return FlushResult(busy=True, position=self.position)
+        try:
+            ensure_tables(con)
+            self.position = committed_position(con, self.transport.label)
+            records = self.transport.scan(self.position, self.max_records)
+            if not records:
+                return FlushResult(position=self.position)
+            now = datetime.now(timezone.utc).replace(tzinfo=None)
+            lineage = [{"_transport": self.transport.label, "_segment": r.segment, "_position": r.position} for r in records]
+            raw, events, quarantined = [], [], []
+            for r, where in zip(records, lineage):
+                payload = r.payload.decode("utf-8", "replace")
+                raw.append({**where, "received_at": r.received_at, "_payload": payload, "_consumed_at": now})
+                typed, violation, fields = judge(r.payload, r.received_at)
+                if typed is not None:
+                    events.append({**typed, "_available_at": r.received_at, **where})
+                else:
+                    quarantined.append({**where, "received_at": r.received_at, "rule": violation.rule,
+                                        "column_name": violation.column, "raw_value": violation.raw_value, "raw_record": payload})
+            tables = {"_records": _arrow(RECORD_COLUMNS, raw), "_events": _arrow(EVENT_COLUMNS + LINEAGE, events),
+                      "_quarantine": _arrow(QUARANTINE_COLUMNS, quarantined)}
+            con.execute("BEGIN TRANSACTION")
+            try:
+                for name, table in tables.items():
+                    con.register(name, table)
+                con.execute(f"INSERT INTO {RECORDS} BY NAME SELECT * FROM _records")
+                con.execute(f"INSERT INTO {EVENTS_TABLE} BY NAME SELECT * FROM _events")
+                con.execute(f"INSERT INTO {QUARANTINE} BY NAME SELECT * FROM _quarantine")
+                con.execute(f"INSERT OR REPLACE INTO {OFFSETS} VALUES (?, ?, ?, ?)",
+                            [self.transport.label, records[-1].position, records[-1].received_at, now])
+                con.execute("COMMIT")
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+            self.position = records[-1].position
+            return FlushResult(len(records), len(events), len(quarantined), self.position)
+        finally:
+            con.close()
+
+
+class SinkThread(threading.Thread):
+    """Flushes in the background: immediately while there is backlog, every ``interval`` when
+    caught up or when the warehouse is busy. Errors other than the lock are kept in ``error``."""
+
+    def __init__(self, sink: WarehouseSink, interval: float = 1.0):
+        super().__init__(name="warehouse-sink", daemon=True)
+        self.sink, self.interval = sink, interval
+        self.stop_event = threading.Event()
+        self.error: BaseException | None = None
+        self.flushed = 0
+        self.idle = threading.Event()  # set when a flush found nothing new
+
+    def run(self) -> None:
+        while not self.stop_event.is_set():
+            try:
+                result = self.sink.flush()
+            except BaseException as exc:  # reported by the consumer; the sink retries
+                self.error = exc
+                self.stop_event.wait(self.interval)
+                continue
+            self.error = None
+            self.flushed += result.records
+            if result.records == 0 and not result.busy:
+                self.idle.set()
+            else:
+                self.idle.clear()
+            if result.records < self.sink.max_records:
+                self.stop_event.wait(self.interval)
+
+    def stop(self, timeout: float = 30.0) -> None:
+        self.stop_event.set()
+        self.join(timeout)
+
+
+def wait_until(predicate, timeout: float, poll: float = 0.05) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(poll)
+    return predicate()
