@@ -44,11 +44,11 @@ KILLS = 6
 MALFORMED = {
     b"{not json": "malformed_row",
     b'["an", "array"]': "malformed_row",
-    b'{"event_id": "EBAD1", "event_type": "login", "event_time": "2026-11-30T00:00:00Z"}': "not_null",
+    b'{"event_id": "EBAD1", "event_type": "login", "event_time": "2026-11-20T00:00:00Z"}': "not_null",
     b'{"event_id": "EBAD2", "customer_id": "C0000001", "event_type": "login", "event_time": "yesterday"}': "invalid_timestamp",
-    b'{"event_id": "EBAD3", "customer_id": "C0000001", "event_type": "teleport", "event_time": "2026-11-30T00:00:00Z"}': "accepted_values",
-    b'{"event_id": "EBAD4", "customer_id": "C0000001", "event_type": "card_transaction", "event_time": "2026-11-30T00:00:00Z", "amount": -5}': "non_negative",
-    b'{"event_id": "EBAD5", "customer_id": "C0000001", "event_type": "card_transaction", "event_time": "2026-11-30T00:00:00Z", "amount": "lots"}': "invalid_number",
+    b'{"event_id": "EBAD3", "customer_id": "C0000001", "event_type": "teleport", "event_time": "2026-11-20T00:00:00Z"}': "accepted_values",
+    b'{"event_id": "EBAD4", "customer_id": "C0000001", "event_type": "card_transaction", "event_time": "2026-11-20T00:00:00Z", "amount": -5}': "non_negative",
+    b'{"event_id": "EBAD5", "customer_id": "C0000001", "event_type": "card_transaction", "event_time": "2026-11-20T00:00:00Z", "amount": "lots"}': "invalid_number",
 }
 
 

@@ -92,7 +92,12 @@ def load_days(
             finally:
                 con.unregister("_landed")
             malformed = landed.rows - landed.table.column("_raw_line").null_count
-            loads.append(RawLoad(day, relative, landed.rows, malformed, schema_drift(t, landed)))
+            extra = {}
+            if t.name == "events":  # the stream records received that day (issue 5): same rules, same conservation
+                from ai_data_platform.streaming.warehouse_sink import load_into_raw
+
+                extra["stream_records"] = load_into_raw(con, raw_table(t), t.column_names, day)
+            loads.append(RawLoad(day, relative, landed.rows + extra.get("stream_records", 0), malformed, schema_drift(t, landed), extra))
     return loads
 
 

@@ -40,7 +40,7 @@ class Reporter:
 
     def __init__(self, interval: float | None = None):
         self.interval = report_interval_seconds() if interval is None else interval
-        self._last = 0.0
+        self._last = float("-inf")
         self._thread: threading.Thread | None = None
         self.sent = 0
         self.error: BaseException | None = None
@@ -50,7 +50,10 @@ class Reporter:
         return not busy and time.monotonic() - self._last >= self.interval
 
     def maybe_report(self, metadata: Mapping[str, object], force: bool = False) -> bool:
-        if not (force or self.due()):
+        """Report if the interval has passed (``force``: now, after any report in flight)."""
+        if force:
+            self.wait()
+        elif not self.due():
             return False
         self._last = time.monotonic()
 

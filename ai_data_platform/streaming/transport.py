@@ -87,12 +87,13 @@ class Transport(ABC):
 
 
 class FileSegmentTransport(Transport):
-    def __init__(self, root: Path, topic: str = "events"):
+    def __init__(self, root: Path, topic: str = "events", clock=now_us):
         if not topic.isidentifier():
             raise ValueError(f"topic must be an identifier, got {topic!r}")
         self.dir = Path(root) / topic
         self.dir.mkdir(parents=True, exist_ok=True)
         self.label = f"file/{topic}"
+        self.clock = clock  # µs since the epoch (UTC): the receipt stamp
         # per reader ("read": the online consumer, "scan": a secondary sink): where it stopped,
         # (next position, segment, byte offset), so reading on needs no re-scan of the segment
         self._cursors: dict[str, tuple[int, Path, int]] = {}
@@ -131,7 +132,7 @@ class FileSegmentTransport(Transport):
             if head["next"] - head["segment"] >= SEGMENT_RECORDS:
                 head["segment"], head["size"] = head["next"], 0
             segment = self.dir / f"{head['segment']:020d}.log"
-            stamp = max(now_us(), head["last_us"] + 1)
+            stamp = max(self.clock(), head["last_us"] + 1)
             chunks = []
             for p in payloads:
                 chunks.append(b"%d\t%s\n" % (stamp, p))

@@ -9,7 +9,8 @@ Tables (schema ``stream``; grain in each comment):
 * ``stream.events``: one row per valid event, typed as in staging, ``_available_at`` = receipt.
 * ``stream.quarantine_events``: one row per rejected record with the staging rule that caught it.
 * ``stream.offsets``: per transport, the last position written, committed in the SAME DuckDB
-  transaction as the micro-batch: a sink killed at any moment resumes after it, nothing twice.
+  transaction as the micro-batch: a sink killed at any moment resumes after it, nothing twice;
+  and ``complete_at``, the time up to which every received record is landed.
 
 DuckDB takes one writer per file and Dagster runs hold it for a whole step, so the sink never
 waits for the lock: a flush that meets it is skipped and retried later, while the transport
@@ -21,7 +22,7 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import duckdb
@@ -36,6 +37,8 @@ RECORDS = "stream.records"
 EVENTS_TABLE = "stream.events"
 QUARANTINE = "stream.quarantine_events"
 OFFSETS = "stream.offsets"
+COVERAGE_MARGIN = timedelta(seconds=1)  # as consumer.COVERAGE_MARGIN: an append stamps just before it writes
+IDLE_MARK_SECONDS = 5.0
 _TYPES = {"VARCHAR": pa.string(), "TIMESTAMP": pa.timestamp("us"), "DOUBLE": pa.float64()}
 EVENT_COLUMNS = [(c.name, c.dtype) for c in EVENTS.columns] + [("_available_at", "TIMESTAMP")]
 LINEAGE = [("_transport", "VARCHAR"), ("_segment", "VARCHAR"), ("_position", "BIGINT")]
@@ -53,7 +56,9 @@ def ddl() -> list[str]:
         f"CREATE TABLE IF NOT EXISTS {RECORDS} ({cols(RECORD_COLUMNS)})",
         f"CREATE TABLE IF NOT EXISTS {EVENTS_TABLE} ({cols(EVENT_COLUMNS + LINEAGE)})",
         f"CREATE TABLE IF NOT EXISTS {QUARANTINE} ({cols(QUARANTINE_COLUMNS)})",
-        f"CREATE TABLE IF NOT EXISTS {OFFSETS} (_transport VARCHAR PRIMARY KEY, position BIGINT, received_at TIMESTAMP, committed_at TIMESTAMP)",
+        # complete_at: every record received by then is landed (the last receipt, or an idle poll)
+        f"CREATE TABLE IF NOT EXISTS {OFFSETS} (_transport VARCHAR PRIMARY KEY, position BIGINT, received_at TIMESTAMP, "
+        "committed_at TIMESTAMP, complete_at TIMESTAMP)",
     ]
 
 
@@ -86,9 +91,11 @@ class WarehouseSink:
         self.transport, self.warehouse, self.max_records = transport, Path(warehouse), max_records
         self.position: int | None = None  # last committed (known after the first flush)
         self.busy_count = 0
+        self._idle_marked = 0.0
 
     def flush(self) -> FlushResult:
         """Write the next micro-batch after the committed position; never waits for the lock."""
+        polled_at = datetime.now(timezone.utc).replace(tzinfo=None)
         try:
             con = duckdb.connect(str(self.warehouse))
         except duckdb.IOException as exc:
@@ -101,6 +108,10 @@ class WarehouseSink:
             self.position = committed_position(con, self.transport.label)
             records = self.transport.scan(self.position, self.max_records)
             if not records:
+                if self.position is not None and time.monotonic() - self._idle_marked >= IDLE_MARK_SECONDS:
+                    con.execute(f"UPDATE {OFFSETS} SET complete_at = greatest(complete_at, ?) WHERE _transport = ?",
+                                [polled_at - COVERAGE_MARGIN, self.transport.label])
+                    self._idle_marked = time.monotonic()
                 return FlushResult(position=self.position)
             now = datetime.now(timezone.utc).replace(tzinfo=None)
             lineage = [{"_transport": self.transport.label, "_segment": r.segment, "_position": r.position} for r in records]
@@ -123,8 +134,8 @@ class WarehouseSink:
                 con.execute(f"INSERT INTO {RECORDS} BY NAME SELECT * FROM _records")
                 con.execute(f"INSERT INTO {EVENTS_TABLE} BY NAME SELECT * FROM _events")
                 con.execute(f"INSERT INTO {QUARANTINE} BY NAME SELECT * FROM _quarantine")
-                con.execute(f"INSERT OR REPLACE INTO {OFFSETS} VALUES (?, ?, ?, ?)",
-                            [self.transport.label, records[-1].position, records[-1].received_at, now])
+                con.execute(f"INSERT OR REPLACE INTO {OFFSETS} VALUES (?, ?, ?, ?, ?)",
+                            [self.transport.label, records[-1].position, records[-1].received_at, now, records[-1].received_at])
                 con.execute("COMMIT")
             except BaseException:
                 con.execute("ROLLBACK")
@@ -176,3 +187,34 @@ def wait_until(predicate, timeout: float, poll: float = 0.05) -> bool:
             return True
         time.sleep(poll)
     return predicate()
+
+
+def raw_events_select(contract_columns: tuple[str, ...]) -> str:
+    """The stream records received on day ``?`` as ``raw.events`` rows (params: day, day).
+
+    Like a landing file: every contract column as text (``received_at`` = the transport's
+    stamp), ``_raw_line`` = the payload when it is not a JSON object, ``_file`` =
+    ``stream:<transport>/<segment>``, ``_row_number`` = the record's position + 1.
+    """
+    def field(c: str) -> str:
+        if c == "received_at":
+            return "strftime(received_at, '%Y-%m-%dT%H:%M:%S.%fZ') AS received_at"
+        return f"CASE WHEN _is_object THEN json_extract_string(_payload, '$.\"{c}\"') END AS \"{c}\""
+
+    fields = ", ".join(field(c) for c in contract_columns)
+    return (
+        f"SELECT {fields}, ?::DATE AS _partition_date, 'stream:' || _transport || '/' || _segment AS _file, "
+        "_position + 1 AS _row_number, CASE WHEN NOT _is_object THEN _payload END AS _raw_line, "
+        "now()::TIMESTAMP AS _loaded_at FROM (SELECT *, CASE WHEN json_valid(_payload) "
+        "THEN json_type(_payload) = 'OBJECT' ELSE false END AS _is_object "
+        f"FROM {RECORDS} WHERE CAST(received_at AS DATE) = ?)"
+    )
+
+
+def load_into_raw(con: duckdb.DuckDBPyConnection, raw_table: str, contract_columns: tuple[str, ...], day) -> int:
+    """Insert the stream records received on ``day`` into ``raw_table``; returns how many."""
+    from ai_data_platform.warehouse import table_exists
+
+    if not table_exists(con, RECORDS):
+        return 0
+    return con.execute(f"INSERT INTO {raw_table} BY NAME {raw_events_select(contract_columns)}", [day, day]).fetchone()[0]
