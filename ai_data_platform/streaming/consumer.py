@@ -32,6 +32,14 @@ COVERAGE_MARGIN = timedelta(seconds=1)
 HOUSEKEEPING_SECONDS = 2.0
 
 
+def retention() -> timedelta:
+    """How long records stay in the transport after every sink committed them, for replays
+    (``ADP_STREAM_RETENTION_SECONDS``, default 3600); memory and disk stay bounded by it."""
+    from ai_data_platform import settings
+
+    return timedelta(seconds=settings.env_int("ADP_STREAM_RETENTION_SECONDS", 3600, minimum=0))
+
+
 def utc_now() -> datetime:
     return datetime.now(timezone.utc).replace(tzinfo=None)
 
@@ -145,7 +153,7 @@ class Consumer:
             if self.sink.error is not None:
                 self.stats.errors.append(f"warehouse sink: {self.sink.error}")
         if all(f is not None for f in floors):
-            self.stats.released += self.transport.release(min(floors))
+            self.stats.released += self.transport.release(min(floors), utc_now() - retention())
         if self.reporter is not None:
             self.reporter.maybe_report(self.metadata(), force=force)
 

@@ -204,10 +204,11 @@ class FeatureInterpreter:
             tcol, kcol = spec["time"], spec["key"]
             start = as_of - self.widest_lookback(source)
             skip = exclude_event if source == "events" else None
-            visible = [
-                r for r in rows.get(source, ())
-                if start <= r[tcol] < as_of and r["_available_at"] <= as_of and (skip is None or r[kcol] != skip)
-            ]
+            visible = sorted(  # one order whatever the storage: sums are bitwise reproducible
+                (r for r in rows.get(source, ())
+                 if start <= r[tcol] < as_of and r["_available_at"] <= as_of and (skip is None or r[kcol] != skip)),
+                key=lambda r: (r[tcol], r["_available_at"], r[kcol]),
+            )
             masks: dict[str | None, list[bool]] = {None: [True] * len(visible)}
             for c in feats:
                 if c.feature.filter not in masks:

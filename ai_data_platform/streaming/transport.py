@@ -75,8 +75,9 @@ class Transport(ABC):
         """A secondary sink's re-read of retained records with position > ``after``."""
 
     @abstractmethod
-    def release(self, upto: int) -> int:
-        """Drop records at or below ``upto`` (every sink committed them); returns how many."""
+    def release(self, upto: int, received_before: datetime) -> int:
+        """Drop records at or below ``upto`` (every sink committed them) received before
+        ``received_before`` (the retention period passed); returns how many."""
 
     @abstractmethod
     def end_position(self) -> int | None:
@@ -221,12 +222,14 @@ class FileSegmentTransport(Transport):
     def scan(self, after: int | None, limit: int) -> list[Record]:
         return self._read_from("scan", 0 if after is None else after + 1, limit)
 
-    def release(self, upto: int) -> int:
-        """Delete whole segments whose every record is at or below ``upto`` (never the active one)."""
+    def release(self, upto: int, received_before: datetime) -> int:
+        """Delete whole segments whose every record is at or below ``upto`` and which were last
+        appended to before ``received_before`` (never the active one)."""
         segments = self._segments()
         dropped = 0
+        cutoff = to_us(received_before) / 1e6
         for (start, path), (following, _) in zip(segments, segments[1:]):
-            if following - 1 <= upto:
+            if following - 1 <= upto and path.stat().st_mtime < cutoff:
                 path.unlink(missing_ok=True)
                 dropped += following - start
         return dropped
