@@ -88,7 +88,7 @@ def load_days(
                     f"INSERT INTO {raw_table(t)} BY NAME SELECT *, ?::DATE AS _partition_date, "
                     "?::VARCHAR AS _file, now()::TIMESTAMP AS _loaded_at FROM _landed",
                     [day, relative],
-                ).fetchone()  # complete the result before the next statement on this connection
+                )
             finally:
                 con.unregister("_landed")
             malformed = landed.rows - landed.table.column("_raw_line").null_count

@@ -212,9 +212,12 @@ def raw_events_select(contract_columns: tuple[str, ...]) -> str:
 
 
 def load_into_raw(con: duckdb.DuckDBPyConnection, raw_table: str, contract_columns: tuple[str, ...], day) -> int:
-    """Insert the stream records received on ``day`` into ``raw_table``; returns how many."""
-    from ai_data_platform.warehouse import table_exists
+    """Insert the stream records received on ``day`` into ``raw_table``; returns how many.
 
-    if not table_exists(con, RECORDS):
+    Results are fetched to the end: DuckDB refuses ``register`` on a connection with a
+    partially fetched result, and the caller registers the next day's file next."""
+    exists = con.execute("SELECT count(*) FROM information_schema.tables WHERE table_schema = ? AND table_name = ?",
+                         RECORDS.split(".")).fetchall()[0][0]
+    if not exists:
         return 0
-    return con.execute(f"INSERT INTO {raw_table} BY NAME {raw_events_select(contract_columns)}", [day, day]).fetchone()[0]
+    return con.execute(f"INSERT INTO {raw_table} BY NAME {raw_events_select(contract_columns)}", [day, day]).fetchall()[0][0]
