@@ -128,6 +128,11 @@ def test_score_uses_the_latest_passing_model_and_reports_features(served):
     assert body["features"]["is_new_device"] == 1 and body["features"]["ip_country_mismatch"] == 1
     assert body["features"]["amount"] == 950.0
     assert set(body["freshness"]) == set(FEATURES) and body["freshness"]["txn_count_1h"]["expired"] is False
+    # the probability is the model's, as ml.models.score computes it
+    _, estimator, model_card = models.latest_passing_model("fraud")
+    used = model_card["features"]
+    frame = pd.DataFrame([{f: np.nan if body["features"][f] is None else body["features"][f] for f in used}])
+    assert body["fraud_probability"] == pytest.approx(float(models.score(estimator, frame, used)[0]), abs=1e-12)
     # the same transaction through the Python path gives the same features
     values, _, _, _ = transaction_features(Transaction("C0000001", 950.0, "dev-never-seen", "BR"), served["store"])
     assert {f: values[f] for f in FEATURES if f != "seconds_since_last_txn"} == {f: v for f, v in body["features"].items() if f != "seconds_since_last_txn"}

@@ -19,6 +19,8 @@ from typing import Any
 from ai_data_platform.sources.contracts import EARLIEST_VALID_TIME, EVENTS
 
 _EARLIEST = datetime.fromisoformat(EARLIEST_VALID_TIME)
+_COLUMNS = [c for c in EVENTS.column_names if c != "received_at"]  # the transport stamps receipt
+_TEXT = [c.name for c in EVENTS.columns if c.dtype == "VARCHAR"]
 _REQUIRED = [c.name for c in EVENTS.columns if c.required]
 _TYPED = [c for c in EVENTS.columns if c.dtype != "VARCHAR" and c.name not in (EVENTS.time_column, "received_at")]
 _ACCEPTED = [c for c in EVENTS.columns if c.accepted_values]
@@ -56,40 +58,35 @@ def _parse_number(text: str) -> float | None:
         return None
 
 
-def judge(payload: bytes, received_at: datetime) -> tuple[dict[str, Any] | None, Violation | None, dict[str, str | None]]:
-    """``(typed event, None, raw fields)`` for a valid event, ``(None, violation, raw fields)`` otherwise.
-
-    Raw fields are the contract's columns as text (what ``raw/events`` holds).
-    """
+def judge(payload: bytes, received_at: datetime) -> tuple[dict[str, Any] | None, Violation | None]:
+    """``(typed event, None)`` for a valid event, ``(None, violation)`` otherwise."""
     try:
         record = json.loads(payload)
     except (ValueError, UnicodeDecodeError):
         record = None
     if not isinstance(record, dict):
-        return None, Violation("malformed_row", None, payload.decode("utf-8", "replace")), {}
-    raw = {c: _text(record.get(c)) for c in EVENTS.column_names}
-    raw["received_at"] = received_at.isoformat(timespec="microseconds") + "Z"
+        return None, Violation("malformed_row", None, payload.decode("utf-8", "replace"))
+    raw = {c: _text(record.get(c)) for c in _COLUMNS}
     for name in _REQUIRED:
         if raw[name] is None or raw[name].strip() == "":
-            return None, Violation("not_null", name, raw[name]), raw
+            return None, Violation("not_null", name, raw[name])
     event_time = parse_timestamp(raw[EVENTS.time_column])
     upper = datetime.combine(received_at.date() + timedelta(days=2), datetime.min.time())
     if event_time is None or event_time < _EARLIEST or event_time >= upper:
-        return None, Violation("invalid_timestamp", EVENTS.time_column, raw[EVENTS.time_column]), raw
-    typed: dict[str, Any] = {c.name: (raw[c.name].strip() or None) if raw[c.name] is not None else None
-                             for c in EVENTS.columns if c.dtype == "VARCHAR"}
+        return None, Violation("invalid_timestamp", EVENTS.time_column, raw[EVENTS.time_column])
+    typed: dict[str, Any] = {c: (raw[c].strip() or None) if raw[c] is not None else None for c in _TEXT}
     for c in _TYPED:
         text = raw[c.name]
         value = None if text is None or text.strip() == "" else _parse_number(text)
         if text is not None and text.strip() != "" and value is None:
-            return None, Violation(_TYPE_RULES[c.dtype], c.name, text), raw
+            return None, Violation(_TYPE_RULES[c.dtype], c.name, text)
         typed[c.name] = value
     for c in _ACCEPTED:
         if typed[c.name] is not None and typed[c.name] not in c.accepted_values:
-            return None, Violation("accepted_values", c.name, raw[c.name]), raw
+            return None, Violation("accepted_values", c.name, raw[c.name])
     for c in _NON_NEGATIVE:
         if typed[c.name] is not None and typed[c.name] < 0:
-            return None, Violation("non_negative", c.name, raw[c.name]), raw
+            return None, Violation("non_negative", c.name, raw[c.name])
     typed[EVENTS.time_column] = event_time
     typed["received_at"] = received_at
-    return typed, None, raw
+    return typed, None

@@ -129,6 +129,28 @@ class NoPassingModel(RuntimeError):
     pass
 
 
+_openmp_limited = False
+
+
+def predict_one(estimator, frame) -> float:
+    """P(label=1) of one float64 row, as ``ml.models.score`` computes it.
+
+    ``models.score`` enters threadpoolctl's OpenMP limit on every call, which costs ~4 ms; a
+    serving process sets the same limit (``models.OPENMP_THREADS``) once for itself instead.
+    ``test_serve`` checks the result equals ``models.score``.
+    """
+    global _openmp_limited
+    if not _openmp_limited:
+        from threadpoolctl import threadpool_limits
+
+        from ai_data_platform.ml.models import OPENMP_THREADS
+
+        threadpool_limits(limits=OPENMP_THREADS, user_api="openmp")
+        _openmp_limited = True
+    column = list(estimator.classes_).index(1)
+    return float(estimator.predict_proba(frame)[0, column])
+
+
 class Scorer:
     """The latest passing fraud model, re-checked at most every ``recheck_seconds``."""
 
@@ -155,16 +177,14 @@ class Scorer:
     def score(self, txn: Transaction, store: OnlineStore, interpreter: FeatureInterpreter = ONLINE) -> dict:
         import pandas as pd
 
-        from ai_data_platform.ml.models import score
-
         version, estimator, card = self.model()
         values, freshness, as_of, flags = transaction_features(txn, store, interpreter)
         used = list(card["features"])
         missing = [f for f in used if f not in values]
         if missing:
             raise NoPassingModel(f"{self.name}@{version} uses features the online path does not compute: {missing}")
-        frame = pd.DataFrame([{f: (math.nan if values[f] is None else values[f]) for f in used}])
-        probability = float(score(estimator, frame, used)[0])
+        frame = pd.DataFrame([{f: (math.nan if values[f] is None else float(values[f])) for f in used}], dtype="float64")
+        probability = predict_one(estimator, frame)
         return {
             "customer_id": txn.customer_id,
             "transaction_id": txn.transaction_id,

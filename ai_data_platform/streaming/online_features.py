@@ -61,10 +61,7 @@ class CompiledFeature:
     def name(self) -> str:
         return self.feature.name
 
-    @property
-    def lookback(self) -> timedelta | None:
-        lb = self.feature.lookback
-        return timedelta(seconds=duration_seconds(lb)) if lb else None
+    lookback: timedelta | None  # the window, or the TTL
 
     @property
     def online_ttl(self) -> timedelta | None:
@@ -95,6 +92,7 @@ def _compile_feature(f: Feature) -> CompiledFeature:
         expression=sql_expr.compile_sql(f.expression) if f.expression else None,
         context=frozenset(_context(f.filter) | _context(f.column) | _context(f.expression)),
         row_columns=frozenset(_row_columns(f.filter) | _row_columns(f.column)),
+        lookback=timedelta(seconds=duration_seconds(f.lookback)) if f.lookback else None,
     )
 
 
@@ -130,6 +128,12 @@ class FeatureInterpreter:
                 for dep in sql_expr.columns(c.feature.expression):
                     contexts[c.name] |= contexts.get(dep, set())
         self.contexts = {n: frozenset(v) for n, v in contexts.items()}
+        # per source: the columns a state row keeps, and (row filter, lookback) longest first
+        self._needed = {s: self._needed_columns(s) for s in self.by_source}
+        self._row_rules = {
+            s: sorted(((c.row_filter, c.lookback) for c in fs), key=lambda rule: rule[1], reverse=True)
+            for s, fs in self.by_source.items()
+        }
         self.inputs = {
             c.name: (
                 {d for d in sql_expr.columns(c.feature.expression) if d in self.compiled}
@@ -145,6 +149,9 @@ class FeatureInterpreter:
         return sorted(self.by_source)
 
     def needed_columns(self, source: str) -> list[str]:
+        return self._needed[source]
+
+    def _needed_columns(self, source: str) -> list[str]:
         spec = SOURCES[source]
         cols = {spec["key"], spec["time"], "_available_at"}
         for c in self.by_source[source]:
@@ -156,12 +163,10 @@ class FeatureInterpreter:
 
     def row_lookback(self, source: str, row: Mapping[str, Any]) -> timedelta | None:
         """How long after its event time a row can still count for some feature (None: never)."""
-        longest = None
-        for c in self.by_source[source]:
-            if c.row_filter is None or c.row_filter(row, {}) is True:
-                if longest is None or c.lookback > longest:
-                    longest = c.lookback
-        return longest
+        for row_filter, lookback in self._row_rules[source]:
+            if row_filter is None or row_filter(row, {}) is True:
+                return lookback
+        return None
 
     def customer_level(self, names: Iterable[str] | None = None) -> list[str]:
         """Published features computable without a transaction (only store-known context)."""

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -30,7 +31,7 @@ import pyarrow as pa
 
 from ai_data_platform.sources.contracts import EVENTS
 from ai_data_platform.streaming.events import judge
-from ai_data_platform.streaming.transport import Transport
+from ai_data_platform.streaming.transport import Record, Transport
 
 SCHEMA = "stream"
 RECORDS = "stream.records"
@@ -86,12 +87,43 @@ class FlushResult:
     busy: bool = False  # the warehouse was locked by another process: retried later
 
 
+HANDOFF_BATCHES = 64
+
+
 class WarehouseSink:
+    """``offer`` hands over batches the online consumer already read and judged (bounded: when
+    the sink falls behind, the oldest are dropped); a flush uses them when they continue its
+    committed position exactly, and otherwise re-reads and judges from the transport."""
+
     def __init__(self, transport: Transport, warehouse: Path, max_records: int = 50_000):
         self.transport, self.warehouse, self.max_records = transport, Path(warehouse), max_records
         self.position: int | None = None  # last committed (known after the first flush)
         self.busy_count = 0
+        self.reread = 0  # records judged again because no hand-off continued the position
         self._idle_marked = 0.0
+        self._handoff: deque[list[tuple[Record, tuple]]] = deque(maxlen=HANDOFF_BATCHES)
+
+    def offer(self, records: list[Record], judged: list[tuple]) -> None:
+        self._handoff.append(list(zip(records, judged)))
+
+    def _next_batch(self) -> list[tuple[Record, tuple]]:
+        batch: list[tuple[Record, tuple]] = []
+        expected = None if self.position is None else self.position + 1
+        while self._handoff and len(batch) < self.max_records:
+            head = self._handoff[0]
+            if expected is not None and head[-1][0].position < expected:
+                self._handoff.popleft()  # already landed
+                continue
+            if expected is None or head[0][0].position != expected:
+                break
+            self._handoff.popleft()
+            batch += head
+            expected = head[-1][0].position + 1
+        if batch:
+            return batch
+        records = self.transport.scan(self.position, self.max_records)
+        self.reread += len(records)
+        return [(r, judge(r.payload, r.received_at)) for r in records]
 
     def flush(self) -> FlushResult:
         """Write the next micro-batch after the committed position; never waits for the lock."""
@@ -106,7 +138,8 @@ class WarehouseSink:
         try:
             ensure_tables(con)
             self.position = committed_position(con, self.transport.label)
-            records = self.transport.scan(self.position, self.max_records)
+            batch = self._next_batch()
+            records = [r for r, _ in batch]
             if not records:
                 if self.position is not None and time.monotonic() - self._idle_marked >= IDLE_MARK_SECONDS:
                     con.execute(f"UPDATE {OFFSETS} SET complete_at = greatest(complete_at, ?) WHERE _transport = ?",
@@ -116,10 +149,9 @@ class WarehouseSink:
             now = datetime.now(timezone.utc).replace(tzinfo=None)
             lineage = [{"_transport": self.transport.label, "_segment": r.segment, "_position": r.position} for r in records]
             raw, events, quarantined = [], [], []
-            for r, where in zip(records, lineage):
+            for (r, (typed, violation)), where in zip(batch, lineage):
                 payload = r.payload.decode("utf-8", "replace")
                 raw.append({**where, "received_at": r.received_at, "_payload": payload, "_consumed_at": now})
-                typed, violation, fields = judge(r.payload, r.received_at)
                 if typed is not None:
                     events.append({**typed, "_available_at": r.received_at, **where})
                 else:
