@@ -156,6 +156,8 @@ def build_raw_asset(t: SourceTable) -> dg.AssetsDefinition:
             volumes = [raw_load.volume_verdict(con, sql.raw_table(t), d) for d in days]
         rows = sum(load.rows for load in loads)
         extraction = {"extract_windows": {str(load.day): load.extra["window"] for load in loads}} if crm_database_url else {}
+        if t.name == "events":  # records of the event stream received that day (issue 5)
+            extraction["stream_records_by_day"] = {str(load.day): load.extra.get("stream_records", 0) for load in loads}
         yield dg.MaterializeResult(
             metadata=table_metadata(
                 row_count=rows,

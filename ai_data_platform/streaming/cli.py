@@ -31,8 +31,11 @@ def cmd_produce(args: argparse.Namespace) -> int:
     from ai_data_platform.streaming.producer import EventProducer, produce
 
     transport = backends.transport()
-    sent = produce(transport, EventProducer(args.customers, args.seed), rate=args.rate, duration=args.duration,
-                   total=args.count)
+    try:
+        sent = produce(transport, EventProducer(args.customers, args.seed), rate=args.rate, duration=args.duration,
+                       total=args.count)
+    except KeyboardInterrupt:
+        sent = None
     print(json.dumps({"produced": sent, "transport": transport.label, "last_position": transport.end_position()}))
     return 0
 

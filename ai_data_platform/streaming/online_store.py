@@ -34,7 +34,7 @@ from typing import Any
 
 from ai_data_platform.features.registry import SOURCES
 from ai_data_platform.streaming.online_features import ONLINE, FeatureInterpreter
-from ai_data_platform.streaming.transport import from_us, to_us
+from ai_data_platform.streaming.transport import from_us, now_us, to_us
 
 ONLINE_SINK = "online"
 
@@ -153,9 +153,11 @@ class OnlineStore(ABC):
 
 
 _SCHEMA = """
+-- a rowid table (appends at the end) with a unique index on the key: ~3x faster to insert
+-- random event ids into than a WITHOUT ROWID table clustered on them
 CREATE TABLE IF NOT EXISTS rows (source TEXT NOT NULL, key TEXT NOT NULL, customer_id TEXT NOT NULL,
-  time_us INTEGER NOT NULL, available_us INTEGER NOT NULL, expires_us INTEGER NOT NULL, data TEXT NOT NULL,
-  PRIMARY KEY (source, key)) WITHOUT ROWID;
+  time_us INTEGER NOT NULL, available_us INTEGER NOT NULL, expires_us INTEGER NOT NULL, data TEXT NOT NULL);
+CREATE UNIQUE INDEX IF NOT EXISTS rows_by_key ON rows (source, key);
 CREATE INDEX IF NOT EXISTS rows_by_customer ON rows (customer_id, source);
 CREATE INDEX IF NOT EXISTS rows_by_expiry ON rows (expires_us);
 CREATE TABLE IF NOT EXISTS customers (customer_id TEXT PRIMARY KEY, home_country TEXT, bootstrapped_us INTEGER);
@@ -164,7 +166,7 @@ CREATE TABLE IF NOT EXISTS coverage (source TEXT PRIMARY KEY, complete_us INTEGE
 CREATE TABLE IF NOT EXISTS feature_values (customer_id TEXT PRIMARY KEY, as_of_us INTEGER NOT NULL, payload TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS dirty (customer_id TEXT PRIMARY KEY, mark INTEGER NOT NULL);
 """
-_MARK = "(SELECT coalesce(max(mark), 0) + 1 FROM dirty)"
+CACHE_KIB = 64 * 1024
 
 
 class SqliteOnlineStore(OnlineStore):
@@ -188,6 +190,7 @@ class SqliteOnlineStore(OnlineStore):
             con = sqlite3.connect(self.path, isolation_level=None, timeout=30)
             con.execute("PRAGMA journal_mode=WAL")
             con.execute("PRAGMA synchronous=NORMAL")
+            con.execute(f"PRAGMA cache_size=-{CACHE_KIB}")  # B-tree pages of random keys stay in memory
             self._local.con = con
         return con
 
@@ -215,7 +218,7 @@ class SqliteOnlineStore(OnlineStore):
                 "INSERT OR IGNORE INTO rows VALUES (?, ?, ?, ?, ?, ?, ?)",
                 [(r.source, r.key, r.customer_id, r.time_us, r.available_us, r.expires_us, json.dumps(r.data)) for r in rows],
             )
-            mark = con.execute(f"SELECT {_MARK}").fetchone()[0]
+            mark = now_us()  # dirty marks are receipt-clock µs, as in the Redis store
             con.executemany("INSERT OR REPLACE INTO dirty VALUES (?, ?)", [(c, mark) for c in {r.customer_id for r in rows}])
             con.execute(
                 "INSERT OR REPLACE INTO offsets VALUES (?, ?, ?, CAST(unixepoch('subsec') * 1000000 AS INTEGER))",
@@ -262,7 +265,7 @@ class SqliteOnlineStore(OnlineStore):
                 "ON CONFLICT (customer_id) DO UPDATE SET home_country = excluded.home_country, bootstrapped_us = excluded.bootstrapped_us",
                 list(customers.items()),
             )
-            mark = con.execute(f"SELECT {_MARK}").fetchone()[0]
+            mark = now_us()
             con.executemany("INSERT OR REPLACE INTO dirty VALUES (?, ?)",
                             [(c, mark) for c in set(customers) | {r.customer_id for r in rows}])
             self._raise_coverage(con, coverage)
