@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import threading
 import time
@@ -142,15 +143,18 @@ def test_score_uses_the_latest_passing_model_and_reports_features(served):
 
 
 def test_no_passing_model_is_503(served):
-    from starlette.testclient import TestClient
-
     app = create_app(served["store"], Scorer("fraud_without_models"))
-    with TestClient(app) as client:
-        r = client.post("/score", json={"customer_id": "C0000001", "amount": 1.0})
-        assert r.status_code == 503
-        assert "no fraud_without_models model has passed its gate" in r.json()["error"]
-        assert client.get("/health").json()["model"]["version"] is None
-        assert client.get("/features/C0000001").status_code == 200  # features are served without a model
+
+    async def calls():
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as client:
+            return (await client.post("/score", json={"customer_id": "C0000001", "amount": 1.0}),
+                    await client.get("/health"), await client.get("/features/C0000001"))
+
+    score, health, features = asyncio.run(calls())
+    assert score.status_code == 503
+    assert "no fraud_without_models model has passed its gate" in score.json()["error"]
+    assert health.json()["model"]["version"] is None
+    assert features.status_code == 200  # features are served without a model
 
 
 def test_expired_flags_follow_source_coverage(served):

@@ -90,7 +90,7 @@ def bootstrap(con: duckdb.DuckDBPyConnection, store: OnlineStore, interpreter: F
             for values in batch:
                 read += 1
                 row = state_row(source, dict(zip(names, values)), interpreter)
-                if row is not None and row.expires_us >= 0:
+                if row is not None:
                     rows.append(row)
     customers = dict(con.execute(home_countries_sql()).fetchall()) if wh.table_exists(con, "staging.customers") else {}
     coverage = warehouse_coverage(con, interpreter.sources)

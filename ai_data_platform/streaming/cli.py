@@ -69,7 +69,12 @@ def cmd_consume(args: argparse.Namespace) -> int:
         stats = consumer.run(max_seconds=args.max_seconds, until_idle=args.until_idle, max_records=args.max_records)
     except _Stop:
         stats = consumer.stats
+    reporter = consumer.reporter
+    if reporter is not None and reporter.error is not None:
+        stats.errors.append(f"reporting to Dagster failed: {reporter.error}")
     print(json.dumps(stats.as_dict(), default=str))
+    for error in stats.errors:
+        print(f"adp stream consume: {error}", file=sys.stderr)
     return 1 if stats.errors else 0
 
 
