@@ -81,7 +81,10 @@ def test_features_over_http_equal_the_python_api(served):
     assert r.status_code == 200
     body = r.json()
     api = get_online_features([cid], store=served["store"])[cid]
-    assert body["features"] == api["features"]
+    moving = "seconds_since_last_txn"  # evaluated as of each call's "now"
+    assert {k: v for k, v in body["features"].items() if k != moving} == {k: v for k, v in api["features"].items() if k != moving}
+    if api["features"][moving] is not None:
+        assert 0 <= api["features"][moving] - body["features"][moving] <= 2
     assert body["known"] and not body["defaults"]
     cards = [e for e in events if e["customer_id"] == cid and e["event_type"] == "card_transaction"]
     assert body["features"]["txn_count_1h"] == len(cards)

@@ -36,6 +36,7 @@ from ai_data_platform.streaming.online_api import get_online_features
 from ai_data_platform.streaming.online_features import ONLINE
 from ai_data_platform.streaming.online_store import SqliteOnlineStore
 from ai_data_platform.streaming.producer import EventProducer, encode
+from ai_data_platform.streaming import redis_backend
 from ai_data_platform.streaming.redis_backend import RedisStreamTransport
 from ai_data_platform.streaming.transport import FileSegmentTransport
 
@@ -183,10 +184,4 @@ def test_sigkill_redis_stream_and_store(data_dir, monkeypatch):
 
 
 def delete_prefix(prefix: str) -> None:
-    import redis
-
-    r = redis.Redis.from_url("redis://127.0.0.1:6379/0")
-    keys = list(r.scan_iter(match=f"{prefix}:*", count=1000))
-    if keys:
-        r.delete(*keys)
-    r.close()
+    redis_backend.delete_prefix("redis://127.0.0.1:6379/0", prefix)

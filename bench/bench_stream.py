@@ -4,9 +4,10 @@ the same feature lookup from the DuckDB warehouse (the naive alternative), side 
 1. **Consumer throughput**: ``--events`` events of ``--customers`` customers, appended once to a
    segment-file stream (and, for Redis, to a Redis Stream; setup not timed), consumed by a fresh
    subprocess (``bench/child.py``: peak RSS its own) into an empty store, batches of 5000:
-   - ``online``: records consumed per second until the last batch committed (SQLite / Redis);
+   - ``online``: records consumed per second until the last batch committed (SQLite / Redis), run
+     as ``adp stream consume`` runs (materialization takes up to a quarter of the apply time);
    - ``online + warehouse``: until the warehouse sink has landed every record too (SQLite);
-   - materialization: customers' values materialized per second afterwards.
+   - materialization: the customers left dirty materialized afterwards, customers per second.
 2. **Event-to-online latency** at ``--rate`` (1,000) events/s: a real ``adp stream consume``
    subprocess; this process appends at the rate and polls the store's committed position every
    2 ms: latency = first poll that sees the record's position committed - its receipt stamp.
@@ -66,12 +67,13 @@ else:
     from ai_data_platform.streaming.online_store import SqliteOnlineStore
     transport = FileSegmentTransport(Path(src))
     store = SqliteOnlineStore(Path(store_path))
-consumer = Consumer(transport, store, warehouse=None if warehouse == "-" else Path(warehouse), batch=5000, materialize_budget=0)
+# the consumer as `adp stream consume` runs it: batches of 5000, materialization's time share, housekeeping
+consumer = Consumer(transport, store, warehouse=None if warehouse == "-" else Path(warehouse), batch=5000)
 t0 = time.perf_counter()
 if consumer.sink is not None:
     consumer.sink.start()
 while consumer.stats.records < n:
-    consumer.step(block_seconds=0.0)
+    consumer.cycle()
 online = time.perf_counter() - t0
 landed = None
 if consumer.sink is not None:
@@ -81,7 +83,7 @@ if consumer.sink is not None:
     consumer.sink.stop()
 t1 = time.perf_counter()
 customers = 0
-while k := materialize(store, ONLINE, limit=2000):
+while k := materialize(store, ONLINE, limit=2000):  # the backlog left (materialization alone)
     customers += k
 mat = time.perf_counter() - t1
 print(json.dumps({"ok": consumer.stats.records == n, "online_seconds": online, "landed_seconds": landed,
@@ -145,13 +147,9 @@ def _env(data_dir: Path, **extra) -> dict:
 
 
 def _delete_prefix(prefix: str) -> None:
-    import redis
+    from ai_data_platform.streaming.redis_backend import delete_prefix
 
-    r = redis.Redis.from_url(REDIS_URL)
-    keys = list(r.scan_iter(match=f"{prefix}:*", count=5000))
-    for i in range(0, len(keys), 5000):
-        r.delete(*keys[i:i + 5000])
-    r.close()
+    delete_prefix(REDIS_URL, prefix)
 
 
 def prepare_stream(workdir: Path, events: int, customers: int) -> Path:

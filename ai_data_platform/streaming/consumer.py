@@ -30,6 +30,7 @@ from ai_data_platform.streaming.warehouse_sink import SinkThread, WarehouseSink
 # just before writing them.
 COVERAGE_MARGIN = timedelta(seconds=1)
 HOUSEKEEPING_SECONDS = 2.0
+MATERIALIZE_CHUNK = 100  # customers per materialization transaction
 
 
 def retention() -> timedelta:
@@ -99,10 +100,14 @@ class Consumer:
         flush_seconds: float = 1.0,
         flush_records: int = 50_000,
         materialize_budget: float = 0.25,
+        materialize_share: float = 0.25,
         reporter: Reporter | None = None,
     ):
         self.transport, self.store, self.interpreter = transport, store, interpreter
-        self.batch, self.materialize_budget, self.reporter = batch, materialize_budget, reporter
+        self.batch, self.reporter = batch, reporter
+        # materialization gets at most ``materialize_share`` of the time spent applying a batch,
+        # and up to ``materialize_budget`` seconds per idle poll: ingestion always comes first
+        self.materialize_budget, self.materialize_share = materialize_budget, materialize_share
         self.sink = SinkThread(WarehouseSink(transport, warehouse, flush_records), flush_seconds) if warehouse else None
         self.stats = ConsumeStats()
         self._housekeeping_at = 0.0
@@ -159,13 +164,22 @@ class Consumer:
         if self.reporter is not None:
             self.reporter.maybe_report(self.metadata(), force=force)
 
-    def materialize_some(self) -> None:
-        deadline = time.monotonic() + self.materialize_budget
+    def materialize_some(self, seconds: float) -> None:
+        deadline = time.monotonic() + seconds
         while time.monotonic() < deadline:
-            n = materialize(self.store, self.interpreter)
+            n = materialize(self.store, self.interpreter, limit=MATERIALIZE_CHUNK)
             self.stats.materialized += n
             if n == 0:
                 return
+
+    def cycle(self) -> int:
+        """One batch, its share of materialization, and housekeeping when due."""
+        started = time.monotonic()
+        n = self.step()
+        spent = time.monotonic() - started
+        self.materialize_some(self.materialize_share * spent if n else self.materialize_budget)
+        self.housekeeping()
+        return n
 
     def metadata(self) -> dict:
         s = self.stats
@@ -194,11 +208,8 @@ class Consumer:
             self.sink.start()
         try:
             while True:
-                n = self.step()
+                n = self.cycle()
                 self.stats.seconds = time.monotonic() - started
-                if n == 0 or self.materialize_budget > 0:
-                    self.materialize_some()
-                self.housekeeping()
                 if max_records is not None and self.stats.records >= max_records:
                     break
                 if max_seconds is not None and time.monotonic() - started >= max_seconds:

@@ -307,3 +307,15 @@ class RedisOnlineStore(OnlineStore):
 
     def close(self) -> None:
         self.r.close()
+
+
+def delete_prefix(url: str, prefix: str) -> int:
+    """Delete every key under ``<prefix>:`` (a test's or benchmark's namespace); never FLUSHDB."""
+    r = redis.Redis.from_url(url)
+    try:
+        keys = list(r.scan_iter(match=f"{prefix}:*", count=5000))
+        for i in range(0, len(keys), 5000):
+            r.delete(*keys[i:i + 5000])
+        return len(keys)
+    finally:
+        r.close()
