@@ -161,3 +161,32 @@ def test_bootstrap_asset_materializes_through_dagster(world, monkeypatch):
     assert mat.metadata["dagster/row_count"].value == world["store"].stats()["materialized"]
     (check,) = result.get_asset_check_evaluations()
     assert check.passed and check.metadata["compared_values"].value > 0
+
+
+def test_a_locked_warehouse_never_stalls_the_online_path(tmp_path):
+    """Another process holds DuckDB's write lock (as a Dagster step does): the consumer keeps
+    applying events online, the sink defers, and lands everything once the lock is free."""
+    import subprocess
+    import sys
+
+    warehouse_path = tmp_path / "warehouse.duckdb"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import duckdb, sys, time; c = duckdb.connect(sys.argv[1]); c.execute('CREATE TABLE t (x INT)'); "
+         "print('locked', flush=True); time.sleep(60)", str(warehouse_path)],
+        stdout=subprocess.PIPE, text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        transport = FileSegmentTransport(tmp_path / "stream")
+        transport.append([encode(e) for e in EventProducer(10, seed=4).events(500)])
+        store = SqliteOnlineStore(tmp_path / "online.sqlite")
+        consumer = Consumer(transport, store, warehouse=warehouse_path, batch=100, flush_seconds=0.05)
+        stats = consumer.run(max_records=500, max_seconds=30)
+        assert store.committed() == transport.end_position() == 499  # online: everything applied
+        assert consumer.sink.sink.busy_count > 0 and consumer.sink.sink.position is None  # sink deferred
+        assert stats.records == 500
+    finally:
+        holder.kill()
+        holder.wait()
+    landed = WarehouseSink(transport, warehouse_path).flush()  # the lock is free: it catches up
+    assert (landed.records, landed.position) == (500, 499)
