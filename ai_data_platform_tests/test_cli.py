@@ -115,7 +115,7 @@ def test_adp_ui_serves_the_instance_and_stops_its_whole_process_group(data_dir):
                 continue
         assert nodes is not None, "the UI did not come up"
         groups = {n["groupName"] for n in nodes}
-        assert groups == {"crm", "billing", "behavioral", "marts", "features", "ml"}
+        assert groups == {"crm", "billing", "behavioral", "marts", "features", "ml", "streaming"}
         assert ["features", "customer_daily"] in [n["assetKey"]["path"] for n in nodes]
         assert (data_dir / "dagster_home" / "dagster.yaml").exists()
     finally:
