@@ -68,7 +68,7 @@ def _append(transport, producer: EventProducer, n: int, rng: random.Random, prod
 
 def _consume_cmd() -> list[str]:
     return [str(BIN / "adp"), "stream", "consume", "--until-idle", "--batch", "3", "--flush-seconds", "0.05",
-            "--flush-records", "7", "--no-report"]
+            "--flush-records", "20", "--no-report"]
 
 
 def run_kill_scenario(env: dict, transport, store, warehouse: Path, seed: int) -> dict:
@@ -77,15 +77,19 @@ def run_kill_scenario(env: dict, transport, store, warehouse: Path, seed: int) -
     produced: list[dict] = []
     for payload in MALFORMED:
         transport.append([payload])
-    appended = len(MALFORMED) + _append(transport, producer, 400, rng, produced)
+    appended = len(MALFORMED) + _append(transport, producer, 200, rng, produced)
     positions, mid_stream_kills = [], 0
     for _ in range(KILLS):
+        appended += _append(transport, producer, rng.randint(150, 250), rng, produced)  # the stream goes on
+        before = store.committed()
         proc = subprocess.Popen(_consume_cmd(), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
-        time.sleep(rng.uniform(0.5, 1.2))
-        appended += _append(transport, producer, rng.randint(50, 150), rng, produced)  # the stream goes on meanwhile
-        time.sleep(rng.uniform(0.0, 0.3))
+        deadline = time.monotonic() + 30
+        while store.committed() == before and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.005)  # until it is applying batches (and flushing micro-batches)
+        time.sleep(rng.uniform(0.0, 0.15))  # then at a random moment
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
+        assert proc.returncode == -signal.SIGKILL, proc.stderr.read().decode()[-2000:]
         position = store.committed()
         positions.append(position)
         if position is not None and position < transport.end_position():
