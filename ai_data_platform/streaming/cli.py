@@ -104,7 +104,8 @@ def add_stream_parsers(sub) -> None:
     c.add_argument("--batch", type=_positive(int), default=5000, help="records per online-store transaction (default 5000)")
     c.add_argument("--flush-seconds", type=_positive(float), default=1.0, help="warehouse micro-batch interval (default 1 s)")
     c.add_argument("--flush-records", type=_positive(int), default=50_000, help="most records per warehouse micro-batch (default 50000)")
-    c.add_argument("--no-warehouse", action="store_true", help="online store only (no warehouse micro-batches)")
+    c.add_argument("--no-warehouse", action="store_true",
+                   help="online store only: no warehouse micro-batches (records are released after the retention period without landing)")
     c.add_argument("--no-report", action="store_true", help="do not report runless materializations to Dagster")
     c.set_defaults(func=cmd_consume)
 
