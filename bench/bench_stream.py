@@ -202,7 +202,6 @@ def throughput(src: Path, workdir: Path, events: int, backend: str, warehouse: b
 
 
 def latency(workdir: Path, backend: str, rate: float, seconds: float, customers: int) -> dict:
-    from ai_data_platform import settings
     from ai_data_platform.streaming import backends
     from ai_data_platform.streaming.producer import EventProducer, produce
     from ai_data_platform.streaming.transport import now_us, to_us
