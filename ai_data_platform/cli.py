@@ -264,6 +264,9 @@ def build_parser() -> argparse.ArgumentParser:
     from ai_data_platform.ml.datasets_cli import add_datasets_parser
 
     add_datasets_parser(sub)
+    from ai_data_platform.streaming.cli import add_stream_parsers
+
+    add_stream_parsers(sub)
 
     from ai_data_platform.governance.lifecycle_cli import add_lifecycle_parser
 

@@ -17,18 +17,20 @@ from ai_data_platform.schedules import jobs, schedules
 from ai_data_platform.sources.assets import raw_assets, staging_assets
 from ai_data_platform.sources.checks import source_checks
 from ai_data_platform.sources.sensors import late_landing_sensor
+from ai_data_platform.streaming.assets import customer_features, online_bootstrap_job, online_bootstrap_schedule
+from ai_data_platform.streaming.checks import online_offline_skew
 
 domain_assets = [*raw_assets, *staging_assets, customer_360, customer_daily, transaction, *ml_assets]
-assets = [*domain_assets, build_role_views_asset(domain_assets), AUDIT_LOG]
+assets = [*domain_assets, build_role_views_asset(domain_assets), AUDIT_LOG, customer_features]
 
 defs = dg.Definitions(
     assets=assets,
     asset_checks=[
         *source_checks, customer_360_gx, customer_daily_gx, transaction_gx, *ml_checks,
-        residency_check, *pii_gates(domain_assets),
+        residency_check, *pii_gates(domain_assets), online_offline_skew,
     ],
-    jobs=[*jobs, *lifecycle_jobs],
-    schedules=[*schedules, *lifecycle_schedules],
+    jobs=[*jobs, *lifecycle_jobs, online_bootstrap_job],
+    schedules=[*schedules, *lifecycle_schedules, online_bootstrap_schedule],
     sensors=[late_landing_sensor, alert_sensor, audit_lineage_sensor],
     resources=resources_for_environment(),
     # One DuckDB file takes one writer at a time: steps of a run execute in one process.

@@ -50,6 +50,16 @@ class Paths:
         """The embedded default location of a region's personal data store."""
         return self.root / "regions" / region / "personal.duckdb"
 
+    @property
+    def stream(self) -> Path:
+        """Append-only segment files of the embedded event stream."""
+        return self.root / "stream"
+
+    @property
+    def online(self) -> Path:
+        """The embedded (SQLite) online feature store."""
+        return self.root / "online"
+
 
 def data_dir() -> Path:
     """The data directory, from ``ADP_DATA_DIR`` or ``./data``, made absolute."""
@@ -258,3 +268,21 @@ def late_landing_interval_seconds() -> int:
     """How often the late-landing sensor may look for re-exported files (``ADP_LATE_SENSOR_INTERVAL_SECONDS``,
     default 60): lower it to pick late data up sooner, raise it to look less often."""
     return env_int("ADP_LATE_SENSOR_INTERVAL_SECONDS", 60, minimum=1)
+
+
+REDIS_URL_VAR = "REDIS_URL"
+
+
+def redis_url() -> str | None:
+    """The Redis of the stream transport and the online store (``REDIS_URL``), or None.
+
+    Set, events travel through a Redis Stream and online features live in Redis; unset (the
+    embedded default), segment files under ``$ADP_DATA_DIR/stream`` and SQLite under
+    ``$ADP_DATA_DIR/online``. ``streaming.backends`` is the one place that reads it.
+    """
+    return os.environ.get(REDIS_URL_VAR, "").strip() or None
+
+
+def redis_prefix() -> str:
+    """Key prefix of everything the platform keeps in Redis (``ADP_REDIS_PREFIX``, default ``adp``)."""
+    return os.environ.get("ADP_REDIS_PREFIX", "").strip() or "adp"

@@ -40,7 +40,7 @@ os.environ.setdefault("PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD", "1")
 BIN = Path(sys.executable).parent
 CHROMIUM = Path("/usr/bin/chromium")
 SCREENSHOTS = settings.PROJECT_ROOT / "test-artifacts" / "ui"
-GROUPS = ("crm", "billing", "behavioral", "marts", "features", "ml", "governance")
+GROUPS = ("crm", "billing", "behavioral", "marts", "features", "ml", "governance", "streaming")
 ASSET_PATH = ["raw", "events"]
 ASSET_GROUP = "behavioral"
 LANDING_FILE = "behavioral/events/{day}.jsonl"  # the newest day's file: one raw row per line

@@ -15,7 +15,7 @@ if "--workdir" not in args:
     data_dir = Path(os.environ.get("ADP_DATA_DIR", HERE.parent / "data"))
     args += ["--workdir", str(data_dir / "bench")]
 
-for script in ("bench_simulator.py", "bench_nightly.py", "bench_pit.py", "bench_feature_window.py", "bench_lifecycle.py"):
+for script in ("bench_simulator.py", "bench_nightly.py", "bench_pit.py", "bench_feature_window.py", "bench_lifecycle.py", "bench_stream.py"):
     print(f"== {script}", flush=True)
     subprocess.run([sys.executable, str(HERE / script), *args], check=True)
 print(f"results: {HERE / 'results.json'}")

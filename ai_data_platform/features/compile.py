@@ -201,25 +201,43 @@ def _transaction_ctes(day: date) -> list[str]:
     ]
 
 
-def _transaction_source_cte(source: str, feats: list[Feature], day: date) -> str:
+def _per_transaction_cte(source: str, feats: list[Feature], relation: str, bound: str | None = None) -> str:
+    """``agg_<source>``: each transaction's (``_txn`` row's) aggregates over ``relation`` rows of
+    its customer inside the widest lookback, loaded by then, itself excluded; ``bound`` is an
+    extra condition (the export-day range the scan may be pruned to)."""
     spec = SOURCES[source]
     time_col = spec["time"]
     widest = _widest_seconds(feats)
     aggs = ",\n    ".join(f"{_aggregate(f, '_txn_as_of')} AS {f.name}" for f in feats)
     not_itself = f" AND {spec['key']} <> _txn_id" if source == "events" else ""
+    return (
+        f"agg_{source} AS (SELECT _txn_id,\n    {aggs}\n"
+        f"  FROM _txn JOIN {relation} ON customer_id = _txn_customer_id\n"
+        f"    AND {time_col} < _txn_as_of AND {time_col} >= _txn_as_of - INTERVAL {widest} SECOND\n"
+        f"    AND _available_at <= _txn_as_of{not_itself}\n"
+        + (f"    AND {bound}\n" if bound else "")
+        + "  GROUP BY _txn_id, _txn_as_of)"
+    )
+
+
+def _transaction_source_cte(source: str, feats: list[Feature], day: date) -> str:
     # A row inside a transaction's lookback was exported no earlier than two days before its
     # event time (staging rejects times further ahead of their export day), so the scan starts
     # from the earliest transaction of the day, however late that one was delivered.
-    days_back = -(-widest // 86400) + 2
-    return (
-        f"agg_{source} AS (SELECT _txn_id,\n    {aggs}\n"
-        f"  FROM _txn JOIN {spec['table']} ON customer_id = _txn_customer_id\n"
-        f"    AND {time_col} < _txn_as_of AND {time_col} >= _txn_as_of - INTERVAL {widest} SECOND\n"
-        f"    AND _available_at <= _txn_as_of{not_itself}\n"
-        f"    AND _partition_date BETWEEN (SELECT CAST(min(_txn_as_of) AS DATE) FROM txn) - INTERVAL {days_back} DAY"
-        f" AND DATE '{day.isoformat()}'\n"
-        "  GROUP BY _txn_id, _txn_as_of)"
+    days_back = -(-_widest_seconds(feats) // 86400) + 2
+    bound = (
+        f"_partition_date BETWEEN (SELECT CAST(min(_txn_as_of) AS DATE) FROM txn) - INTERVAL {days_back} DAY"
+        f" AND DATE '{day.isoformat()}'"
     )
+    return _per_transaction_cte(source, feats, SOURCES[source]["table"], bound)
+
+
+def _transaction_base_cte(features: tuple[Feature, ...], by_source: dict[str, list[Feature]]) -> str:
+    base_cols = ["_txn.*"]
+    base_cols += [_base_value(f, f"agg_{s}") for s, fs in by_source.items() for f in fs]
+    base_cols += [f"CAST({f.expression} AS {f.dtype}) AS {f.name}" for f in features if f.agg == "row"]
+    joins = " ".join(f"LEFT JOIN agg_{s} USING (_txn_id)" for s in by_source)
+    return f"base AS (SELECT {', '.join(base_cols)} FROM _txn {joins})"
 
 
 def transaction_sql(day: date, features: tuple[Feature, ...] = TRANSACTION_FEATURES) -> str:
@@ -227,11 +245,7 @@ def transaction_sql(day: date, features: tuple[Feature, ...] = TRANSACTION_FEATU
     just before the transaction."""
     by_source = _by_source(features)
     ctes = _transaction_ctes(day) + [_transaction_source_cte(s, fs, day) for s, fs in by_source.items()]
-    base_cols = ["_txn.*"]
-    base_cols += [_base_value(f, f"agg_{s}") for s, fs in by_source.items() for f in fs]
-    base_cols += [f"CAST({f.expression} AS {f.dtype}) AS {f.name}" for f in features if f.agg == "row"]
-    joins = " ".join(f"LEFT JOIN agg_{s} USING (_txn_id)" for s in by_source)
-    ctes.append(f"base AS (SELECT {', '.join(base_cols)} FROM _txn {joins})")
+    ctes.append(_transaction_base_cte(features, by_source))
     out = [
         "_txn_id AS transaction_id",
         "_txn_customer_id AS customer_id",
@@ -244,3 +258,40 @@ def transaction_sql(day: date, features: tuple[Feature, ...] = TRANSACTION_FEATU
 
 def transaction_columns(features: tuple[Feature, ...] = TRANSACTION_FEATURES) -> list[tuple[str, str]]:
     return [*TRANSACTION_KEY_COLUMNS, *((f.name, f.dtype) for f in published(features)), ("_partition_date", "DATE")]
+
+
+# ---------------------------------------------------------------- probe points
+
+
+PROBE_COLUMNS = (
+    ("_txn_id", "VARCHAR"),
+    ("_txn_customer_id", "VARCHAR"),
+    ("_txn_as_of", "TIMESTAMP"),
+    ("_txn_amount", "DOUBLE"),
+    ("_txn_device_id", "VARCHAR"),
+    ("_txn_ip_country", "VARCHAR"),
+    ("_txn_home_country", "VARCHAR"),
+)
+
+
+def probe_sql(
+    probes: str,
+    features: tuple[Feature, ...] = TRANSACTION_FEATURES,
+    relations: dict[str, str] | None = None,
+) -> str:
+    """The transaction features at arbitrary probe points, with the same SQL as ``transaction_sql``.
+
+    ``probes`` is a relation with ``PROBE_COLUMNS``: one row per point (a non-NULL id, the
+    customer, the as-of time and the transaction context; an event whose key equals the id is
+    excluded, as a transaction excludes itself). ``relations`` maps a source to the relation its
+    rows are read from (default: its staging table), e.g. staged plus streamed rows. Output: one
+    row per probe, ``probe_id`` then every feature, intermediates included.
+    """
+    by_source = _by_source(features)
+    relations = relations or {}
+    ctes = [f"_txn AS (SELECT {', '.join(n for n, _ in PROBE_COLUMNS)} FROM {probes})"]
+    ctes += [_per_transaction_cte(s, fs, relations.get(s, SOURCES[s]["table"])) for s, fs in by_source.items()]
+    ctes.append(_transaction_base_cte(features, by_source))
+    intermediates = [f.name for f in features if not f.published and f.agg != "derived"]
+    out = ["_txn_id AS probe_id", *_output_columns(features), *intermediates]
+    return "WITH " + ",\n".join(ctes) + f"\nSELECT {', '.join(out)} FROM base ORDER BY probe_id"

@@ -248,6 +248,8 @@ def build_raw_asset(t: SourceTable) -> dg.AssetsDefinition:
             profile = partition_profile(con, sql.raw_table(t), days)
         rows = sum(load.rows for load in loads)
         extraction = {"extract_windows": {str(load.day): load.extra["window"] for load in loads}} if crm_database_url else {}
+        if t.name == "events":  # records of the event stream received that day (issue 5)
+            extraction["stream_records_by_day"] = {str(load.day): load.extra.get("stream_records", 0) for load in loads}
         if holds_personal_data(t) and personal_key(RAW_PERSONAL[t.name]) in context.selected_asset_keys:
             placed = loads[0].extra["residency"]
             yield dg.MaterializeResult(

@@ -26,7 +26,7 @@ from ai_data_platform.governance.personal_data import SUBJECT_EMAIL_COLUMN, hash
 from ai_data_platform.governance.stores import RAW_PERSONAL, PersonalData
 from ai_data_platform.sources import crm_database
 from ai_data_platform.sources import crm_postgres as crm
-from ai_data_platform.sources.contracts import CUSTOMERS, SourceTable
+from ai_data_platform.sources.contracts import CUSTOMERS, EVENTS, SourceTable
 from ai_data_platform.sources.landing import LandedFile, read_landing_file
 from ai_data_platform.sources.staging import check_layout, require_personal
 from ai_data_platform.sources.staging_sql import raw_ddl, raw_table
@@ -130,6 +130,14 @@ class _RawWriter:
             con.unregister("_landed")
         return kept, records.num_rows - kept
 
+    def insert_stream(self, day: date, first_row: int) -> tuple[int, int, int]:
+        """Insert the event-stream records received on ``day`` (issue 5), numbered after the day's
+        first ``first_row`` records, with the same suppression; returns (rows kept, rows of erased
+        subjects dropped, unsplittable records kept)."""
+        from ai_data_platform.streaming.warehouse_sink import load_into_raw
+
+        return load_into_raw(self.con, raw_table(self.t), self.t.column_names, day, first_row, keep=self.keep)
+
     def route_personal(self, days: list[date]) -> dict:
         """After the warehouse commit: write the personal values to their regional stores (and,
         for a CRM load, move the data of customers whose region changed); compact the stores rows
@@ -167,7 +175,13 @@ def load_days(
             relative = path.relative_to(landing_root).as_posix()
             kept, suppressed = writer.insert(landed.table, day, relative)
             malformed = landed.rows - landed.table.column("_raw_line").null_count
-            extra = {"erased_subject_rows_dropped": suppressed} if suppressed else {}
+            extra = {}
+            if t is EVENTS:  # the stream records received that day (issue 5): same rules, same conservation
+                streamed, stream_suppressed, stream_malformed = writer.insert_stream(day, landed.rows)
+                kept, suppressed, malformed = kept + streamed, suppressed + stream_suppressed, malformed + stream_malformed
+                extra["stream_records"] = streamed
+            if suppressed:
+                extra["erased_subject_rows_dropped"] = suppressed
             loads.append(RawLoad(day, relative, kept, malformed, schema_drift(t, landed), extra))
     placed = writer.route_personal(days)
     for load in loads:

@@ -1,0 +1,1 @@
+"""Real time: stream transport, consumer, online feature store and serving (issue 5)."""

@@ -1,0 +1,235 @@
+"""The event stream: one interface, two transports.
+
+A record is an opaque event payload (the bytes a producer sent, possibly malformed) plus what
+the transport adds when it appends it: a **position** (an int, strictly increasing in append
+order: the offset consumers commit) and **received_at** (the collector's receipt time, naive
+UTC, strictly increasing with the position, so "everything received by T" is a prefix).
+
+* ``FileSegmentTransport`` (embedded default): append-only segment files under
+  ``$ADP_DATA_DIR/stream/<topic>/``, each line ``<received_at µs>\\t<payload>\\n``, named by the
+  position of their first record (``00000000000000000000.log``), rolled every
+  ``SEGMENT_RECORDS``. Appends are serialized by an ``flock`` on ``.lock``; ``.head`` records
+  the next position, the last stamp and the active segment's size, so a producer killed mid-line
+  is repaired (the partial line truncated) by the next append. Readers only see complete lines.
+* ``RedisStreamTransport`` (``streaming/redis_backend.py``): a Redis Stream read through a
+  consumer group.
+
+Records are retained until every sink has committed past them (``release``).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+
+SEGMENT_RECORDS = 100_000
+POLL_SECONDS = 0.005
+_EPOCH = datetime(1970, 1, 1)
+
+
+def to_us(t: datetime) -> int:
+    return (t - _EPOCH) // timedelta(microseconds=1)
+
+
+def from_us(us: int) -> datetime:
+    return _EPOCH + timedelta(microseconds=us)
+
+
+def now_us() -> int:
+    return time.time_ns() // 1000
+
+
+@dataclass(frozen=True)
+class Record:
+    position: int  # strictly increasing in append order: the committed offset
+    received_at: datetime  # collector receipt time (naive UTC), strictly increasing
+    payload: bytes  # the event as sent
+    segment: str  # where it is stored: segment file or stream key (lineage)
+
+
+class Transport(ABC):
+    """Append, read in order from an offset, acknowledge, re-read retained records, release."""
+
+    label: str  # e.g. "file/events" or "redis/adp:stream:events": lineage in the warehouse
+
+    @abstractmethod
+    def append(self, payloads: Sequence[bytes]) -> list[Record]:
+        """Append payloads (in order); stamps position and received_at."""
+
+    @abstractmethod
+    def read(self, after: int | None, limit: int, block_seconds: float = 0.0) -> list[Record]:
+        """The primary (online) consumer's read: records with position > ``after``, in order."""
+
+    def ack(self, records: Sequence[Record]) -> None:
+        """Called after the records' effects were committed (consumer-group transports)."""
+
+    @abstractmethod
+    def scan(self, after: int | None, limit: int) -> list[Record]:
+        """A secondary sink's re-read of retained records with position > ``after``."""
+
+    @abstractmethod
+    def release(self, upto: int, received_before: datetime) -> int:
+        """Drop records at or below ``upto`` (every sink committed them) received before
+        ``received_before`` (the retention period passed); returns how many."""
+
+    @abstractmethod
+    def end_position(self) -> int | None:
+        """Position of the last appended record (None: empty)."""
+
+    def close(self) -> None:
+        pass
+
+
+class FileSegmentTransport(Transport):
+    def __init__(self, root: Path, topic: str = "events", clock=now_us):
+        if not topic.isidentifier():
+            raise ValueError(f"topic must be an identifier, got {topic!r}")
+        self.dir = Path(root) / topic
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.label = f"file/{topic}"
+        self.clock = clock  # µs since the epoch (UTC): the receipt stamp
+        # per reader ("read": the online consumer, "scan": a secondary sink): where it stopped,
+        # (next position, segment, byte offset), so reading on needs no re-scan of the segment
+        self._cursors: dict[str, tuple[int, Path, int]] = {}
+
+    # ------------------------------------------------------------ appending
+
+    def _segments(self) -> list[tuple[int, Path]]:
+        return sorted((int(p.stem), p) for p in self.dir.glob("*.log") if p.stem.isdigit())
+
+    def _head(self) -> dict:
+        path = self.dir / ".head"
+        head = json.loads(path.read_text()) if path.exists() else {"next": 0, "segment": 0, "size": 0, "last_us": 0}
+        segment = self.dir / f"{head['segment']:020d}.log"
+        actual = segment.stat().st_size if segment.exists() else 0
+        if actual != head["size"]:  # an append died after writing lines, before .head: recount
+            data = segment.read_bytes() if segment.exists() else b""
+            complete = data[: data.rfind(b"\n") + 1]
+            if len(complete) != len(data):
+                with open(segment, "r+b") as fh:
+                    fh.truncate(len(complete))
+            lines = complete.split(b"\n")[:-1]
+            head["next"] = head["segment"] + len(lines)
+            head["size"] = len(complete)
+            if lines:
+                head["last_us"] = int(lines[-1].split(b"\t", 1)[0])
+        return head
+
+    def append(self, payloads: Sequence[bytes]) -> list[Record]:
+        for p in payloads:
+            if b"\n" in p:
+                raise ValueError("a stream payload must be one line (no newline)")
+        with open(self.dir / ".lock", "a+b") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            head = self._head()
+            records: list[Record] = []
+            if head["next"] - head["segment"] >= SEGMENT_RECORDS:
+                head["segment"], head["size"] = head["next"], 0
+            segment = self.dir / f"{head['segment']:020d}.log"
+            stamp = max(self.clock(), head["last_us"] + 1)
+            chunks = []
+            for p in payloads:
+                chunks.append(b"%d\t%s\n" % (stamp, p))
+                records.append(Record(head["next"], from_us(stamp), bytes(p), segment.name))
+                head["next"] += 1
+                head["last_us"] = stamp
+                stamp += 1
+            data = b"".join(chunks)
+            with open(segment, "ab") as fh:
+                fh.write(data)
+            head["size"] += len(data)
+            tmp = self.dir / ".head.tmp"
+            tmp.write_text(json.dumps(head))
+            os.replace(tmp, self.dir / ".head")
+        return records
+
+    def end_position(self) -> int | None:
+        with open(self.dir / ".lock", "a+b") as lock:
+            fcntl.flock(lock, fcntl.LOCK_SH)
+            nxt = self._head()["next"] if (self.dir / ".head").exists() else 0
+        return nxt - 1 if nxt else None
+
+    # ------------------------------------------------------------ reading
+
+    def _locate(self, position: int) -> tuple[Path, int] | None:
+        """The segment holding ``position`` and the byte offset of its line."""
+        segments = self._segments()
+        start_path = None
+        for start, path in segments:
+            if start <= position:
+                start_path = (start, path)
+        if start_path is None:
+            if segments and segments[0][0] > position:
+                raise LookupError(f"{self.label}: position {position} was released (oldest is {segments[0][0]})")
+            return None
+        start, path = start_path
+        offset = 0
+        with open(path, "rb") as fh:
+            for _ in range(position - start):
+                line = fh.readline()
+                if not line.endswith(b"\n"):
+                    return None
+                offset += len(line)
+        return path, offset
+
+    def _read_from(self, reader: str, position: int, limit: int) -> list[Record]:
+        cursor = self._cursors.get(reader)
+        if cursor is not None and cursor[0] == position and cursor[1].exists():
+            _, path, offset = cursor
+        else:
+            found = self._locate(position)
+            if found is None:
+                return []
+            path, offset = found
+        records: list[Record] = []
+        while len(records) < limit:
+            with open(path, "rb") as fh:
+                fh.seek(offset)
+                for line in fh:
+                    if not line.endswith(b"\n"):
+                        break
+                    stamp, _, payload = line[:-1].partition(b"\t")
+                    records.append(Record(position, from_us(int(stamp)), payload, path.name))
+                    position += 1
+                    offset += len(line)
+                    if len(records) >= limit:
+                        break
+            if len(records) >= limit:
+                break
+            following = self.dir / f"{position:020d}.log"  # the segment rolled exactly here
+            if following.exists() and following != path:
+                path, offset = following, 0
+                continue
+            break
+        self._cursors[reader] = (position, path, offset)
+        return records
+
+    def read(self, after: int | None, limit: int, block_seconds: float = 0.0) -> list[Record]:
+        deadline = time.monotonic() + block_seconds
+        while True:
+            records = self._read_from("read", 0 if after is None else after + 1, limit)
+            if records or time.monotonic() >= deadline:
+                return records
+            time.sleep(POLL_SECONDS)
+
+    def scan(self, after: int | None, limit: int) -> list[Record]:
+        return self._read_from("scan", 0 if after is None else after + 1, limit)
+
+    def release(self, upto: int, received_before: datetime) -> int:
+        """Delete whole segments whose every record is at or below ``upto`` and which were last
+        appended to before ``received_before`` (never the active one)."""
+        segments = self._segments()
+        dropped = 0
+        cutoff = to_us(received_before) / 1e6
+        for (start, path), (following, _) in zip(segments, segments[1:]):
+            if following - 1 <= upto and path.stat().st_mtime < cutoff:
+                path.unlink(missing_ok=True)
+                dropped += following - start
+        return dropped

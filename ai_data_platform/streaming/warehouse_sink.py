@@ -1,0 +1,271 @@
+"""The warehouse sink: consumed records land in DuckDB in micro-batches, exactly once.
+
+Tables (schema ``stream``; grain in each comment):
+
+* ``stream.records``: one row per consumed record, valid or not: transport, segment, position,
+  receipt time and the payload as received. ``raw/events`` for day D includes the records
+  received on day D (``_file = 'stream:<transport>/<segment>'``), so the nightly batch stages,
+  quarantines and conserves them like the daily export.
+* ``stream.events``: one row per valid event, typed as in staging, ``_available_at`` = receipt.
+* ``stream.quarantine_events``: one row per rejected record with the staging rule that caught it.
+* ``stream.offsets``: per transport, the last position written, committed in the SAME DuckDB
+  transaction as the micro-batch: a sink killed at any moment resumes after it, nothing twice;
+  and ``complete_at``, the time up to which every received record is landed.
+
+DuckDB takes one writer per file and Dagster runs hold it for a whole step, so the sink never
+waits for the lock: a flush that meets it is skipped and retried later, while the transport
+retains the records (memory stays bounded: a flush reads at most ``max_records``).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+
+from ai_data_platform.sources.contracts import EVENTS
+from ai_data_platform.streaming.events import judge
+from ai_data_platform.streaming.transport import Record, Transport
+
+SCHEMA = "stream"
+RECORDS = "stream.records"
+EVENTS_TABLE = "stream.events"
+QUARANTINE = "stream.quarantine_events"
+OFFSETS = "stream.offsets"
+COVERAGE_MARGIN = timedelta(seconds=1)  # as consumer.COVERAGE_MARGIN: an append stamps just before it writes
+IDLE_MARK_SECONDS = 5.0
+_TYPES = {"VARCHAR": pa.string(), "TIMESTAMP": pa.timestamp("us"), "DOUBLE": pa.float64()}
+EVENT_COLUMNS = [(c.name, c.dtype) for c in EVENTS.columns] + [("_available_at", "TIMESTAMP")]
+LINEAGE = [("_transport", "VARCHAR"), ("_segment", "VARCHAR"), ("_position", "BIGINT")]
+RECORD_COLUMNS = LINEAGE + [("received_at", "TIMESTAMP"), ("_payload", "VARCHAR"), ("_consumed_at", "TIMESTAMP")]
+QUARANTINE_COLUMNS = LINEAGE + [("received_at", "TIMESTAMP"), ("rule", "VARCHAR"), ("column_name", "VARCHAR"),
+                                ("raw_value", "VARCHAR"), ("raw_record", "VARCHAR")]
+
+
+def ddl() -> list[str]:
+    def cols(spec):
+        return ", ".join(f"{n} {t}" for n, t in spec)
+
+    return [
+        f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}",
+        f"CREATE TABLE IF NOT EXISTS {RECORDS} ({cols(RECORD_COLUMNS)})",
+        f"CREATE TABLE IF NOT EXISTS {EVENTS_TABLE} ({cols(EVENT_COLUMNS + LINEAGE)})",
+        f"CREATE TABLE IF NOT EXISTS {QUARANTINE} ({cols(QUARANTINE_COLUMNS)})",
+        # complete_at: every record received by then is landed (the last receipt, or an idle poll)
+        f"CREATE TABLE IF NOT EXISTS {OFFSETS} (_transport VARCHAR PRIMARY KEY, position BIGINT, received_at TIMESTAMP, "
+        "committed_at TIMESTAMP, complete_at TIMESTAMP)",
+    ]
+
+
+def ensure_tables(con: duckdb.DuckDBPyConnection) -> None:
+    for statement in ddl():
+        con.execute(statement)
+
+
+def committed_position(con: duckdb.DuckDBPyConnection, label: str) -> int | None:
+    row = con.execute(f"SELECT position FROM {OFFSETS} WHERE _transport = ?", [label]).fetchone()
+    return None if row is None else row[0]
+
+
+def _arrow(columns: list[tuple[str, str]], rows: list[dict]) -> pa.Table:
+    types = {"BIGINT": pa.int64(), **_TYPES}
+    return pa.table({n: pa.array([r.get(n) for r in rows], types[t]) for n, t in columns})
+
+
+@dataclass
+class FlushResult:
+    records: int = 0
+    events: int = 0
+    quarantined: int = 0
+    position: int | None = None
+    busy: bool = False  # the warehouse was locked by another process: retried later
+
+
+HANDOFF_BATCHES = 64
+
+
+class WarehouseSink:
+    """``offer`` hands over batches the online consumer already read and judged (bounded: when
+    the sink falls behind, the oldest are dropped); a flush uses them when they continue its
+    committed position exactly, and otherwise re-reads and judges from the transport."""
+
+    def __init__(self, transport: Transport, warehouse: Path, max_records: int = 50_000):
+        self.transport, self.warehouse, self.max_records = transport, Path(warehouse), max_records
+        self.position: int | None = None  # last committed (known after the first flush)
+        self.busy_count = 0
+        self.reread = 0  # records judged again because no hand-off continued the position
+        self._idle_marked = 0.0
+        self._handoff: deque[list[tuple[Record, tuple]]] = deque(maxlen=HANDOFF_BATCHES)
+
+    def offer(self, records: list[Record], judged: list[tuple]) -> None:
+        self._handoff.append(list(zip(records, judged)))
+
+    def _next_batch(self) -> list[tuple[Record, tuple]]:
+        batch: list[tuple[Record, tuple]] = []
+        expected = None if self.position is None else self.position + 1
+        while self._handoff and len(batch) < self.max_records:
+            head = self._handoff[0]
+            if expected is not None and head[-1][0].position < expected:
+                self._handoff.popleft()  # already landed
+                continue
+            if expected is None or head[0][0].position != expected:
+                break
+            self._handoff.popleft()
+            batch += head
+            expected = head[-1][0].position + 1
+        if batch:
+            return batch
+        records = self.transport.scan(self.position, self.max_records)
+        self.reread += len(records)
+        return [(r, judge(r.payload, r.received_at)) for r in records]
+
+    def flush(self) -> FlushResult:
+        """Write the next micro-batch after the committed position; never waits for the lock."""
+        polled_at = datetime.now(timezone.utc).replace(tzinfo=None)
+        try:
+            con = duckdb.connect(str(self.warehouse))
+        except duckdb.IOException as exc:
+            if "lock" not in str(exc).lower():
+                raise
+            self.busy_count += 1
+            return FlushResult(busy=True, position=self.position)
+        try:
+            ensure_tables(con)
+            self.position = committed_position(con, self.transport.label)
+            batch = self._next_batch()
+            records = [r for r, _ in batch]
+            if not records:
+                if self.position is not None and time.monotonic() - self._idle_marked >= IDLE_MARK_SECONDS:
+                    con.execute(f"UPDATE {OFFSETS} SET complete_at = greatest(complete_at, ?) WHERE _transport = ?",
+                                [polled_at - COVERAGE_MARGIN, self.transport.label])
+                    self._idle_marked = time.monotonic()
+                return FlushResult(position=self.position)
+            now = datetime.now(timezone.utc).replace(tzinfo=None)
+            lineage = [{"_transport": self.transport.label, "_segment": r.segment, "_position": r.position} for r in records]
+            raw, events, quarantined = [], [], []
+            for (r, (typed, violation)), where in zip(batch, lineage):
+                payload = r.payload.decode("utf-8", "replace")
+                raw.append({**where, "received_at": r.received_at, "_payload": payload, "_consumed_at": now})
+                if typed is not None:
+                    events.append({**typed, "_available_at": r.received_at, **where})
+                else:
+                    quarantined.append({**where, "received_at": r.received_at, "rule": violation.rule,
+                                        "column_name": violation.column, "raw_value": violation.raw_value, "raw_record": payload})
+            tables = {"_records": _arrow(RECORD_COLUMNS, raw), "_events": _arrow(EVENT_COLUMNS + LINEAGE, events),
+                      "_quarantine": _arrow(QUARANTINE_COLUMNS, quarantined)}
+            con.execute("BEGIN TRANSACTION")
+            try:
+                for name, table in tables.items():
+                    con.register(name, table)
+                con.execute(f"INSERT INTO {RECORDS} BY NAME SELECT * FROM _records")
+                con.execute(f"INSERT INTO {EVENTS_TABLE} BY NAME SELECT * FROM _events")
+                con.execute(f"INSERT INTO {QUARANTINE} BY NAME SELECT * FROM _quarantine")
+                con.execute(f"INSERT OR REPLACE INTO {OFFSETS} VALUES (?, ?, ?, ?, ?)",
+                            [self.transport.label, records[-1].position, records[-1].received_at, now, records[-1].received_at])
+                con.execute("COMMIT")
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+            self.position = records[-1].position
+            return FlushResult(len(records), len(events), len(quarantined), self.position)
+        finally:
+            con.close()
+
+
+class SinkThread(threading.Thread):
+    """Flushes in the background: immediately while there is backlog, every ``interval`` when
+    caught up or when the warehouse is busy. Errors other than the lock are kept in ``error``."""
+
+    def __init__(self, sink: WarehouseSink, interval: float = 1.0):
+        super().__init__(name="warehouse-sink", daemon=True)
+        self.sink, self.interval = sink, interval
+        self.stop_event = threading.Event()
+        self.error: BaseException | None = None
+        self.flushed = 0
+        self.idle = threading.Event()  # set when a flush found nothing new
+
+    def run(self) -> None:
+        while not self.stop_event.is_set():
+            try:
+                result = self.sink.flush()
+            except BaseException as exc:  # reported by the consumer; the sink retries
+                self.error = exc
+                self.stop_event.wait(self.interval)
+                continue
+            self.error = None
+            self.flushed += result.records
+            if result.records == 0 and not result.busy:
+                self.idle.set()
+            else:
+                self.idle.clear()
+            if result.records < self.sink.max_records:
+                self.stop_event.wait(self.interval)
+
+    def stop(self, timeout: float = 30.0) -> None:
+        self.stop_event.set()
+        self.join(timeout)
+
+
+def wait_until(predicate, timeout: float, poll: float = 0.05) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(poll)
+    return predicate()
+
+
+def raw_events_select(contract_columns: tuple[str, ...]) -> str:
+    """The stream records received on day ``?`` as ``raw.events`` rows (params: day, rows before
+    them in the day's partition, day).
+
+    Like a landing file: every contract column as text (``received_at`` = the transport's
+    stamp), ``_raw_line`` = the payload when it is not a JSON object, ``_file`` =
+    ``stream:<transport>/<segment>``. ``_row_number`` continues the day's numbering after the
+    landing file's records, in stream order, so ``(_partition_date, _row_number)`` stays the one
+    key of a raw record (erasure and quarantine address records by it).
+    """
+    def field(c: str) -> str:
+        if c == "received_at":
+            return "strftime(received_at, '%Y-%m-%dT%H:%M:%S.%fZ') AS received_at"
+        return f"CASE WHEN _is_object THEN json_extract_string(_payload, '$.\"{c}\"') END AS \"{c}\""
+
+    fields = ", ".join(field(c) for c in contract_columns)
+    return (
+        f"SELECT {fields}, ?::DATE AS _partition_date, 'stream:' || _transport || '/' || _segment AS _file, "
+        "? + row_number() OVER (ORDER BY _transport, _segment, _position) AS _row_number, "
+        "CASE WHEN NOT _is_object THEN _payload END AS _raw_line, "
+        "now()::TIMESTAMP AS _loaded_at FROM (SELECT *, CASE WHEN json_valid(_payload) "
+        "THEN json_type(_payload) = 'OBJECT' ELSE false END AS _is_object "
+        f"FROM {RECORDS} WHERE CAST(received_at AS DATE) = ?)"
+    )
+
+
+def load_into_raw(
+    con: duckdb.DuckDBPyConnection, raw_table: str, contract_columns: tuple[str, ...], day, first_row: int, keep: str = "TRUE"
+) -> tuple[int, int, int]:
+    """Insert the stream records received on ``day`` into ``raw_table``, numbered after the day's
+    first ``first_row`` records (the landing file's), except those failing the
+    SQL condition ``keep`` (the records of erased subjects: ``governance/suppression.py``).
+    Returns (records inserted, records dropped, unsplittable records inserted).
+
+    Results are fetched to the end: DuckDB refuses ``register`` on a connection with a
+    partially fetched result, and the caller registers the next day's file next."""
+    exists = con.execute("SELECT count(*) FROM information_schema.tables WHERE table_schema = ? AND table_name = ?",
+                         RECORDS.split(".")).fetchall()[0][0]
+    if not exists:
+        return 0, 0, 0
+    con.execute(f"CREATE OR REPLACE TEMP TABLE _stream_day AS {raw_events_select(contract_columns)}", [day, first_row, day]).fetchall()
+    try:
+        received = con.execute("SELECT count(*) FROM _stream_day").fetchall()[0][0]
+        inserted, malformed = con.execute(f"SELECT count(*), count(_raw_line) FROM _stream_day WHERE {keep}").fetchall()[0]
+        con.execute(f"INSERT INTO {raw_table} BY NAME SELECT * FROM _stream_day WHERE {keep}").fetchall()
+    finally:
+        con.execute("DROP TABLE IF EXISTS _stream_day").fetchall()
+    return inserted, received - inserted, malformed
