@@ -9,7 +9,6 @@ import signal
 import sys
 import time
 from datetime import date, datetime, timedelta, timezone
-from pathlib import Path
 
 from ai_data_platform import settings
 
@@ -42,11 +41,13 @@ def _yesterday() -> date:
 def cmd_generate(args: argparse.Namespace) -> int:
     from ai_data_platform.sources.simulator import generate
 
-    landing = settings.paths().landing
+    from ai_data_platform.sources.landing import LandingZones
+
+    zones = LandingZones.from_settings()
     end = args.end or _yesterday()
     started = time.perf_counter()
     manifest = generate(
-        landing,
+        zones,
         customers=args.customers,
         days=args.days,
         end=end,
@@ -55,27 +56,32 @@ def cmd_generate(args: argparse.Namespace) -> int:
         corrupt=tuple(args.corrupt or ()),
     )
     elapsed = time.perf_counter() - started
-    print(f"generated {len(manifest['files'])} files for {manifest['start']}..{manifest['end']} under {landing} in {elapsed:.1f}s")
+    print(f"generated {len(manifest['files'])} files for {manifest['start']}..{manifest['end']} in {elapsed:.1f}s")
     for table, totals in sorted(manifest["totals"].items()):
         dirt = ", ".join(f"{k}={v}" for k, v in sorted(totals["dirt"].items()) if v)
         print(f"  {table:16} {totals['rows']:>10} rows   injected: {dirt or 'none'}")
+    print("landing zones (tables holding personal data land in their subjects' region):")
+    for region, root in [("shared", zones.shared), *zones.regional.items()]:
+        entries = [e for e in manifest["files"].values() if (e["region"] or "shared") == region]
+        tables = sorted({e["table"] for e in entries})
+        print(f"  {region:6} {root}: {len(entries)} files, {sum(e['rows'] for e in entries)} rows ({', '.join(tables)})")
     crm_database_url = args.crm_database_url or settings.crm_database_url()
     if crm_database_url:
         try:
-            _seed_crm_database(crm_database_url, landing, manifest)
+            _seed_crm_database(crm_database_url, zones, manifest)
         except (ValueError, ConnectionError, LookupError) as exc:
             print(f"cannot seed the CRM database: {exc}", file=sys.stderr)
             return 2
     return 0
 
 
-def _seed_crm_database(database_url: str, landing: Path, manifest: dict) -> None:
+def _seed_crm_database(database_url: str, zones, manifest: dict) -> None:
     """Write the generated CRM customer versions to the CRM database (``customers`` table)."""
     from ai_data_platform.sources import crm_database
 
     start, end = date.fromisoformat(manifest["start"]), date.fromisoformat(manifest["end"])
     days = [start + timedelta(days=i) for i in range((end - start).days + 1)]
-    report = crm_database.seed(database_url, landing, days)
+    report = crm_database.seed(database_url, zones, days)
     skipped = ", ".join(f"{k}={v}" for k, v in sorted(report.skipped.items()) if v)
     print(f"seeded {report.versions} customer versions into {report.source} (left out of the database: {skipped or 'none'})")
 

@@ -17,6 +17,7 @@ from dagster_duckdb import DuckDBResource
 
 from ai_data_platform import settings, warehouse
 from ai_data_platform.governance.stores import PersonalData, RegionalStores
+from ai_data_platform.sources.landing import LandingZones
 
 
 class WarehouseResource(DuckDBResource):
@@ -33,13 +34,17 @@ class WarehouseResource(DuckDBResource):
 
 
 class LandingResource(dg.ConfigurableResource):
-    """Where the daily source exports land."""
+    """Where the daily source exports land: the shared zone and each region's zone for the tables
+    holding personal data (``ADP_REGION_LANDING_<REGION>``, ``settings.region_landing_paths``);
+    see ``sources/landing.LandingZones``."""
 
-    root: str
+    data_dir: str
+    shared: str
+    regional: dict[str, str]
 
     @property
-    def path(self) -> Path:
-        return Path(self.root)
+    def zones(self) -> LandingZones:
+        return LandingZones(Path(self.data_dir), Path(self.shared), {r: Path(p) for r, p in self.regional.items()})
 
 
 class PiiResource(dg.ConfigurableResource):
@@ -66,7 +71,11 @@ def build_resources(paths: settings.Paths | None = None) -> dict[str, object]:
     paths = paths or settings.paths()
     return {
         "warehouse": WarehouseResource(database=str(paths.warehouse)),
-        "landing": LandingResource(root=str(paths.landing)),
+        "landing": LandingResource(
+            data_dir=str(paths.root),
+            shared=str(paths.landing),
+            regional={r: str(p) for r, p in settings.region_landing_paths(paths).items()},
+        ),
         "pii": PiiResource(hmac_key=settings.pii_hmac_key()),
         "regional_stores": RegionalStoresResource(paths={r: str(p) for r, p in settings.region_store_paths(paths).items()}),
     }

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -49,6 +50,10 @@ class Paths:
     def default_region_store(self, region: str) -> Path:
         """The embedded default location of a region's personal data store."""
         return self.root / "regions" / region / "personal.duckdb"
+
+    def default_region_landing(self, region: str) -> Path:
+        """The embedded default landing zone of a region (its exports of tables holding personal data)."""
+        return self.root / "regions" / region / "landing"
 
     @property
     def stream(self) -> Path:
@@ -93,6 +98,18 @@ def pii_hmac_key() -> str:
 
 
 REGION_STORE_VAR_PREFIX = "ADP_REGION_STORE_"
+REGION_LANDING_VAR_PREFIX = "ADP_REGION_LANDING_"
+
+
+def _per_region(variable_prefix: str, default: Callable[[str], Path]) -> dict[str, Path]:
+    """{region: location}: ``<variable_prefix><REGION>`` when set, else ``default(region)``."""
+    from ai_data_platform.sources.contracts import REGIONS
+
+    out = {}
+    for region in REGIONS:
+        explicit = os.environ.get(variable_prefix + region, "").strip()
+        out[region] = Path(explicit).expanduser().resolve() if explicit else default(region)
+    return out
 
 
 def region_store_paths(p: Paths | None = None) -> dict[str, Path]:
@@ -101,14 +118,19 @@ def region_store_paths(p: Paths | None = None) -> dict[str, Path]:
     ``ADP_REGION_STORE_EU`` / ``_US`` / ``_APAC`` point a region's store at storage located in
     that region (a mounted volume, say); unset, it is ``$ADP_DATA_DIR/regions/<region>/personal.duckdb``.
     """
-    from ai_data_platform.sources.contracts import REGIONS
+    return _per_region(REGION_STORE_VAR_PREFIX, (p or paths()).default_region_store)
 
-    p = p or paths()
-    out = {}
-    for region in REGIONS:
-        explicit = os.environ.get(REGION_STORE_VAR_PREFIX + region, "").strip()
-        out[region] = Path(explicit).expanduser().resolve() if explicit else p.default_region_store(region)
-    return out
+
+def region_landing_paths(p: Paths | None = None) -> dict[str, Path]:
+    """{region: landing zone root} of every region, next to the regional stores and configured the
+    same way: the root each region's source systems export their tables holding personal data to
+    (``<root>/<source>/<table>/<day>.<ext>``).
+
+    ``ADP_REGION_LANDING_EU`` / ``_US`` / ``_APAC`` point a region's zone at storage located in that
+    region; unset, it is ``$ADP_DATA_DIR/regions/<region>/landing``. Tables without personal data
+    land in the shared ``$ADP_DATA_DIR/landing`` (see ``sources/landing.LandingZones``).
+    """
+    return _per_region(REGION_LANDING_VAR_PREFIX, (p or paths()).default_region_landing)
 
 
 RETENTION_CONFIG_VAR = "ADP_RETENTION_CONFIG"

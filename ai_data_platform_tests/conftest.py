@@ -33,12 +33,13 @@ def long_history(tmp_path_factory):
     from ai_data_platform import settings
     from ai_data_platform.definitions import defs
     from ai_data_platform.resources import build_resources
+    from ai_data_platform.sources.landing import LandingZones
     from ai_data_platform.sources.simulator import generate
 
     root = tmp_path_factory.mktemp("long_history")
     paths = settings.Paths(root)
     days = 95
-    generate(paths.landing, customers=300, days=days, end=END, seed=21)
+    generate(LandingZones.from_settings(paths), customers=300, days=days, end=END, seed=21)
     first = END - timedelta(days=days - 1)
     instance = dg.DagsterInstance.ephemeral()
     job = defs.resolve_job_def("nightly")
@@ -62,11 +63,12 @@ def tiny_world(tmp_path_factory):
     from ai_data_platform import settings
     from ai_data_platform.definitions import defs
     from ai_data_platform.resources import build_resources
+    from ai_data_platform.sources.landing import LandingZones
     from ai_data_platform.sources.simulator import generate
 
     root = tmp_path_factory.mktemp("tiny_world")
     paths = settings.Paths(root)
-    generate(paths.landing, customers=30, days=3, end=END, seed=5, dirty_rate=0.0)
+    generate(LandingZones.from_settings(paths), customers=30, days=3, end=END, seed=5, dirty_rate=0.0)
     days = [END - timedelta(days=2 - i) for i in range(3)]
     (root / "dagster_home").mkdir()
     instance = dg.DagsterInstance.local_temp(str(root / "dagster_home"), overrides={"telemetry": {"enabled": False}})

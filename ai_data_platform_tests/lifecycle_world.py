@@ -18,6 +18,7 @@ from ai_data_platform.marts.customer_360 import customer_360_sql
 from ai_data_platform.ml import datasets
 from ai_data_platform.sources import raw_load, staging
 from ai_data_platform.sources.contracts import CUSTOMERS, SOURCE_TABLES, SUPPORT_TICKETS
+from ai_data_platform.sources.landing import LandingZones
 from ai_data_platform.sources.simulator import generate
 
 KEY = "lifecycle-test-key"
@@ -27,16 +28,36 @@ FEATURES = ("events_30d", "logins_30d", "tenure_days")
 SUBJECT = "C0000001"  # active on every day: in every table, the scores and both dataset versions
 
 
-def subject_email(landing: Path) -> str:
-    with CUSTOMERS.landing_file(landing, DAYS[0]).open(newline="") as fh:
-        return next(r["email"] for r in csv.DictReader(fh) if r["customer_id"] == SUBJECT)
+def zones(paths: settings.Paths) -> LandingZones:
+    return LandingZones.from_settings(paths)
 
 
-def _add_subject_tickets(landing: Path) -> None:
-    """Two support tickets from the subject's email (one written in another case, padded)."""
-    email = subject_email(landing)
+def subject_row(paths: settings.Paths) -> tuple[str, dict]:
+    """(region, CRM record) of the subject in the initial export: the region's zone holds it."""
+    for region in zones(paths).regional:
+        with zones(paths).file(CUSTOMERS, DAYS[0], region).open(newline="") as fh:
+            for record in csv.DictReader(fh):
+                if record["customer_id"] == SUBJECT:
+                    return region, record
+    raise LookupError(f"{SUBJECT} is in no region's CRM export of {DAYS[0]}")
+
+
+def subject_email(paths: settings.Paths) -> str:
+    return subject_row(paths)[1]["email"]
+
+
+def landing_files(paths: settings.Paths) -> list[Path]:
+    """Every file of every landing zone."""
+    return [f for root in zones(paths).roots() for f in sorted(root.rglob("*")) if f.is_file()]
+
+
+def _add_subject_tickets(paths: settings.Paths) -> None:
+    """Two support tickets from the subject's email (one written in another case, padded), in
+    their region's exports."""
+    region, record = subject_row(paths)
+    email = record["email"]
     for n, (day, sender) in enumerate(((DAYS[1], email), (DAYS[3], f"  {email.upper()}")), start=1):
-        path = SUPPORT_TICKETS.landing_file(landing, day)
+        path = zones(paths).file(SUPPORT_TICKETS, day, region)
         with path.open("a", newline="") as fh:
             csv.writer(fh).writerow([f"T7{n:07d}", sender, f"{day}T10:00:00Z", "email", "billing", "high", "open", "please call me back"])
 
@@ -47,13 +68,13 @@ def personal_data(root: Path) -> PersonalData:
 
 def build(root: Path) -> settings.Paths:
     paths = settings.Paths(root)
-    generate(paths.landing, customers=60, days=len(DAYS), end=END, seed=29)
-    _add_subject_tickets(paths.landing)
+    generate(zones(paths), customers=60, days=len(DAYS), end=END, seed=29)
+    _add_subject_tickets(paths)
     personal = personal_data(root)
     con = warehouse.connect(paths.warehouse)
     warehouse.ensure_schemas(con)
     for t in SOURCE_TABLES:
-        raw_load.load_days(con, t, paths.landing, DAYS, personal)
+        raw_load.load_days(con, t, zones(paths), DAYS, personal)
     for t in SOURCE_TABLES:
         staging.stage_days(con, t, DAYS, personal)
     warehouse.replace_partitions(con, "marts.customer_360", DAYS, customer_360_sql)

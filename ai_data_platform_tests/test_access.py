@@ -92,7 +92,7 @@ def test_an_analyst_reading_the_identity_table_is_refused_by_name(world):
     ],
 )
 def test_bypass_attempts_are_refused(world, sql):
-    sql = sql.format(landing=world.landing, datasets=world.root / "datasets", warehouse=world.warehouse)
+    sql = sql.format(landing=world.default_region_landing("EU"), datasets=world.root / "datasets", warehouse=world.warehouse)
     with pytest.raises(access.AccessDenied, match=r"role analyst may (not|run one SELECT)"):
         query("analyst", sql)
 
@@ -102,7 +102,7 @@ def test_the_role_connection_itself_cannot_read_files_or_unlock(world):
     try:
         assert "identity.customer_pii" not in exposed and "marts.customer_360" in exposed
         with pytest.raises(duckdb.PermissionException):
-            con.execute(f"SELECT * FROM read_csv('{world.landing}/crm/customers/2026-11-18.csv')").fetchall()
+            con.execute(f"SELECT * FROM read_csv('{world.default_region_landing('EU')}/crm/customers/2026-11-18.csv')").fetchall()
         with pytest.raises(duckdb.Error, match="locked"):
             con.execute("SET enable_external_access = true")
     finally:

@@ -12,6 +12,7 @@ import pytest
 
 from ai_data_platform import settings, warehouse
 from ai_data_platform.cli import build_parser
+from ai_data_platform.sources.landing import LandingZones
 from ai_data_platform.sources.simulator import generate
 
 from .conftest import END
@@ -26,7 +27,7 @@ def _env(data_dir):
 
 
 def test_partition_range_backfill_over_three_days(data_dir):
-    generate(data_dir / "landing", customers=200, days=3, end=END, seed=3)
+    generate(LandingZones.from_settings(settings.Paths(data_dir)), customers=200, days=3, end=END, seed=3)
     env, home = _env(data_dir)
     start = (END - timedelta(days=2)).isoformat()
     proc = subprocess.run(
@@ -141,6 +142,9 @@ def test_adp_demo_materializes_everything_and_prints_the_summary(data_dir):
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     out = proc.stdout
     assert ": SUCCESS" in out
+    # the generated files are listed by landing zone: CRM exports in each region's, the rest shared
+    assert f"EU     {data_dir / 'regions' / 'EU' / 'landing'}: 8 files" in out and "(customers, support_tickets)" in out
+    assert f"shared {data_dir / 'landing'}: 20 files" in out
     lines = {line.split()[0]: line.split() for line in out.splitlines() if line.startswith(("raw/", "staging/", "features/", "marts/"))}
     assert len(lines) == 19  # 7 raw (2 of them with a regional personal table), 7 staging, 2 features, 1 mart
     for key, cols in lines.items():

@@ -24,6 +24,7 @@ from ai_data_platform.sources import crm_database, raw_load, staging
 from ai_data_platform.sources import crm_postgres as crm
 from ai_data_platform.sources.assets import raw_assets, staging_assets
 from ai_data_platform.sources.contracts import CUSTOMERS, REGIONS, SOURCE_TABLES
+from ai_data_platform.sources.landing import LandingZones
 from ai_data_platform.sources.simulator import generate
 
 from .conftest import END
@@ -152,9 +153,9 @@ def pg_database():
 @pytest.fixture(scope="module")
 def landing(tmp_path_factory):
     """Every source's landing files for 3 days of 50 customers, with plenty of dirt."""
-    root = tmp_path_factory.mktemp("crm_landing")
-    manifest = generate(root, customers=50, days=3, end=END, seed=26, dirty_rate=0.05)
-    return root, manifest
+    zones = LandingZones.from_settings(settings.Paths(tmp_path_factory.mktemp("crm_landing")))
+    manifest = generate(zones, customers=50, days=3, end=END, seed=26, dirty_rate=0.05)
+    return zones, manifest
 
 
 @pytest.fixture()
@@ -195,11 +196,11 @@ def _quiet_customers(url: str, since: datetime, n: int) -> list[str]:
     return [r[0] for r in rows]
 
 
-def _landed_versions(root) -> set[tuple[str, str]]:
-    """(customer_id, updated_at) of every whole landed CRM record with a parseable updated_at."""
+def _landed_versions(zones: LandingZones) -> set[tuple[str, str]]:
+    """(customer_id, updated_at) of every whole landed CRM record with a parseable updated_at, of every region."""
     out = set()
-    for day in DAYS:
-        with CUSTOMERS.landing_file(root, day).open(newline="") as fh:
+    for path in (p for day in DAYS for p in zones.files(CUSTOMERS, day)):
+        with path.open(newline="") as fh:
             for rec in csv.DictReader(fh):
                 if None in rec.values() or rec.get(None):
                     continue  # a malformed record: too few or too many fields
@@ -227,13 +228,13 @@ def _pg_versions(url, lower, upper) -> list[tuple[str, str]]:
 
 
 def test_seeding_writes_each_exported_version_once_with_a_soft_delete_column(crm_url, landing):
-    root, manifest = landing
+    zones, manifest = landing
     columns = [r[0] for r in _pg(crm_url, "SELECT column_name FROM information_schema.columns WHERE table_name = 'customers'")]
     assert {"updated_at", "deleted_at"} <= set(columns)
     stored = {(cid, crm.render_timestamp(ua)) for cid, ua in _pg(crm_url, "SELECT customer_id, updated_at FROM customers")}
-    assert stored == _landed_versions(root)
+    assert stored == _landed_versions(zones)
     assert _pg(crm_url, "SELECT count(*), count(deleted_at) FROM customers") == [(len(stored), 0)]
-    report = crm_database.seed(crm_url, root, DAYS)  # seeding again replaces, never appends
+    report = crm_database.seed(crm_url, zones, DAYS)  # seeding again replaces, never appends
     dirt = manifest["totals"]["customers"]["dirt"]
     assert report.versions == len(stored) == _pg(crm_url, "SELECT count(*) FROM customers")[0][0]
     assert report.skipped["duplicate_version"] == dirt["duplicate"] > 0
@@ -248,7 +249,7 @@ def test_adp_generate_seeds_the_database_named_by_its_flag(pg_database, landing,
     assert cli.main([*argv, "--crm-database-url", pg_database]) == 0
     assert f"into {crm.source_label(pg_database)}" in capsys.readouterr().out
     stored = {(cid, crm.render_timestamp(ua)) for cid, ua in _pg(pg_database, "SELECT customer_id, updated_at FROM customers")}
-    assert stored == _landed_versions(settings.paths().landing)
+    assert stored == _landed_versions(LandingZones.from_settings())
     assert cli.main([*argv, "--crm-database-url", "postgresql://127.0.0.1/x?no_such_option=1"]) == 2
     assert "not a valid PostgreSQL connection string" in capsys.readouterr().err
 
@@ -333,11 +334,11 @@ def test_a_late_update_within_the_overlap_is_caught_once(crm_url, con):
     assert con.execute("SELECT max(watermark) FROM meta.crm_watermark").fetchone()[0] == watermark
 
 
-def _stage_everything(con, landing_root, crm_url):
+def _stage_everything(con, zones, crm_url):
     raw_load.load_crm_days(con, crm_url, DAYS, personal=_personal())
     for t in SOURCE_TABLES:
         if t is not CUSTOMERS:
-            raw_load.load_days(con, t, landing_root, DAYS, _personal())
+            raw_load.load_days(con, t, zones, DAYS, _personal())
     for t in SOURCE_TABLES:  # customers first: the others check their customer references
         staging.stage_days(con, t, DAYS, _personal())
 

@@ -46,8 +46,9 @@ def _count(paths, sql, params=()):
 
 
 def test_erasure_removes_the_subject_everywhere_and_a_search_of_every_file_finds_nothing(paths):
-    email = world.subject_email(paths.landing)
-    landing_mtimes = {p: p.stat().st_mtime_ns for p in paths.landing.rglob("*.*")}
+    region, subject = world.subject_row(paths)
+    email = subject["email"]
+    landing_mtimes = {p: p.stat().st_mtime_ns for p in world.landing_files(paths)}
     others_events = _count(paths, "SELECT count(*) FROM raw.events WHERE customer_id <> ?", [SUBJECT])
     before = datasets.read_manifest("churn", "2026-11-20", root=paths.root / "datasets")
 
@@ -60,11 +61,13 @@ def test_erasure_removes_the_subject_everywhere_and_a_search_of_every_file_finds
     assert any(p.endswith("store identity.customer_pii") for p in places)
     assert any(p.endswith("store raw.support_tickets_personal") for p in places)
     assert result.counts["raw.support_tickets"] == 2  # both tickets sent from their email, however it was written
-    assert any(p.startswith("landing/crm/support_tickets/") for p in places)
+    # rewritten out of the regional files that hold them    assert any(p.startswith(f"regions/{region}/landing/crm/support_tickets/") for p in places)
+    assert any(p.startswith(f"regions/{region}/landing/crm/customers/") for p in places)
+    assert not any(p.startswith("landing/crm/") for p in places)
     assert result.files_searched > 30
 
     # Independent of the verification: the text of every landing file, the warehouse, the dataset.
-    for path in paths.landing.rglob("*"):
+    for path in world.landing_files(paths):
         if path.suffix in (".csv", ".jsonl"):
             text = path.read_text().lower()
             assert SUBJECT.lower() not in text and email.lower() not in text, path
@@ -102,7 +105,7 @@ def test_erasure_removes_the_subject_everywhere_and_a_search_of_every_file_finds
 def test_verification_fails_naming_every_trace_the_erasure_does_not_know_about(paths):
     import sqlite3
 
-    email = world.subject_email(paths.landing)
+    email = world.subject_email(paths)
     con = warehouse.connect(paths.warehouse)
     con.execute("CREATE TABLE marts.callcenter_notes (note VARCHAR, agent VARCHAR)")
     con.execute("INSERT INTO marts.callcenter_notes VALUES (?, 'jo'), ('called C00000012 back', 'al')", [f"called {SUBJECT} back"])
@@ -147,7 +150,7 @@ def test_erasing_twice_is_harmless_and_an_unknown_id_is_reported(paths):
 
 
 def test_a_reason_holding_personal_data_is_refused_before_anything_changes(paths):
-    email = world.subject_email(paths.landing)
+    email = world.subject_email(paths)
     with pytest.raises(ValueError, match="reason contains the subject's personal data"):
         _erase(paths, reason=f"request from {email}")
     assert _count(paths, "SELECT count(*) FROM raw.customers WHERE customer_id = ?", [SUBJECT]) > 0
@@ -155,14 +158,15 @@ def test_a_reason_holding_personal_data_is_refused_before_anything_changes(paths
 
 def test_a_backfill_of_re_delivered_files_cannot_bring_the_subject_back(paths, built):
     _erase(paths)
-    shutil.rmtree(paths.landing)
-    shutil.copytree(built.landing, paths.landing)  # the source delivers the old exports again
+    for erased_zone, delivered_zone in zip(world.zones(paths).roots(), world.zones(built).roots()):
+        shutil.rmtree(erased_zone)
+        shutil.copytree(delivered_zone, erased_zone)  # the sources deliver the old exports again
     personal = world.personal_data(paths.root)
     con = warehouse.connect(paths.warehouse)
     try:
         dropped = {}
         for t in SOURCE_TABLES:
-            loads = raw_load.load_days(con, t, paths.landing, DAYS, personal)
+            loads = raw_load.load_days(con, t, world.zones(paths), DAYS, personal)
             dropped[t.name] = sum(load.extra.get("erased_subject_rows_dropped", 0) for load in loads)
             staging.stage_days(con, t, DAYS, personal)
         assert dropped["customers"] >= 1 and dropped["events"] >= 1 and dropped["support_tickets"] == 2

@@ -6,17 +6,23 @@ import time
 import dagster as dg
 import pytest
 
+from ai_data_platform import settings
 from ai_data_platform.definitions import defs
-from ai_data_platform.sources.contracts import EVENTS, SOURCE_TABLES
+from ai_data_platform.sources.contracts import CUSTOMERS, EVENTS, SOURCE_TABLES
+from ai_data_platform.sources.landing import LandingZones, landing_files
 from ai_data_platform.sources.sensors import late_landing_sensor
 
 
-def _land(landing, day, mtime):
+def _land(zones, day, mtime):
     for t in SOURCE_TABLES:
-        path = t.landing_file(landing, day)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text("")
-        os.utime(path, (mtime, mtime))
+        for path in landing_files(t, day, zones):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text("")
+            os.utime(path, (mtime, mtime))
+
+
+def _touch(path, mtime):
+    os.utime(path, (mtime, mtime))
 
 
 def _tick(instance):
@@ -25,29 +31,33 @@ def _tick(instance):
 
 
 def test_changed_file_after_materialization_triggers_that_day_only(data_dir):
-    landing = data_dir / "landing"
+    zones = LandingZones.from_settings(settings.Paths(data_dir))
     past = time.time() - 3600
-    _land(landing, "2026-11-19", past)
-    _land(landing, "2026-11-20", past)
+    _land(zones, "2026-11-18", past)
+    _land(zones, "2026-11-19", past)
+    _land(zones, "2026-11-20", past)
     with dg.instance_for_test() as instance:
         for t in SOURCE_TABLES:
-            instance.report_runless_asset_event(
-                dg.AssetMaterialization(asset_key=["raw", t.name], partition="2026-11-19")
-            )
+            for day in ("2026-11-18", "2026-11-19"):
+                instance.report_runless_asset_event(dg.AssetMaterialization(asset_key=["raw", t.name], partition=day))
         first = _tick(instance)
         assert first.run_requests == [] and "no landing file" in first.skip_message
+        assert str(zones.regional["US"]) in first.skip_message  # every zone is watched
 
-        late = EVENTS.landing_file(landing, "2026-11-19")
-        os.utime(late, (time.time() + 5, time.time() + 5))
+        _touch(zones.file(EVENTS, "2026-11-19"), time.time() + 5)  # the shared zone
         second = _tick(instance)
         assert [r.partition_key for r in second.run_requests] == ["2026-11-19"]
         assert second.run_requests[0].run_key.startswith("late-data:2026-11-19:")
         # the same change yields the same run key, so Dagster launches it once
         assert _tick(instance).run_requests[0].run_key == second.run_requests[0].run_key
 
+        # one region's file of a day (the US CRM export re-delivered) re-runs that day too
+        _touch(zones.file(CUSTOMERS, "2026-11-18", "US"), time.time() + 5)
+        assert [r.partition_key for r in _tick(instance).run_requests] == ["2026-11-18", "2026-11-19"]
+
 
 def test_new_day_that_was_never_materialized_is_left_to_the_schedule(data_dir):
-    _land(data_dir / "landing", "2026-11-20", time.time())
+    _land(LandingZones.from_settings(settings.Paths(data_dir)), "2026-11-20", time.time())
     with dg.instance_for_test() as instance:
         assert _tick(instance).run_requests == []
 

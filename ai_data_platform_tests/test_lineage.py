@@ -63,7 +63,7 @@ def test_lineage_shows_where_a_pseudonymized_column_came_from_and_its_classifica
     tree = lineage.trace(GRAPH, "marts/customer_360.email_hash")
     path = _path_to(tree, lambda n: n.source is not None)
     # the warehouse's raw table holds the HMAC computed at load; the address itself is in the file
-    assert path == ["marts/customer_360.email_hash", "staging/customers.email_hash", "raw/customers.email_hash", "landing/crm/customers/*.csv : email"]
+    assert path == ["marts/customer_360.email_hash", "staging/customers.email_hash", "raw/customers.email_hash", "regions/<region>/landing/crm/customers/*.csv : email"]
     raw = tree.inputs[0].inputs[0]
     assert (tree.pii, raw.pii, raw.inputs[0].pii) == ("indirect", "indirect", "direct")
 
@@ -72,10 +72,10 @@ def test_an_asset_traces_to_every_source_it_reads():
     tree = lineage.trace(GRAPH, "features/customer_daily")
     assert set(tree.sources()) == {
         "landing/behavioral/events/*.jsonl", "landing/billing/payments/*.parquet", "landing/billing/chargebacks/*.parquet",
-        "landing/billing/subscriptions/*.parquet", "landing/crm/customers/*.csv", "landing/crm/support_tickets/*.csv",
+        "landing/billing/subscriptions/*.parquet", "regions/<region>/landing/crm/customers/*.csv", "regions/<region>/landing/crm/support_tickets/*.csv",
     }
     model = lineage.trace(GRAPH, "ml/fraud_model.ip_country_mismatch")
-    assert model.sources() == {"landing/behavioral/events/*.jsonl": {"ip_country"}, "landing/crm/customers/*.csv": {"country"}}
+    assert model.sources() == {"landing/behavioral/events/*.jsonl": {"ip_country"}, "regions/<region>/landing/crm/customers/*.csv": {"country"}}
 
 
 def test_unknown_targets_are_refused_with_suggestions(capsys):

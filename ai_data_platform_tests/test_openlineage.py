@@ -110,6 +110,13 @@ def test_facets_describe_the_partition_that_was_written(emitted):
     raw = next(e for e in events if e["eventType"] == "COMPLETE" and e["job"]["name"] == "raw/payments"
                and e["run"]["facets"]["nominalTime"]["nominalStartTime"].startswith(day))
     assert f"landing/billing/payments/{day}.parquet" in {i["name"] for i in raw["inputs"]}
+    customers = next(e for e in events if e["eventType"] == "COMPLETE" and e["job"]["name"] == "raw/customers"
+                     and e["run"]["facets"]["nominalTime"]["nominalStartTime"].startswith(day))
+    files = {(i["namespace"], i["name"]) for i in customers["inputs"] if "landing/" in i["name"]}
+    root = settings.paths().root  # the day's export of every region, each in its zone
+    assert files == {(f"file://{root}", f"regions/{r}/landing/crm/customers/{day}.csv") for r in ("EU", "US", "APAC")}
+    segment = customers["outputs"][0]["facets"]["columnLineage"]["fields"]["segment"]["inputFields"]
+    assert {(f["namespace"], f["name"], f["field"]) for f in segment} == {(ns, name, "segment") for ns, name in files}
 
 
 class _Collector(BaseHTTPRequestHandler):

@@ -107,6 +107,7 @@ def world_copy(tiny_world, tmp_path, monkeypatch):
     paths, _, days = tiny_world
     shutil.copyfile(paths.warehouse, tmp_path / "warehouse.duckdb")
     shutil.copytree(paths.landing, tmp_path / "landing")
+    shutil.copytree(paths.root / "regions", tmp_path / "regions", ignore=shutil.ignore_patterns("*.duckdb*"))
     monkeypatch.setenv("ADP_DATA_DIR", str(tmp_path))
     return settings.Paths(tmp_path), days
 

@@ -18,6 +18,7 @@ from ai_data_platform.governance.stores import PERSONAL_TABLES, RegionalStores
 from ai_data_platform.resources import build_resources
 from ai_data_platform.schedules import BATCH_GROUPS
 from ai_data_platform.sources.contracts import REGIONS, SOURCE_TABLES, dirt_rule
+from ai_data_platform.sources.landing import LandingZones
 from ai_data_platform.sources.simulator import generate
 
 from .conftest import END
@@ -48,7 +49,7 @@ def materialize_day(paths: settings.Paths, day: date, instance=None) -> dg.Execu
 def built(tmp_path_factory):
     root = tmp_path_factory.mktemp("pipeline")
     paths = settings.Paths(root)
-    manifest = generate(paths.landing, customers=400, days=5, end=END, seed=7, dirty_rate=0.01)
+    manifest = generate(LandingZones.from_settings(paths), customers=400, days=5, end=END, seed=7, dirty_rate=0.01)
     instance = dg.DagsterInstance.ephemeral()
     # The first two days as one single-run backfill (the CRM's initial full export is on day 1),
     # then one run per day, as the nightly schedule does.
@@ -83,8 +84,12 @@ def test_three_days_materialize_with_every_check_passing(built):
 
 
 def _injected(manifest, table, day):
-    rel = next(f for f, info in manifest["files"].items() if info["table"] == table and info["date"] == day.isoformat())
-    return manifest["files"][rel]
+    """Rows and dirt of a table's day, over its files (one per region for the CRM's tables)."""
+    entries = [info for info in manifest["files"].values() if info["table"] == table and info["date"] == day.isoformat()]
+    regions = sorted(info["region"] or "" for info in entries)
+    assert regions == (sorted(REGIONS) if table in ("customers", "support_tickets") else [""]), (table, day)
+    dirt = {kind: sum(info["dirt"][kind] for info in entries) for kind in entries[0]["dirt"]}
+    return {"rows": sum(info["rows"] for info in entries), "dirt": dirt}
 
 
 def test_quarantine_counts_equal_injected_dirt(built):
@@ -243,7 +248,7 @@ def test_features_for_a_day_ignore_data_that_arrives_later(built, tmp_path):
 def test_corrupted_day_fails_its_gate_and_features_are_not_built(tmp_path):
     paths = settings.Paths(tmp_path / "corrupt")
     bad_day = END
-    generate(paths.landing, customers=2000, days=3, end=END, seed=11, corrupt=[("payments", bad_day, 0.3)])
+    generate(LandingZones.from_settings(paths), customers=2000, days=3, end=END, seed=11, corrupt=[("payments", bad_day, 0.3)])
     instance = dg.DagsterInstance.ephemeral()
     for day in (END - timedelta(days=2), END - timedelta(days=1)):
         assert materialize_day(paths, day, instance).success
@@ -270,10 +275,10 @@ def test_negative_amounts_fail_the_gx_gate_with_expectation_detail(tmp_path):
     import pyarrow.parquet as pq
 
     paths = settings.Paths(tmp_path / "negative")
-    generate(paths.landing, customers=2000, days=2, end=END, seed=5)
+    generate(LandingZones.from_settings(paths), customers=2000, days=2, end=END, seed=5)
     from ai_data_platform.sources.contracts import PAYMENTS
 
-    path = PAYMENTS.landing_file(paths.landing, END)
+    path = LandingZones.from_settings(paths).file(PAYMENTS, END)
     table = pq.read_table(path)
     n = table.num_rows
     flip = [i % 3 == 0 for i in range(n)]  # a third of the rows

@@ -185,10 +185,11 @@ def prod(tmp_path_factory):
     require_service(*POSTGRES)
     import psycopg
 
+    from ai_data_platform.sources.landing import LandingZones
     from ai_data_platform.sources.simulator import generate
 
     root = tmp_path_factory.mktemp("prod")
-    manifest = generate(root / "landing", customers=200, days=len(DAYS), end=END, seed=11)
+    manifest = generate(LandingZones.from_settings(settings.Paths(root)), customers=200, days=len(DAYS), end=END, seed=11)
     database = f"adp_test_{uuid.uuid4().hex[:12]}"
     pg_url = f"postgresql://postgres@127.0.0.1:5432/{database}"
     port = _free_port()
@@ -378,7 +379,12 @@ def _rows(p: Prod, table: str, day: date, exclude: str = "") -> list[tuple]:
 
 
 def _landed_rows(p: Prod, table: str, days) -> dict[str, int]:
-    return {f["date"]: f["rows"] for f in p.manifest["files"].values() if f["table"] == table and date.fromisoformat(f["date"]) in days}
+    """{day: rows landed}, over the day's files (one per region for the CRM's tables)."""
+    out: dict[str, int] = {}
+    for f in p.manifest["files"].values():
+        if f["table"] == table and date.fromisoformat(f["date"]) in days:
+            out[f["date"]] = out.get(f["date"], 0) + f["rows"]
+    return out
 
 
 # ---------------------------------------------------------------- tests

@@ -14,7 +14,7 @@ from ai_data_platform import warehouse
 from ai_data_platform.governance import audit, retention
 from ai_data_platform.governance.stores import alias
 from ai_data_platform.ml import datasets, models
-from ai_data_platform.sources.contracts import EVENTS, REGIONS
+from ai_data_platform.sources.contracts import EVENTS, REGIONS, SUPPORT_TICKETS
 
 from . import lifecycle_world as world
 from .lifecycle_world import DAYS, KEY
@@ -23,6 +23,7 @@ AS_OF = date(2026, 11, 20)
 OVERRIDES = {  # asset -> days: everything else is kept until erasure
     "raw/events": 2,  # cutoff 11-18: 11-17 (3 days old) goes, 11-18 (2 days, the limit) and 11-19 (1 day) stay
     "staging/events": 2,
+    "raw/support_tickets": 2,  # and its landing files, one per region: 11-17 goes from every region's zone
     "raw/support_tickets_personal": 1,  # ticket texts: 11-18 goes, 11-20 stays
     "ml/churn_training_set": 2,
     "ml/churn_model": 2,
@@ -112,7 +113,12 @@ def test_retention_deletes_exactly_what_expired_everywhere_and_the_bytes_go(path
     counts = report.counts_by_asset()
     assert counts["raw/events"] == raw_before[DAYS[0]] + 1  # the rows and the day's landing file
     assert counts["staging/events"] == staging_before[DAYS[0]]  # the marker row included
-    assert not EVENTS.landing_file(paths.landing, DAYS[0]).exists() and EVENTS.landing_file(paths.landing, DAYS[1]).exists()
+    zones = world.zones(paths)
+    assert not zones.file(EVENTS, DAYS[0]).exists() and zones.file(EVENTS, DAYS[1]).exists()
+    for region in REGIONS:  # a regional export ages like any other
+        assert not zones.file(SUPPORT_TICKETS, DAYS[0], region).exists() and zones.file(SUPPORT_TICKETS, DAYS[1], region).exists()
+    ticket_files = [e for e in report.expired if e.asset == "raw/support_tickets" and e.unit == "file"]
+    assert sorted(e.place for e in ticket_files) == [f"regions/{r}/landing/crm/support_tickets/2026-11-17.csv" for r in sorted(REGIONS)]
     assert counts["ml/churn_training_set"] == 1 and counts["ml/churn_model"] == 1
 
     with pytest.raises(datasets.DatasetDeleted, match=r"version '2026-11-17' was deleted on .* by retention \(retention: ml/churn_training_set keeps 2 days"):

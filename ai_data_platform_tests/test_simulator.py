@@ -4,7 +4,8 @@ The central check re-implements the staging rules in plain Python (malformed_row
 invalid_timestamp -> accepted_values -> non_negative -> known_customer -> unique_key, first
 failing rule wins) and asserts that, file by file, the rows each rule catches are exactly the
 dirt the manifest says was injected — so clean rows never fail a rule and every dirty row fails
-the rule contracts.dirt_rule names.
+the rule contracts.dirt_rule names. The CRM's tables land in one file per region and day
+(``sources/landing.LandingZones``); a day of a table is all of its files.
 """
 
 from __future__ import annotations
@@ -21,16 +22,22 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from ai_data_platform import settings
+from ai_data_platform.governance.stores import DEFAULT_REGION
 from ai_data_platform.sources.contracts import (
     CUSTOMERS,
     DIRT_KINDS,
+    REGIONS,
     SOURCE_TABLES,
+    SUPPORT_TICKETS,
     TIMESTAMP_FORMAT,
     SourceTable,
     dirt_rule,
     table,
 )
+from ai_data_platform.sources.landing import LandingZones
 from ai_data_platform.sources.simulator import default_end, generate
+from ai_data_platform.sources.simulator_dirt import UNKNOWN_CUSTOMER_REGION
 
 END = date(2026, 1, 31)
 SMALL = dict(customers=300, days=6, end=END, seed=7)
@@ -39,6 +46,11 @@ MALFORMED = object()  # marker for a row that could not be parsed at all
 
 
 # --- reading landing files -------------------------------------------------------------------
+
+
+def zones_under(root: Path) -> LandingZones:
+    """The landing zones of a data directory ``root`` (shared ``root/landing``, ``root/regions/<R>/landing``)."""
+    return LandingZones.from_settings(settings.Paths(root))
 
 
 def window_days(manifest: dict) -> list[date]:
@@ -113,27 +125,35 @@ def first_failing_rule(contract: SourceTable, row, day: date, known: set) -> str
     return None
 
 
-def audit(landing: Path, manifest: dict) -> dict:
-    """Apply the staging rules to every file; return per file the rule counts and clean rows."""
+def read_day(zones: LandingZones, contract: SourceTable, day: date) -> list:
+    """The rows of every file of a table's day (one per region for the CRM's tables)."""
+    return [row for path in zones.files(contract, day) for row in read_rows(contract, path)]
+
+
+def audit(zones: LandingZones, manifest: dict) -> dict:
+    """Apply the staging rules to every file; return per file the rule counts and clean rows.
+    A day's files are one partition: a key seen in one region's file is a repeat in another's."""
     known: set = set()  # customer ids and emails seen in valid CRM rows of files up to the day
     result = {}
     for day in window_days(manifest):
         for contract in SOURCE_TABLES:  # customers first, so same-day references resolve
-            path = contract.landing_file(landing, day)
-            rules, seen_keys, valid = Counter(), set(), []
-            for row in read_rows(contract, path):
-                rule = first_failing_rule(contract, row, day, known)
-                if rule is None and row[contract.key] in seen_keys:
-                    rule = "unique_key"
-                if rule is None:
-                    seen_keys.add(row[contract.key])
-                    valid.append(row)
-                else:
-                    rules[rule] += 1
+            seen_keys, day_valid = set(), []
+            for path in zones.files(contract, day):
+                rules, valid = Counter(), []
+                for row in read_rows(contract, path):
+                    rule = first_failing_rule(contract, row, day, known)
+                    if rule is None and row[contract.key] in seen_keys:
+                        rule = "unique_key"
+                    if rule is None:
+                        seen_keys.add(row[contract.key])
+                        valid.append(row)
+                    else:
+                        rules[rule] += 1
+                result[zones.name(path)] = {"rules": rules, "valid": valid}
+                day_valid += valid
             if contract is CUSTOMERS:
-                known.update(r["customer_id"] for r in valid)
-                known.update(r["email"] for r in valid)
-            result[path.relative_to(landing).as_posix()] = {"rules": rules, "valid": valid}
+                known.update(r["customer_id"] for r in day_valid)
+                known.update(r["email"] for r in day_valid)
     return result
 
 
@@ -153,44 +173,41 @@ def expected_rules(contract: SourceTable, dirt: dict) -> Counter:
 
 
 @pytest.fixture(scope="module")
-def small(tmp_path_factory) -> tuple[Path, dict]:
+def small(tmp_path_factory) -> tuple[LandingZones, dict]:
     """300 customers x 6 days with a high dirty rate, so every kind of dirt occurs."""
-    landing = tmp_path_factory.mktemp("small") / "landing"
-    return landing, generate(landing, dirty_rate=0.02, **SMALL)
+    zones = zones_under(tmp_path_factory.mktemp("small"))
+    return zones, generate(zones, dirty_rate=0.02, **SMALL)
 
 
 @pytest.fixture(scope="module")
-def month(tmp_path_factory) -> tuple[Path, dict]:
+def month(tmp_path_factory) -> tuple[LandingZones, dict]:
     """2000 customers x 30 days: enough data for the churn and fraud signal."""
-    landing = tmp_path_factory.mktemp("month") / "landing"
-    return landing, generate(landing, customers=2000, days=30, end=END, seed=3, dirty_rate=0.0)
+    zones = zones_under(tmp_path_factory.mktemp("month"))
+    return zones, generate(zones, customers=2000, days=30, end=END, seed=3, dirty_rate=0.0)
 
 
-def valid_rows(landing: Path, name: str) -> list[dict]:
-    """All rows of a table across days (only for data sets generated with dirty_rate=0)."""
+def valid_rows(zones: LandingZones, name: str) -> list[dict]:
+    """All rows of a table across days and regions (only for data sets generated with dirty_rate=0)."""
     contract = table(name)
-    rows = []
-    for path in sorted(contract.landing_dir(landing).glob(f"*.{contract.extension}")):
-        rows.extend(read_rows(contract, path))
-    return rows
+    return [row for path in zones.landed(contract) for row in read_rows(contract, path)]
 
 
 # --- determinism and layout ------------------------------------------------------------------
 
 
-def landing_bytes(landing: Path) -> dict[str, bytes]:
-    return {p.relative_to(landing).as_posix(): p.read_bytes() for p in sorted(landing.rglob("*")) if p.is_file()}
+def landing_bytes(zones: LandingZones) -> dict[str, bytes]:
+    return {zones.name(p): p.read_bytes() for root in zones.roots() for p in sorted(root.rglob("*")) if p.is_file()}
 
 
 def test_same_arguments_give_identical_bytes_and_another_seed_differs(tmp_path, small):
-    landing, _ = small
-    again = tmp_path / "again"
+    zones, _ = small
+    again = zones_under(tmp_path / "again")
     generate(again, dirty_rate=0.02, **SMALL)
-    first, second = landing_bytes(landing), landing_bytes(again)
+    first, second = landing_bytes(zones), landing_bytes(again)
     assert first.keys() == second.keys()
     assert [k for k in first if first[k] != second[k]] == []
 
-    other = tmp_path / "other"
+    other = zones_under(tmp_path / "other")
     generate(other, dirty_rate=0.02, **{**SMALL, "seed": 8})
     third = landing_bytes(other)
     assert third.keys() == first.keys()
@@ -198,33 +215,69 @@ def test_same_arguments_give_identical_bytes_and_another_seed_differs(tmp_path, 
     assert len(changed) >= 12  # events and CRM files of every day differ
 
 
-def test_every_table_has_one_file_per_day_with_contract_columns(small):
-    landing, manifest = small
+def test_every_table_has_its_files_every_day_with_contract_columns(small):
+    zones, manifest = small
     days = window_days(manifest)
     assert days == [END - timedelta(days=5) + timedelta(days=i) for i in range(6)]
-    expected_files = {t.landing_file(landing, d).relative_to(landing).as_posix() for t in SOURCE_TABLES for d in days}
-    on_disk = {p.relative_to(landing).as_posix() for p in landing.rglob("*") if p.is_file()}
-    assert on_disk == expected_files | {"manifest.json"}
+    expected_files = {zones.name(p) for t in SOURCE_TABLES for d in days for p in zones.files(t, d)}
+    assert len(expected_files) == 6 * (5 + 2 * 3)  # a shared file for 5 tables, one per region for the CRM's 2
+    on_disk = set(landing_bytes(zones))
+    assert on_disk == expected_files | {"landing/manifest.json"}
     assert set(manifest["files"]) == expected_files
     for contract in SOURCE_TABLES:
         for day in days:
-            path = contract.landing_file(landing, day)
-            if contract.file_format == "parquet":
-                schema = pq.read_schema(path)
-                assert schema.names == list(contract.column_names)
-                assert schema.types == [ARROW_TYPES[c.dtype] for c in contract.columns]
-            elif contract.file_format == "csv":
-                assert path.read_text().splitlines()[0] == ",".join(contract.column_names)
-            rows = read_rows(contract, path)
-            entry = manifest["files"][path.relative_to(landing).as_posix()]
-            assert entry["rows"] == len(rows)
-            assert (entry["table"], entry["date"]) == (contract.name, day.isoformat())
+            for path in zones.files(contract, day):
+                if contract.file_format == "parquet":
+                    schema = pq.read_schema(path)
+                    assert schema.names == list(contract.column_names)
+                    assert schema.types == [ARROW_TYPES[c.dtype] for c in contract.columns]
+                elif contract.file_format == "csv":
+                    assert path.read_text().splitlines()[0] == ",".join(contract.column_names)
+                rows = read_rows(contract, path)
+                entry = manifest["files"][zones.name(path)]
+                assert entry["rows"] == len(rows)
+                assert (entry["table"], entry["date"]) == (contract.name, day.isoformat())
+                assert entry["region"] == (path.parts[-5] if contract.source == "crm" else None)
+
+
+def test_the_crm_exports_each_region_to_its_zone_and_unknown_senders_to_the_eu(small):
+    """Customers in their region's file, a ticket in its customer's region's file, tickets from
+    unknown emails (dirt) in the EU file: no file of a zone holds another region's customer.
+    (test_corrupt_... checks the unknown senders of a day with many.)"""
+    zones, manifest = small
+    assert REGIONS[UNKNOWN_CUSTOMER_REGION] == DEFAULT_REGION == "EU"  # the platform's default for the unplaceable
+    region_of_email, region_of_id = {}, {}
+    for path in zones.landed(CUSTOMERS):
+        for row in read_rows(CUSTOMERS, path):
+            if row is not MALFORMED and row["region"] in REGIONS:
+                region_of_email[row["email"]] = region_of_id[row["customer_id"]] = row["region"]
+    for region in REGIONS:
+        for day in window_days(manifest):
+            path = zones.file(CUSTOMERS, day, region)
+            rows = [r for r in read_rows(CUSTOMERS, path) if r is not MALFORMED]
+            assert {r["region"] for r in rows} <= {region, None}, path  # None: a copy with the region nulled (dirt)
+            assert {region_of_id[r["customer_id"]] for r in rows if r["customer_id"] in region_of_id} <= {region}, path
+            for line in path.read_text().splitlines()[1:]:  # malformed lines too: id, name, email of the region's
+                assert region_of_id.get(line.split(",")[0], region) == region, (path, line)
+            tickets = [r for r in read_rows(SUPPORT_TICKETS, zones.file(SUPPORT_TICKETS, day, region)) if r is not MALFORMED]
+            senders = {region_of_email.get(t["customer_email"], "unknown") for t in tickets if t["customer_email"]}
+            assert senders <= ({region, "unknown"} if region == "EU" else {region}), (region, day, senders)
+    per_region = Counter(e["region"] for e in manifest["files"].values() if e["table"] == "customers" for _ in range(e["rows"]))
+    assert all(per_region[r] > 20 for r in REGIONS)
+    assert not any(e["dirt"]["unknown_customer"] for e in manifest["files"].values() if e["region"] in ("US", "APAC"))
+
+
+def test_generate_wants_the_landing_zones(tmp_path):
+    with pytest.raises(TypeError, match="LandingZones"):
+        generate(tmp_path / "landing", customers=5, days=1, end=END, seed=1)
 
 
 def test_days_without_rows_still_get_a_file(tmp_path):
-    manifest = generate(tmp_path, customers=5, days=2, end=END, seed=1, dirty_rate=0.0)
+    zones = zones_under(tmp_path)
+    manifest = generate(zones, customers=5, days=2, end=END, seed=1, dirty_rate=0.0)
     empty = {rel: e for rel, e in manifest["files"].items() if e["rows"] == 0}
     assert {e["table"] for e in empty.values()} >= {"support_tickets", "chargebacks"}  # too few customers
+    assert {e["region"] for e in empty.values() if e["table"] == "customers"}  # a region without customers that day
     for rel, entry in empty.items():
         contract, path = table(entry["table"]), tmp_path / rel
         if contract.file_format == "csv":
@@ -237,8 +290,8 @@ def test_days_without_rows_still_get_a_file(tmp_path):
 
 
 def test_manifest_json_is_the_returned_manifest_with_sorted_keys(small):
-    landing, manifest = small
-    text = (landing / "manifest.json").read_text()
+    zones, manifest = small
+    text = (zones.shared / "manifest.json").read_text()
     assert json.loads(text) == manifest
     assert text == json.dumps(manifest, sort_keys=True, indent=2) + "\n"
     assert manifest["args"] == {
@@ -251,29 +304,36 @@ def test_manifest_json_is_the_returned_manifest_with_sorted_keys(small):
 
 
 def test_regeneration_leaves_no_stale_files_and_spares_other_files(tmp_path):
-    generate(tmp_path, customers=20, days=4, end=END, seed=1)
-    keep = tmp_path / "notes.txt"
+    zones = zones_under(tmp_path)
+    generate(zones, customers=20, days=4, end=END, seed=1)
+    keep = zones.shared / "notes.txt"
     keep.write_text("not a landing file")
-    generate(tmp_path, customers=20, days=2, end=END - timedelta(days=1), seed=1)
+    old_layout = CUSTOMERS.landing_file(zones.shared, END)  # a CRM export from before exports were regional
+    old_layout.parent.mkdir(parents=True)
+    old_layout.write_text("customer_id\n")
+    generate(zones, customers=20, days=2, end=END - timedelta(days=1), seed=1)
     for contract in SOURCE_TABLES:
-        names = sorted(p.name for p in contract.landing_dir(tmp_path).iterdir())
-        assert names == [f"2026-01-29.{contract.extension}", f"2026-01-30.{contract.extension}"]
+        for folder in zones.dirs(contract):
+            names = sorted(p.name for p in folder.iterdir())
+            assert names == [f"2026-01-29.{contract.extension}", f"2026-01-30.{contract.extension}"]
     assert keep.read_text() == "not a landing file"
+    assert not old_layout.exists()
 
 
 # --- dirt: each kind caught by exactly its rule -----------------------------------------------
 
 
 def test_injected_dirt_is_exactly_what_the_staging_rules_catch(small):
-    landing, manifest = small
-    audited = audit(landing, manifest)
+    zones, manifest = small
+    audited = audit(zones, manifest)
     for contract in SOURCE_TABLES:
         total_dirt = Counter()
         for day in window_days(manifest):
-            rel = contract.landing_file(landing, day).relative_to(landing).as_posix()
-            dirt = manifest["files"][rel]["dirt"]
-            assert audited[rel]["rules"] == expected_rules(contract, dirt), rel
-            total_dirt.update(dirt)
+            for path in zones.files(contract, day):
+                rel = zones.name(path)
+                dirt = manifest["files"][rel]["dirt"]
+                assert audited[rel]["rules"] == expected_rules(contract, dirt), rel
+                total_dirt.update(dirt)
         if contract.name in ("customers", "subscriptions", "events"):  # big enough for every kind
             kinds = [k for k in DIRT_KINDS if k != "unknown_customer" or contract.customer_ref]
             assert all(total_dirt[k] > 0 for k in kinds), (contract.name, total_dirt)
@@ -281,49 +341,50 @@ def test_injected_dirt_is_exactly_what_the_staging_rules_catch(small):
 
 
 def test_dirt_leaves_the_clean_records_untouched(tmp_path, small):
-    """What survives staging of a dirty data set is exactly the data set generated without dirt."""
-    landing, manifest = small
-    clean_landing = tmp_path / "clean"
-    generate(clean_landing, dirty_rate=0.0, **SMALL)
-    audited = audit(landing, manifest)
+    """What survives staging of a dirty data set is exactly the data set generated without dirt,
+    file by file (the clean rows are in the same region's file)."""
+    zones, manifest = small
+    clean = zones_under(tmp_path / "clean")
+    generate(clean, dirty_rate=0.0, **SMALL)
+    audited = audit(zones, manifest)
     for contract in SOURCE_TABLES:
         for day in window_days(manifest):
-            path = contract.landing_file(clean_landing, day)
-            rel = path.relative_to(clean_landing).as_posix()
-            # a duplicate may precede its original, so compare the rows ignoring order
-            assert sorted_rows(audited[rel]["valid"]) == sorted_rows(read_rows(contract, path)), rel
+            for path in clean.files(contract, day):
+                rel = clean.name(path)
+                # a duplicate may precede its original, so compare the rows ignoring order
+                assert sorted_rows(audited[rel]["valid"]) == sorted_rows(read_rows(contract, path)), rel
 
 
 def test_dirt_kinds_have_their_defining_shape(small):
-    landing, manifest = small
+    zones, manifest = small
     events, subscriptions = table("events"), table("subscriptions")
     for day in window_days(manifest):
         for contract in SOURCE_TABLES:
-            path = contract.landing_file(landing, day)
-            dirt = manifest["files"][path.relative_to(landing).as_posix()]["dirt"]
-            lines = raw_lines(contract, path)
-            assert sum(n - 1 for n in Counter(lines).values()) == dirt["duplicate"], path
-        path = events.landing_file(landing, day)
+            for path in zones.files(contract, day):  # a duplicate is in its original's file
+                dirt = manifest["files"][zones.name(path)]["dirt"]
+                lines = raw_lines(contract, path)
+                assert sum(n - 1 for n in Counter(lines).values()) == dirt["duplicate"], path
+        path = zones.file(events, day)
         rows = read_rows(events, path)
-        dirt = manifest["files"][path.relative_to(landing).as_posix()]["dirt"]
+        dirt = manifest["files"][zones.name(path)]["dirt"]
         assert sum(r is MALFORMED for r in rows) == dirt["malformed"]
         unknown = [r for r in rows if r is not MALFORMED and r["customer_id"] and r["customer_id"].startswith("C8")]
         assert len(unknown) == dirt["unknown_customer"]
         bad_times = [r for r in rows if r is not MALFORMED and r["event_time"] and parse_time(r["event_time"]) is None]
         assert len(bad_times) == dirt["bad_timestamp"]
-        sub_rows = read_rows(subscriptions, subscriptions.landing_file(landing, day))
-        sub_dirt = manifest["files"][subscriptions.landing_file(landing, day).relative_to(landing).as_posix()]["dirt"]
+        sub_rows = read_rows(subscriptions, zones.file(subscriptions, day))
+        sub_dirt = manifest["files"][zones.name(zones.file(subscriptions, day))]["dirt"]
         out_of_range = [r for r in sub_rows if r["updated_at"] and not 2000 <= r["updated_at"].year < 2100]
         assert len(out_of_range) == sub_dirt["bad_timestamp"]
 
 
 def test_keys_are_unique_across_the_data_set_except_exact_duplicates(small):
-    landing, manifest = small
+    zones, manifest = small
     for name in ("events", "support_tickets", "invoices", "payments", "chargebacks"):
         contract = table(name)
         keys = Counter()
         for day in window_days(manifest):
-            parsed = read_rows(contract, contract.landing_file(landing, day))
+            parsed = read_day(zones, contract, day)
             distinct = {tuple(r.values()) for r in parsed if r is not MALFORMED}  # exact copies once
             keys.update(dict(zip(contract.column_names, r))[contract.key] for r in distinct)
         assert max(keys.values(), default=1) == 1, name
@@ -334,11 +395,11 @@ def test_keys_are_unique_across_the_data_set_except_exact_duplicates(small):
 
 
 def test_clean_rows_reference_customers_already_exported_by_crm(month):
-    landing, manifest = month
+    zones, manifest = month
     first_crm_day: dict[str, date] = {}
     email_day: dict[str, date] = {}
     for day in window_days(manifest):
-        for row in read_rows(CUSTOMERS, CUSTOMERS.landing_file(landing, day)):
+        for row in read_day(zones, CUSTOMERS, day):
             first_crm_day.setdefault(row["customer_id"], day)
             email_day.setdefault(row["email"], day)
     start = date.fromisoformat(manifest["start"])
@@ -349,16 +410,16 @@ def test_clean_rows_reference_customers_already_exported_by_crm(month):
             continue
         lookup = email_day if contract.customer_ref == "customer_email" else first_crm_day
         for day in window_days(manifest):
-            for row in read_rows(contract, contract.landing_file(landing, day)):
+            for row in read_day(zones, contract, day):
                 assert lookup[row[contract.customer_ref]] <= day, (contract.name, day, row)
                 if contract.name == "events":  # late events never predate the customer's first CRM day
                     assert parse_time(row["event_time"]).date() >= first_crm_day[row["customer_id"]]
 
 
 def test_customer_rows_look_real(month):
-    landing, _ = month
-    rows = valid_rows(landing, "customers")
-    initial = read_rows(CUSTOMERS, CUSTOMERS.landing_file(landing, END - timedelta(days=29)))
+    zones, _ = month
+    rows = valid_rows(zones, "customers")
+    initial = read_day(zones, CUSTOMERS, END - timedelta(days=29))
     emails = [r["email"] for r in initial]
     assert len(set(emails)) == len(emails) and all(e == e.lower() and "@" in e for e in emails)
     phones = [r["phone"] for r in initial]
@@ -372,7 +433,7 @@ def test_customer_rows_look_real(month):
     assert signups[0] < "2024-03-01" and signups[-1] >= "2026-01-01"
     seen, updates = set(), 0
     for day in window_days(month[1]):
-        for row in read_rows(CUSTOMERS, CUSTOMERS.landing_file(landing, day)):
+        for row in read_day(zones, CUSTOMERS, day):
             if row["customer_id"] in seen:
                 updates += 1
                 assert row["updated_at"][:10] == day.isoformat()
@@ -381,13 +442,13 @@ def test_customer_rows_look_real(month):
 
 
 def test_subscriptions_invoices_and_payments_are_consistent(month):
-    landing, _ = month
-    subs = valid_rows(landing, "subscriptions")
-    invoices = valid_rows(landing, "invoices")
-    payments = valid_rows(landing, "payments")
+    zones, _ = month
+    subs = valid_rows(zones, "subscriptions")
+    invoices = valid_rows(zones, "invoices")
+    payments = valid_rows(zones, "payments")
     invoice_by_id = {i["invoice_id"]: i for i in invoices}
     assert {s["plan"] for s in subs} == {"basic", "pro", "business"}
-    first_day = read_rows(table("subscriptions"), table("subscriptions").landing_file(landing, date(2026, 1, 2)))
+    first_day = read_day(zones, table("subscriptions"), date(2026, 1, 2))
     assert len({s["customer_id"] for s in first_day}) == len(first_day) > 1500
     cancelled_in_window = [s for s in subs if s["cancelled_at"] and s["cancelled_at"] >= datetime(2026, 1, 2)]
     assert len(cancelled_in_window) > 10
@@ -408,9 +469,9 @@ def test_subscriptions_invoices_and_payments_are_consistent(month):
 
 
 def test_invoices_follow_the_billing_anniversary(month):
-    landing, _ = month
-    signup = {r["customer_id"]: parse_time(r["signup_at"]) for r in valid_rows(landing, "customers")}
-    invoices = valid_rows(landing, "invoices")
+    zones, _ = month
+    signup = {r["customer_id"]: parse_time(r["signup_at"]) for r in valid_rows(zones, "customers")}
+    invoices = valid_rows(zones, "invoices")
     assert len(invoices) > 1000
     for invoice in invoices:
         issued, joined = invoice["issued_at"], signup[invoice["customer_id"]]
@@ -424,11 +485,11 @@ def test_invoices_follow_the_billing_anniversary(month):
 
 
 def test_chargebacks_dispute_real_card_transactions_days_later(month):
-    landing, _ = month
-    chargebacks = valid_rows(landing, "chargebacks")
+    zones, _ = month
+    chargebacks = valid_rows(zones, "chargebacks")
     assert len(chargebacks) > 20
     wanted = {c["transaction_id"] for c in chargebacks}
-    transactions = {e["event_id"]: e for e in valid_rows(landing, "events") if e["event_id"] in wanted}
+    transactions = {e["event_id"]: e for e in valid_rows(zones, "events") if e["event_id"] in wanted}
     for c in chargebacks:
         e = transactions[c["transaction_id"]]
         assert e["event_type"] == "card_transaction"
@@ -438,11 +499,11 @@ def test_chargebacks_dispute_real_card_transactions_days_later(month):
 
 
 def test_events_volume_types_and_late_arrivals(month):
-    landing, manifest = month
+    zones, manifest = month
     events = table("events")
     late_share = []
     for day in window_days(manifest):
-        rows = read_rows(events, events.landing_file(landing, day))
+        rows = read_day(zones, events, day)
         midnight = datetime.combine(day, datetime.min.time())
         times = [parse_time(r["event_time"]) for r in rows]
         assert max(times) < midnight + timedelta(days=1)  # nothing from the future
@@ -461,10 +522,10 @@ def test_events_volume_types_and_late_arrivals(month):
 
 def test_fraud_signal_new_device_and_foreign_ip(month):
     """Chargebacks for fraud hit transactions on a just-seen device from abroad far more often."""
-    landing, _ = month
-    home = {r["customer_id"]: r["country"] for r in valid_rows(landing, "customers")}
-    fraud_disputed = {c["transaction_id"] for c in valid_rows(landing, "chargebacks") if c["reason"] == "fraudulent"}
-    events = sorted(valid_rows(landing, "events"), key=lambda r: (r["event_time"], r["event_id"]))
+    zones, _ = month
+    home = {r["customer_id"]: r["country"] for r in valid_rows(zones, "customers")}
+    fraud_disputed = {c["transaction_id"] for c in valid_rows(zones, "chargebacks") if c["reason"] == "fraudulent"}
+    events = sorted(valid_rows(zones, "events"), key=lambda r: (r["event_time"], r["event_id"]))
     first_seen: dict[tuple[str, str], datetime] = {}
     risky, rest = [], []
     for e in events:
@@ -480,18 +541,18 @@ def test_fraud_signal_new_device_and_foreign_ip(month):
 
 
 def test_churn_signal_failed_payments_tickets_and_fading_activity(month):
-    landing, _ = month
-    customers = valid_rows(landing, "customers")
+    zones, _ = month
+    customers = valid_rows(zones, "customers")
     email_owner = {r["email"]: r["customer_id"] for r in customers}
     signup = {r["customer_id"]: r["signup_at"] for r in customers}
     window_start = datetime(2026, 1, 2)
-    subs = valid_rows(landing, "subscriptions")
+    subs = valid_rows(zones, "subscriptions")
     cancelled_at = {
         s["customer_id"]: s["cancelled_at"] for s in subs if s["cancelled_at"] and s["cancelled_at"] >= window_start
     }
     live = {s["customer_id"] for s in subs if s["cancelled_at"] is None} - set(cancelled_at)
-    failed = Counter(p["customer_id"] for p in valid_rows(landing, "payments") if p["status"] == "failed")
-    tickets = Counter(email_owner[t["customer_email"]] for t in valid_rows(landing, "support_tickets"))
+    failed = Counter(p["customer_id"] for p in valid_rows(zones, "payments") if p["status"] == "failed")
+    tickets = Counter(email_owner[t["customer_email"]] for t in valid_rows(zones, "support_tickets"))
     assert len(cancelled_at) > 20
     for trouble in (failed, tickets):
         assert np.mean([trouble[c] for c in cancelled_at]) > 2 * np.mean([trouble[c] for c in live])
@@ -503,7 +564,7 @@ def test_churn_signal_failed_payments_tickets_and_fading_activity(month):
         if t >= datetime(2026, 1, 24) and not failed[c] and signup[c] < "2026-01-02"
     }
     last_week, third_week = 0, 0
-    for e in valid_rows(landing, "events"):
+    for e in valid_rows(zones, "events"):
         if e["customer_id"] in fading:
             age = fading[e["customer_id"]] - parse_time(e["event_time"])
             last_week += timedelta(0) <= age < timedelta(days=7)
@@ -516,11 +577,12 @@ def test_corrupt_replaces_the_requested_share_of_customer_references(tmp_path):
     days = [END - timedelta(days=i) for i in range(4, -1, -1)]
     events_day = days[2]
     corrupt = [("events", events_day, 0.25)] + [("support_tickets", d, 0.5) for d in days[1:]]
-    manifest = generate(tmp_path, customers=1000, days=5, end=END, seed=5, dirty_rate=0.0, corrupt=corrupt)
+    zones = zones_under(tmp_path)
+    manifest = generate(zones, customers=1000, days=5, end=END, seed=5, dirty_rate=0.0, corrupt=corrupt)
     assert manifest["args"]["corrupt"][0] == ["events", events_day.isoformat(), 0.25]
     crm_ids, crm_emails = set(), set()
     for day in days:
-        for row in read_rows(CUSTOMERS, CUSTOMERS.landing_file(tmp_path, day)):
+        for row in read_day(zones, CUSTOMERS, day):
             crm_ids.add(row["customer_id"])
             crm_emails.add(row["email"])
     checked = Counter()
@@ -528,25 +590,28 @@ def test_corrupt_replaces_the_requested_share_of_customer_references(tmp_path):
     for name, ref, known, rate in cases:
         contract = table(name)
         for day in days:
-            rows = read_rows(contract, contract.landing_file(tmp_path, day))
+            rows = read_day(zones, contract, day)
             unknown = sum(r[ref] not in known for r in rows)
-            entry = manifest["files"][contract.landing_file(tmp_path, day).relative_to(tmp_path).as_posix()]
+            listed_dirt = sum(manifest["files"][zones.name(path)]["dirt"]["unknown_customer"] for path in zones.files(contract, day))
             listed = (name, day) in {(n, d) for n, d, _ in corrupt}
             expected = int(np.floor(rate * len(rows) + 0.5)) if listed else 0
-            assert entry["dirt"]["unknown_customer"] == unknown == expected, (name, day)
+            assert listed_dirt == unknown == expected, (name, day)
+            if name == "support_tickets":  # a ticket from an unknown sender is exported to the EU zone
+                assert all(r[ref] in known for region in ("US", "APAC") for r in read_rows(contract, zones.file(contract, day, region)))
             checked[name] += unknown
     assert checked["events"] > 100 and checked["support_tickets"] > 0
 
 
 def test_invalid_arguments_are_rejected(tmp_path):
+    zones = zones_under(tmp_path)
     with pytest.raises(ValueError):
-        generate(tmp_path, customers=0, days=3, end=END, seed=1)
+        generate(zones, customers=0, days=3, end=END, seed=1)
     with pytest.raises(ValueError):
-        generate(tmp_path, customers=10, days=3, end=END, seed=1, corrupt=[("customers", END, 0.1)])
+        generate(zones, customers=10, days=3, end=END, seed=1, corrupt=[("customers", END, 0.1)])
     with pytest.raises(ValueError):
-        generate(tmp_path, customers=10, days=3, end=END, seed=1, corrupt=[("events", END + timedelta(days=1), 0.1)])
+        generate(zones, customers=10, days=3, end=END, seed=1, corrupt=[("events", END + timedelta(days=1), 0.1)])
     with pytest.raises(KeyError):
-        generate(tmp_path, customers=10, days=3, end=END, seed=1, corrupt=[("nope", END, 0.1)])
+        generate(zones, customers=10, days=3, end=END, seed=1, corrupt=[("nope", END, 0.1)])
 
 
 def test_default_end_is_yesterday_utc():

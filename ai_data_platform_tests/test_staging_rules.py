@@ -3,6 +3,7 @@ exact duplicates are counted, PII never reaches staging, and rows are conserved.
 
 import csv
 import json
+import re
 from datetime import date
 
 import pyarrow as pa
@@ -13,7 +14,8 @@ from ai_data_platform import settings, warehouse
 from ai_data_platform.governance.pii import hmac_hex
 from ai_data_platform.governance.stores import PersonalData, RegionalStores
 from ai_data_platform.sources import raw_load, staging
-from ai_data_platform.sources.contracts import CUSTOMERS, EVENTS, PAYMENTS, SUPPORT_TICKETS
+from ai_data_platform.sources.contracts import CUSTOMERS, EVENTS, PAYMENTS, REGIONS, SUPPORT_TICKETS
+from ai_data_platform.sources.landing import LandingFileMissing, LandingZones
 
 DAY = date(2026, 11, 20)
 KEY = "test-key"
@@ -41,19 +43,26 @@ def _write_csv(path, header, rows, raw_lines=()):
             fh.write(line + "\n")
 
 
+def _zones(root) -> LandingZones:
+    return LandingZones.from_settings(settings.Paths(root))
+
+
 @pytest.fixture()
 def landed(tmp_path):
-    landing = tmp_path / "landing"
-    good = [_customer("C1", "Ann@Example.com"), _customer("C2", "bob@example.com")]
-    bad = [
+    zones = _zones(tmp_path)
+    eu = [
+        _customer("C1", "Ann@Example.com"),
         _customer("C3", ""),  # not_null on email
         _customer("C4", "d@example.com", updated_at="2026-02-30T25:00:00Z"),  # invalid_timestamp
         _customer("C5", "e@example.com", region="MARS"),  # accepted_values
         _customer("C6", "f@example.com", marketing_consent="maybe"),  # invalid_boolean
         _customer("C1", "other@example.com"),  # unique_key (second C1)
     ]
-    dup = [_customer("C2", "bob@example.com")]  # exact duplicate of a good row
-    _write_csv(CUSTOMERS.landing_file(landing, DAY), CUSTOMER_HEADER, good + bad + dup, raw_lines=["C7,truncated"])
+    us = [_customer("C2", "bob@example.com", region="US")] * 2  # the second: an exact duplicate
+    # one CRM export per region, read as one partition: EU records 1-7, US 8-9, APAC none
+    _write_csv(zones.file(CUSTOMERS, DAY, "EU"), CUSTOMER_HEADER, eu, raw_lines=["C7,truncated"])
+    _write_csv(zones.file(CUSTOMERS, DAY, "US"), CUSTOMER_HEADER, us)
+    _write_csv(zones.file(CUSTOMERS, DAY, "APAC"), CUSTOMER_HEADER, [])
 
     pay_rows = [
         ("P1", "I1", "C1", 10.0, "EUR", "succeeded", None),
@@ -76,7 +85,7 @@ def landed(tmp_path):
             "failure_code": pa.array(list(cols[6]), pa.string()), "created_at": ts,
         }
     )
-    path = PAYMENTS.landing_file(landing, DAY)
+    path = zones.file(PAYMENTS, DAY)
     path.parent.mkdir(parents=True, exist_ok=True)
     pq.write_table(table, path)
 
@@ -85,7 +94,7 @@ def landed(tmp_path):
         {"event_id": "E2", "customer_id": "C2", "event_type": "card_transaction", "event_time": "2026-11-18T23:00:00Z", "amount": 12.5},
         {"event_id": "E3", "customer_id": None, "event_type": "login", "event_time": "2026-11-20T01:00:00Z"},
     ]
-    ev_path = EVENTS.landing_file(landing, DAY)
+    ev_path = zones.file(EVENTS, DAY)
     ev_path.parent.mkdir(parents=True, exist_ok=True)
     lines = [json.dumps({c: e.get(c) for c in EVENTS.column_names}) for e in events]
     lines.append('{"event_id": "E4", "customer_id"')  # malformed
@@ -96,13 +105,14 @@ def landed(tmp_path):
         {"ticket_id": "T1", "customer_email": " ANN@example.com", "created_at": "2026-11-20T05:00:00Z", "channel": "email", "category": "billing", "priority": "low", "status": "open", "body": "help, please"},
         {"ticket_id": "T2", "customer_email": "nobody@example.com", "created_at": "2026-11-20T05:00:00Z", "channel": "chat", "category": "billing", "priority": "low", "status": "open", "body": ""},
     ]
-    _write_csv(SUPPORT_TICKETS.landing_file(landing, DAY), list(SUPPORT_TICKETS.column_names), tickets)
+    for region in REGIONS:  # a ticket from an unknown email lands in the EU zone
+        _write_csv(zones.file(SUPPORT_TICKETS, DAY, region), list(SUPPORT_TICKETS.column_names), tickets if region == "EU" else [])
 
     con = warehouse.connect(tmp_path / "wh.duckdb")
     warehouse.ensure_schemas(con)
     personal = _personal(tmp_path)
     for t in (CUSTOMERS, PAYMENTS, EVENTS, SUPPORT_TICKETS):
-        raw_load.load_days(con, t, landing, [DAY], personal)
+        raw_load.load_days(con, t, zones, [DAY], personal)
     results = {t.name: staging.stage_days(con, t, [DAY], personal)[0] for t in (CUSTOMERS, PAYMENTS, EVENTS, SUPPORT_TICKETS)}
     with personal.stores.attached(con):
         yield con, results
@@ -121,16 +131,22 @@ def test_customers_each_bad_row_is_quarantined_by_its_rule(landed):
     con, results = landed
     q = _quarantine(con, "customers")
     assert q == {
-        3: ("not_null", "email"),
-        4: ("invalid_timestamp", "updated_at"),
-        5: ("accepted_values", "region"),
-        6: ("invalid_boolean", "marketing_consent"),
-        7: ("unique_key", "customer_id"),
-        9: ("malformed_row", None),
+        2: ("not_null", "email"),
+        3: ("invalid_timestamp", "updated_at"),
+        4: ("accepted_values", "region"),
+        5: ("invalid_boolean", "marketing_consent"),
+        6: ("unique_key", "customer_id"),
+        7: ("malformed_row", None),
     }
     r = results["customers"]
     assert (r.raw, r.staged, r.quarantined, r.duplicates) == (9, 2, 6, 1)
     assert r.conserved
+    # row numbers continue across the day's regional files; _file names each record's own file
+    staged = con.execute("SELECT customer_id, _file, _row_number FROM staging.customers ORDER BY 1").fetchall()
+    assert staged == [
+        ("C1", "regions/EU/landing/crm/customers/2026-11-20.csv", 1),
+        ("C2", "regions/US/landing/crm/customers/2026-11-20.csv", 8),
+    ]
 
 
 def test_quarantine_keeps_file_and_raw_value(landed):
@@ -138,7 +154,7 @@ def test_quarantine_keeps_file_and_raw_value(landed):
     row = con.execute(
         "SELECT _file, raw_value, raw_record FROM quarantine.customers WHERE rule = 'accepted_values'"
     ).fetchone()
-    assert row[0] == "crm/customers/2026-11-20.csv"
+    assert row[0] == "regions/EU/landing/crm/customers/2026-11-20.csv"
     assert row[1] == "MARS"
     assert json.loads(row[2])["customer_id"] == "C5" and "email" not in json.loads(row[2])
     # the personal values of rejected rows are in the regional store (C5's region is invalid: the default, EU)
@@ -217,15 +233,34 @@ def test_conservation_is_recounted_from_the_tables(landed):
     assert "1 rows unaccounted for" in c.describe("staging.customers")
 
 
-def test_schema_drift_names_missing_and_added_columns(tmp_path):
-    landing = tmp_path / "landing"
-    header = [c for c in CUSTOMER_HEADER if c != "segment"] + ["loyalty_tier"]
-    _write_csv(CUSTOMERS.landing_file(landing, DAY), header, [_customer("C1", "a@b.c")])
+def test_schema_drift_names_missing_and_added_columns_per_file(tmp_path):
+    zones = _zones(tmp_path)
+    drifted = [c for c in CUSTOMER_HEADER if c != "segment"] + ["loyalty_tier"]  # only the US export changed
+    for region in REGIONS:
+        header = drifted if region == "US" else CUSTOMER_HEADER
+        _write_csv(zones.file(CUSTOMERS, DAY, region), header, [_customer(f"C{region}", f"{region}@b.c", region=region)])
     con = warehouse.connect(tmp_path / "wh.duckdb")
     warehouse.ensure_schemas(con)
-    (load,) = raw_load.load_days(con, CUSTOMERS, landing, [DAY], _personal(tmp_path))
+    (load,) = raw_load.load_days(con, CUSTOMERS, zones, [DAY], _personal(tmp_path))
     assert load.drift.missing == ("segment",) and load.drift.added == ("loyalty_tier",)
-    assert "missing ['segment']" in load.drift.describe(CUSTOMERS, DAY)
+    assert load.drift.describe(CUSTOMERS, DAY) == (
+        "schema drift in crm/customers 2026-11-20: regions/US/landing/crm/customers/2026-11-20.csv: "
+        "missing ['segment']; unexpected ['loyalty_tier']"
+    )
+    assert load.files == tuple(f"regions/{r}/landing/crm/customers/2026-11-20.csv" for r in REGIONS) and load.rows == 3
+    con.close()
+
+
+def test_a_day_missing_one_regions_export_is_an_error_naming_the_file(tmp_path):
+    zones = _zones(tmp_path)
+    for region in ("EU", "APAC"):
+        _write_csv(zones.file(CUSTOMERS, DAY, region), CUSTOMER_HEADER, [_customer(f"C{region}", f"{region}@b.c", region=region)])
+    con = warehouse.connect(tmp_path / "wh.duckdb")
+    warehouse.ensure_schemas(con)
+    missing = zones.file(CUSTOMERS, DAY, "US")
+    with pytest.raises(LandingFileMissing, match=f"no landing file for crm/customers: expected {re.escape(str(missing))}$"):
+        raw_load.load_days(con, CUSTOMERS, zones, [DAY], _personal(tmp_path))
+    assert not warehouse.table_exists(con, "raw.customers") or con.execute("SELECT count(*) FROM raw.customers").fetchone()[0] == 0
     con.close()
 
 

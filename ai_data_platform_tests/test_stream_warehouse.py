@@ -24,6 +24,7 @@ from ai_data_platform.governance.stores import PersonalData
 from ai_data_platform.resources import build_resources
 from ai_data_platform.sources import raw_load, staging
 from ai_data_platform.sources.contracts import CHARGEBACKS, CUSTOMERS, EVENTS, PAYMENTS
+from ai_data_platform.sources.landing import LandingZones
 from ai_data_platform.sources.simulator import generate
 from ai_data_platform.streaming.bootstrap import bootstrap
 from ai_data_platform.streaming.checks import online_offline_skew
@@ -64,7 +65,7 @@ def _dump(store: SqliteOnlineStore) -> dict:
 def world(tmp_path_factory):
     root = tmp_path_factory.mktemp("stream_world")
     paths = settings.Paths(root)
-    generate(paths.landing, customers=40, days=len(DAYS), end=END, seed=5)
+    generate(LandingZones.from_settings(paths), customers=40, days=len(DAYS), end=END, seed=5)
     clock = Clock(NOON)
     transport = FileSegmentTransport(paths.stream, clock=clock)
     events = EventProducer(40, seed=5).events(300, now=NOON - timedelta(minutes=30))
@@ -77,7 +78,7 @@ def world(tmp_path_factory):
         warehouse.ensure_schemas(con)
         personal = PersonalData.from_settings(paths)
         for t in (CUSTOMERS, EVENTS, PAYMENTS, CHARGEBACKS):
-            raw_load.load_days(con, t, paths.landing, DAYS, personal)
+            raw_load.load_days(con, t, LandingZones.from_settings(paths), DAYS, personal)
             staging.stage_days(con, t, DAYS, personal)
     finally:
         con.close()

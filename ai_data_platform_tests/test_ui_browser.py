@@ -31,6 +31,7 @@ import pytest
 from playwright.sync_api import Page, expect, sync_playwright
 
 from ai_data_platform import settings
+from ai_data_platform.sources.landing import LandingZones
 from ai_data_platform.sources.simulator import generate
 
 pytestmark = pytest.mark.slow
@@ -122,7 +123,7 @@ def ui(tmp_path_factory) -> Iterator[Ui]:
     """`adp ui` on a fresh data dir with DAYS days of data ending yesterday (UTC), stopped after the module."""
     root = tmp_path_factory.mktemp("adp-ui")
     newest = datetime.now(timezone.utc).date() - timedelta(days=1)
-    generate(root / "landing", customers=100, days=DAYS, end=newest, seed=5)
+    generate(LandingZones.from_settings(settings.Paths(root)), customers=100, days=DAYS, end=newest, seed=5)
     env = {k: v for k, v in os.environ.items() if not PROFILE_VARIABLES.match(k)}
     env["ADP_DATA_DIR"] = str(root)
     env.pop("ADP_PARTITION_START", None)  # the partitions are the generated days, as for a user

@@ -6,7 +6,8 @@ the regional stores), medians of ``--runs`` runs of:
 * the CRM tables' nightly step for one day (raw load with routing and the region rebalance, then
   staging with the regional outputs), next to the same day of ``raw.events`` + ``staging.events``
   (no personal data) as the yardstick;
-* the residency check (every store plus every text column of the warehouse);
+* the residency check (every store plus every text column of the warehouse, plus every landing
+  file of every zone), and the same without the landing files, side by side;
 * a retention dry run as of the last day (every table, file, version);
 * one erasure, split into its parts: everything but verification, and the verification search of
   every file (timed again on the erased state), with the number of files and bytes searched.
@@ -60,30 +61,32 @@ def main() -> None:
     from ai_data_platform.governance.stores import PersonalData
     from ai_data_platform.sources import raw_load, staging
     from ai_data_platform.sources.contracts import CUSTOMERS, EVENTS, SOURCE_TABLES, SUPPORT_TICKETS
+    from ai_data_platform.sources.landing import LandingZones
     from ai_data_platform.sources.simulator import generate
 
     shutil.rmtree(root, ignore_errors=True)
     paths = settings.Paths(root)
-    generate(paths.landing, customers=args.customers, days=args.days, end=END, seed=SEED)
+    zones = LandingZones.from_settings(paths)
+    generate(zones, customers=args.customers, days=args.days, end=END, seed=SEED)
     days = [END - timedelta(days=args.days - 1 - i) for i in range(args.days)]
     personal = PersonalData.from_settings(paths)
     con = warehouse.connect(paths.warehouse)
     warehouse.ensure_schemas(con)
     for t in SOURCE_TABLES:
-        raw_load.load_days(con, t, paths.landing, days, personal)
+        raw_load.load_days(con, t, zones, days, personal)
     for t in SOURCE_TABLES:
         staging.stage_days(con, t, days, personal)
 
     def nightly(tables):
         def step():
             for t in tables:
-                raw_load.load_days(con, t, paths.landing, [END], personal)
+                raw_load.load_days(con, t, zones, [END], personal)
                 staging.stage_days(con, t, [END], personal)
         return step
 
-    def check():
+    def check(landing=True):
         with personal.stores.attached(con, read_only=True) as aliases:
-            assert residency.violations(con, aliases, personal.stores.paths, paths.warehouse) == []
+            assert residency.violations(con, aliases, personal.stores.paths, paths.warehouse, zones=zones if landing else None) == []
 
     figures = {
         "customers": args.customers,
@@ -92,6 +95,7 @@ def main() -> None:
         "crm_day_raw_and_staging_s": _median(nightly((CUSTOMERS, SUPPORT_TICKETS)), args.runs),
         "events_day_raw_and_staging_s": _median(nightly((EVENTS,)), args.runs),
         "residency_check_s": _median(check, args.runs),
+        "residency_check_without_landing_s": _median(lambda: check(landing=False), args.runs),
     }
     con.close()
     policy = retention.load_policy()

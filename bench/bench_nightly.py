@@ -57,13 +57,14 @@ from ai_data_platform.marts import customer_360 as c360
 from ai_data_platform.governance.stores import PersonalData
 from ai_data_platform.sources import raw_load, staging
 from ai_data_platform.sources.contracts import SOURCE_TABLES
+from ai_data_platform.sources.landing import LandingZones
 day = date.fromisoformat(sys.argv[1])
 p = settings.paths()
 t = time.perf_counter()
 con = warehouse.connect(p.warehouse)
 personal = PersonalData.from_settings(p)
 for tbl in SOURCE_TABLES:
-    raw_load.load_days(con, tbl, p.landing, [day], personal)
+    raw_load.load_days(con, tbl, LandingZones.from_settings(p), [day], personal)
 for tbl in SOURCE_TABLES:
     staging.stage_days(con, tbl, [day], personal)
 warehouse.replace_partitions(con, "marts.customer_360", [day], c360.customer_360_sql)
@@ -95,6 +96,8 @@ def main() -> None:
     sys.path.insert(0, str(HERE.parent))
     os.environ.update({k: env[k] for k in ("ADP_DATA_DIR", "ADP_PARTITION_START")})
 
+    from ai_data_platform import settings
+    from ai_data_platform.sources.landing import LandingZones
     from ai_data_platform.sources.simulator import GENERATOR_VERSION, generate
 
     manifest_path = work / "landing" / "manifest.json"
@@ -103,7 +106,7 @@ def main() -> None:
     have = manifest.get("args", {})
     t = time.perf_counter()
     if manifest.get("generator_version") != GENERATOR_VERSION or any(have.get(k) != v for k, v in wanted.items()):
-        generate(work / "landing", customers=args.customers, days=args.days, end=END, seed=1)
+        generate(LandingZones.from_settings(settings.Paths(work)), customers=args.customers, days=args.days, end=END, seed=1)
     gen_s = time.perf_counter() - t
     last = END.isoformat()
     first = (END - timedelta(days=args.days - 1)).isoformat()

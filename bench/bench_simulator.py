@@ -30,9 +30,12 @@ CHILD_CODE = """
 import json, sys
 from datetime import date
 from pathlib import Path
+from ai_data_platform import settings
+from ai_data_platform.sources.landing import LandingZones
 from ai_data_platform.sources.simulator import generate
-landing, customers, days, end, seed = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], int(sys.argv[5])
-manifest = generate(Path(landing), customers=customers, days=days, end=date.fromisoformat(end), seed=seed)
+root, customers, days, end, seed = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], int(sys.argv[5])
+zones = LandingZones.from_settings(settings.Paths(Path(root)))
+manifest = generate(zones, customers=customers, days=days, end=date.fromisoformat(end), seed=seed)
 print(json.dumps({name: total["rows"] for name, total in manifest["totals"].items()}))
 """
 
@@ -40,8 +43,8 @@ print(json.dumps({name: total["rows"] for name, total in manifest["totals"].item
 def run_once(customers: int, days: int) -> dict:
     """Generate once in a child process; return wall seconds, peak RSS (MiB), rows and bytes."""
     with tempfile.TemporaryDirectory(prefix="adp-bench-") as tmp:
-        landing = Path(tmp) / "landing"
-        arguments = [str(landing), str(customers), str(days), END.isoformat(), str(SEED)]
+        root = Path(tmp)  # the data directory: shared and regional landing zones below it
+        arguments = [str(root), str(customers), str(days), END.isoformat(), str(SEED)]
         started = time.perf_counter()
         child = subprocess.Popen([sys.executable, "-c", CHILD_CODE, *arguments], stdout=subprocess.PIPE, text=True)
         with child.stdout:
@@ -52,7 +55,7 @@ def run_once(customers: int, days: int) -> dict:
         child.returncode = os.waitstatus_to_exitcode(status)
         if child.returncode != 0:
             raise RuntimeError(f"simulator run failed with exit code {child.returncode}")
-        size = sum(p.stat().st_size for p in landing.rglob("*") if p.is_file())
+        size = sum(p.stat().st_size for p in root.rglob("*") if p.is_file())
     rows = json.loads(output.strip().splitlines()[-1])
     return {"wall_s": round(wall, 2), "peak_rss_mib": round(usage.ru_maxrss / 1024, 1), "rows": rows, "bytes": size}
 

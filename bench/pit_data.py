@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import time
 from datetime import date, timedelta
 from pathlib import Path
@@ -41,6 +40,8 @@ def bench_env(work: Path) -> dict[str, str]:
 
 
 def _generate_if_needed(work: Path, customers: int, days: int) -> None:
+    from ai_data_platform import settings
+    from ai_data_platform.sources.landing import LandingZones
     from ai_data_platform.sources.simulator import GENERATOR_VERSION, generate
 
     manifest_path = work / "landing" / "manifest.json"
@@ -49,7 +50,7 @@ def _generate_if_needed(work: Path, customers: int, days: int) -> None:
     have = manifest.get("args", {})
     if manifest.get("generator_version") != GENERATOR_VERSION or any(have.get(k) != v for k, v in wanted.items()):
         print(f"generating {customers} customers x {days} days ...", flush=True)
-        generate(work / "landing", customers=customers, days=days, end=END, seed=1)
+        generate(LandingZones.from_settings(settings.Paths(work)), customers=customers, days=days, end=END, seed=1)
 
 
 def _record_materializations(work: Path, days: list[date], feature_days: list[date]) -> None:
@@ -110,11 +111,14 @@ def prepare(work: Path, customers: int = 100_000, days: int = 90) -> dict:
     from ai_data_platform.features.compile import customer_daily_sql
     from ai_data_platform.sources import raw_load, staging
     from ai_data_platform.sources.contracts import SOURCE_TABLES
+    from ai_data_platform.sources.landing import LandingZones
 
     _generate_if_needed(work, customers, days)
     for stale in ("warehouse.duckdb", "warehouse.duckdb.wal"):
         (work / stale).unlink(missing_ok=True)
-    shutil.rmtree(work / "regions", ignore_errors=True)  # the regional personal data stores
+    for store in settings.region_store_paths(settings.Paths(work)).values():  # the regional personal data stores
+        for stale in (store, store.with_name(store.name + ".wal")):  # (not the regional landing zones beside them)
+            stale.unlink(missing_ok=True)
     all_days = [END - timedelta(days=days - 1 - i) for i in range(days)]
     feature_days = all_days[-FEATURE_DAYS:]
     timings: dict[str, float] = {}
@@ -128,7 +132,7 @@ def prepare(work: Path, customers: int = 100_000, days: int = 90) -> dict:
         for i in range(0, len(all_days), CHUNK_DAYS):
             chunk = all_days[i : i + CHUNK_DAYS]
             for tbl in SOURCE_TABLES:
-                raw_load.load_days(con, tbl, work / "landing", chunk, personal)
+                raw_load.load_days(con, tbl, LandingZones.from_settings(settings.Paths(work)), chunk, personal)
             for tbl in SOURCE_TABLES:
                 staging.stage_days(con, tbl, chunk, personal)
             print(f"staged {chunk[0]}..{chunk[-1]}", flush=True)

@@ -8,7 +8,8 @@ the OpenLineage events that go with it.
   the step's start) + COMPLETE (at the materialization) with ``schema``, ``columnLineage``,
   ``dataQualityMetrics`` (rows, per-column null counts from the asset's ``adp/profile``),
   ``version``, ``ownership``, ``documentation`` and ``tags`` (PII classification) facets and the
-  upstream assets (and, for raw tables, the landing file) as inputs;
+  upstream assets (and, for raw tables, the partition's landing files, one per region for a table
+  landing in the regional zones) as inputs;
 - an **asset check evaluation**: a ``check`` record and START + COMPLETE (FAIL for a failed
   ERROR-severity check) of the check, whose input carries ``dataQualityAssertions``;
 - a **failed run**: a ``run_failed`` record and a ``step_failed`` record per failed step, with
@@ -32,6 +33,8 @@ from ai_data_platform.governance import audit, classification
 from ai_data_platform.governance import openlineage as ol
 from ai_data_platform.metadata import PROFILE_KEY, asset_storage
 from ai_data_platform.observability.sensors import _root_error_message
+from ai_data_platform.sources.contracts import TABLES_BY_NAME
+from ai_data_platform.sources.landing import LandingZones
 
 INPUT_VERSION_TAG = "dagster/input_data_version/"
 _ACTOR_TAGS = (("adp/actor", "{}"), ("dagster/user", "{}"), ("dagster/schedule_name", "schedule:{}"),
@@ -118,12 +121,20 @@ class World:
         folder = "datasets" if storage.kind == "dataset" else "models"
         return f"file://{self.paths.root}", f"{folder}/{storage.name}"
 
-    def landing_file(self, key: dg.AssetKey, partition: str | None) -> tuple[str, str] | None:
+    def landing_files(self, key: dg.AssetKey, partition: str | None) -> list[tuple[str, str]]:
+        """(namespace, name) of each landing file a raw table's partition loads (``*`` for every day
+        without a partition): ``file://<data dir>`` + the path below it, or, for a zone configured
+        outside the data directory, ``file://<zone root>`` + the path below that."""
         node = self.node(key)
-        pattern = node.metadata.get("adp/landing_pattern") if node is not None else None
-        if not pattern:
-            return None
-        return f"file://{self.paths.root}", str(_metadata_value(pattern)).replace("<day>", partition or "*")
+        t = TABLES_BY_NAME.get(key.path[-1]) if node is not None and node.metadata.get("adp/landing_pattern") else None
+        if t is None:
+            return []
+        out = []
+        for _, zone in LandingZones.from_settings(self.paths).zones(t):
+            path = t.landing_file(zone, partition or "*")
+            base = self.paths.root if path.is_relative_to(self.paths.root) else zone
+            out.append((f"file://{base}", path.relative_to(base).as_posix()))
+        return out
 
 
 @dataclass
@@ -169,10 +180,10 @@ def _output_facets(world: World, key: dg.AssetKey, metadata: Mapping[str, Any], 
             {column: [(*world.dataset(d.asset_key), d.column_name) for d in deps] for column, deps in lineage.deps_by_column.items()}
         )
     else:
-        source = world.landing_file(key, partition)
-        if source is not None and schema is not None:  # raw tables: file columns as landed
+        sources = world.landing_files(key, partition)
+        if sources and schema is not None:  # raw tables: file columns as landed
             facets["columnLineage"] = ol.column_lineage_facet(
-                {c.name: [(*source, c.name)] for c in schema.columns if not c.name.startswith("_")}
+                {c.name: [(*source, c.name) for source in sources] for c in schema.columns if not c.name.startswith("_")}
             )
     rows, nulls = _rows_for(metadata, partition)
     if nulls is not None and schema is not None:
@@ -204,9 +215,7 @@ def _inputs(world: World, key: dg.AssetKey, partition: str | None, input_version
         version = input_versions.get(parent.to_user_string())
         facets = {"version": ol.facet("version", datasetVersion=version)} if version else None
         inputs.append(ol.Dataset(*world.dataset(parent), facets=facets))
-    landing = world.landing_file(key, partition)
-    if landing is not None:
-        inputs.append(ol.Dataset(*landing))
+    inputs += [ol.Dataset(*landing) for landing in world.landing_files(key, partition)]
     return inputs
 
 

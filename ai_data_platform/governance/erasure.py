@@ -9,8 +9,8 @@
    or search anything (the report says which were left out and why).
 2. **Suppress** them (``suppression.py``): recorded first, so no load running meanwhile and no
    later backfill brings them back.
-3. **Delete** their records: landing files (rewritten, mtime kept, ``landing_erasure.py``); in the
-   warehouse the raw rows, and the staging and quarantine rows with the same row keys (so row
+3. **Delete** their records: landing files of every zone (rewritten, mtime kept,
+   ``landing_erasure.py``); in the warehouse the raw rows, and the staging and quarantine rows with the same row keys (so row
    conservation still holds), then every row of any other table whose ``customer_id``,
    ``email_hash`` or ``phone_hash`` is theirs (marts, features, scores, ...); in every regional
    store their personal rows; every dataset version holding their rows is rewritten through
@@ -19,8 +19,8 @@
    store, stream files, ...).
 4. **Compact** every DuckDB file that changed, so the deleted rows' bytes are gone.
 5. **Verify by searching** (``search.py``): every file under ``$ADP_DATA_DIR`` and every
-   regional store, whatever it is (DuckDB, SQLite such as Dagster's event log, Parquet, text),
-   for the id, emails, phones, names and their HMACs. Anything left is a :class:`search.Trace`
+   regional store and landing zone configured outside it, whatever it is (DuckDB, SQLite such
+   as Dagster's event log, Parquet, text), for the id, emails, phones, names and their HMACs. Anything left is a :class:`search.Trace`
    naming the file, table, column and count; the erasure then fails (exit code 1).
 6. **Audit**: one record holding no personal data: ``subject_ref``, counts per place, reason,
    actor, time, the verification outcome.
@@ -40,12 +40,13 @@ import duckdb
 
 from ai_data_platform import settings, warehouse
 from ai_data_platform.governance import audit, suppression
-from ai_data_platform.governance.landing_erasure import SubjectRecords, erase_landing, subject_rows_in_crm_files
+from ai_data_platform.governance.landing_erasure import SubjectRecords, crm_customer_records, erase_landing, subject_rows_in_crm_files
 from ai_data_platform.governance.personal_data import holds_personal_data, warehouse_raw_columns
 from ai_data_platform.governance.pii import hmac_hex, hmac_sql, normalize_email, normalize_phone
 from ai_data_platform.governance.search import Needle, Trace, any_token_re2, search
 from ai_data_platform.governance.stores import IDENTITY, PERSONAL_TABLES, QUARANTINE_PERSONAL, RAW_PERSONAL, PersonalData
-from ai_data_platform.sources.contracts import CUSTOMERS, SOURCE_TABLES, SUPPORT_TICKETS
+from ai_data_platform.sources.contracts import CUSTOMERS, SOURCE_TABLES
+from ai_data_platform.sources.landing import LandingZones
 
 EXIT_ERASED = 0
 EXIT_TRACES_REMAIN = 1
@@ -125,7 +126,7 @@ def resolve(customer_id: str, paths: settings.Paths, personal: PersonalData) -> 
         raise ValueError("a customer id is required")
     key = personal.hmac_key
     subject = Subject(cid, audit.subject_ref(cid, key), hmac_hex(key, cid))
-    for row in subject_rows_in_crm_files(paths.landing, cid):  # also a subject not loaded yet
+    for row in subject_rows_in_crm_files(LandingZones.from_settings(paths), cid):  # also a subject not loaded yet
         subject.held = True
         _add(subject, row.get("name"), row.get("email"), row.get("phone"))
     con = warehouse.connect(paths.warehouse)
@@ -377,7 +378,9 @@ def check_reason(reason: str, subject: Subject) -> None:
 
 
 def search_roots(paths: settings.Paths, personal: PersonalData) -> list[Path]:
-    roots = [paths.root] + [p for p in personal.stores.paths.values() if paths.root not in p.parents]
+    """The data directory, and every regional store and landing zone configured outside it."""
+    outside = [*personal.stores.paths.values(), *LandingZones.from_settings(paths).roots()]
+    roots = [paths.root] + [p for p in dict.fromkeys(outside) if not p.is_relative_to(paths.root)]
     for target in registered_targets():
         if target.paths is not None:
             roots += [Path(p) for p in target.paths()]
@@ -417,7 +420,7 @@ def erase(
     check_reason(reason, subject)
     if subject.held:
         _suppress(subject, paths)
-    counts = erase_landing(paths.landing, SubjectRecords(subject.customer_id, subject.normalized_emails))
+    counts = erase_landing(LandingZones.from_settings(paths), SubjectRecords(subject.customer_id, subject.normalized_emails))
     con = warehouse.connect(paths.warehouse)
     try:
         warehouse.ensure_schemas(con)
@@ -495,17 +498,10 @@ def customer_id_for(subject_ref: str, paths: settings.Paths, personal: PersonalD
                     return row[0]
     finally:
         con.close()
-    from ai_data_platform.governance.landing_erasure import landing_files
-
-    for t, path in landing_files(paths.landing):
-        if t is CUSTOMERS:
-            import csv
-
-            with path.open(newline="", encoding="utf-8", errors="replace") as fh:
-                for record in csv.DictReader(fh):
-                    cid = (record.get("customer_id") or "").strip()
-                    if cid and hmac_hex(key, cid) == wanted:
-                        return cid
+    for record in crm_customer_records(LandingZones.from_settings(paths)):
+        cid = (record.get("customer_id") or "").strip()
+        if cid and hmac_hex(key, cid) == wanted:
+            return cid
     return None
 
 

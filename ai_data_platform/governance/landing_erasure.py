@@ -1,4 +1,5 @@
-"""Rewrite landing files without a data subject's records.
+"""Rewrite landing files without a data subject's records, in every landing zone (the shared
+one and each region's, ``sources/landing.LandingZones``): whichever regional file holds them.
 
 A record is the subject's when its ``customer_id`` is the subject's id, or (CRM tables) its email
 normalizes to one of the subject's emails; a record that cannot be split into fields (a truncated
@@ -29,7 +30,8 @@ import pyarrow.parquet as pq
 
 from ai_data_platform.governance.personal_data import SUBJECT_EMAIL_COLUMN
 from ai_data_platform.governance.pii import normalize_email
-from ai_data_platform.sources.contracts import SOURCE_TABLES, SourceTable
+from ai_data_platform.sources.contracts import CUSTOMERS, SOURCE_TABLES, SourceTable
+from ai_data_platform.sources.landing import LandingZones
 
 
 @dataclass(frozen=True)
@@ -53,12 +55,11 @@ class SubjectRecords:
         return bool(self._line_pattern().search(text))
 
 
-def landing_files(landing_root: Path) -> Iterator[tuple[SourceTable, Path]]:
+def all_landing_files(zones: LandingZones) -> Iterator[tuple[SourceTable, Path]]:
+    """Every landed file of every source table, in every zone it lands in."""
     for t in SOURCE_TABLES:
-        folder = t.landing_dir(landing_root)
-        if folder.is_dir():
-            for path in sorted(folder.glob(f"*.{t.extension}")):
-                yield t, path
+        for path in zones.landed(t):
+            yield t, path
 
 
 def _lines(text: str) -> Iterator[str]:
@@ -83,33 +84,37 @@ def _csv_records(text: str) -> Iterator[str]:
         yield pending
 
 
-def _without_csv(t: SourceTable, text: str, subject: SubjectRecords) -> tuple[str, int]:
-    records = list(_csv_records(text))
-    if not records:
-        return text, 0
-    header = next(csv.reader([records[0]]))
-    kept, removed = [records[0]], 0
-    for raw in records[1:]:
-        fields = next(csv.reader(io.StringIO(raw)), [])
-        owned = subject.owns_record(t, dict(zip(header, fields))) if len(fields) == len(header) else subject.owns_line(raw)
-        if owned:
-            removed += 1
-        else:
-            kept.append(raw)
-    return "".join(kept), removed
-
-
-def _without_jsonl(t: SourceTable, text: str, subject: SubjectRecords) -> tuple[str, int]:
-    kept, removed = [], 0
+def text_records(t: SourceTable, text: str) -> tuple[str, list[tuple[str, dict | None]]]:
+    """A text landing file as ``(header, [(raw record text, record)])``: each record's exact text
+    (line ending included) and its fields by column name as text, or ``None`` for a record that
+    cannot be split into the header's fields (a truncated CSV row, a cut-off JSON line). JSON
+    lines have no header (``""``)."""
+    if t.file_format == "csv":
+        raw_records = list(_csv_records(text))
+        if not raw_records:
+            return "", []
+        header = next(csv.reader([raw_records[0]]))
+        out = []
+        for raw in raw_records[1:]:
+            fields = next(csv.reader(io.StringIO(raw)), [])
+            out.append((raw, dict(zip(header, fields)) if len(fields) == len(header) else None))
+        return raw_records[0], out
+    out = []
     for raw in _lines(text):
         try:
             record = json.loads(raw)
         except ValueError:
             record = None
-        if isinstance(record, dict):
-            owned = subject.owns_record(t, {k: v if isinstance(v, str) or v is None else str(v) for k, v in record.items()})
-        else:
-            owned = bool(raw.strip()) and subject.owns_line(raw)
+        parsed = {k: v if isinstance(v, str) or v is None else str(v) for k, v in record.items()} if isinstance(record, dict) else None
+        out.append((raw, parsed))
+    return "", out
+
+
+def _without(t: SourceTable, text: str, subject: SubjectRecords) -> tuple[str, int]:
+    header, records = text_records(t, text)
+    kept, removed = [header], 0
+    for raw, record in records:
+        owned = subject.owns_record(t, record) if record is not None else bool(raw.strip()) and subject.owns_line(raw)
         if owned:
             removed += 1
         else:
@@ -117,15 +122,20 @@ def _without_jsonl(t: SourceTable, text: str, subject: SubjectRecords) -> tuple[
     return "".join(kept), removed
 
 
-def _write_keeping_mtime(path: Path, data: bytes) -> None:
-    stat = path.stat()
-    tmp = path.with_name(f".{path.name}.erasing")
+def write_keeping_mtime(path: Path, data: bytes, mtime_ns: int | None = None) -> None:
+    """Replace ``path``'s content atomically (temp file, fsync, rename), keeping its modification
+    time (or setting ``mtime_ns``, for a file that did not exist)."""
+    stat = path.stat() if path.exists() else None
+    mtime = stat.st_mtime_ns if stat is not None else mtime_ns
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.rewriting")
     with open(tmp, "wb") as fh:
         fh.write(data)
         fh.flush()
         os.fsync(fh.fileno())
     os.replace(tmp, path)
-    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    if mtime is not None:
+        os.utime(path, ns=(stat.st_atime_ns if stat is not None else mtime, mtime))
 
 
 def _parquet_without(t: SourceTable, path: Path, subject: SubjectRecords) -> tuple[pa.Table | None, int]:
@@ -159,38 +169,35 @@ def erase_file(t: SourceTable, path: Path, subject: SubjectRecords) -> int:
             codec = metadata.row_group(0).column(0).compression.lower() if metadata.num_row_groups else "zstd"
             buffer = io.BytesIO()
             pq.write_table(kept, buffer, compression="none" if codec == "uncompressed" else codec)
-            _write_keeping_mtime(path, buffer.getvalue())
+            write_keeping_mtime(path, buffer.getvalue())
         return removed
     text = path.read_bytes().decode("utf-8", errors="surrogateescape")
     if not subject.owns_line(text):  # neither the id nor an email anywhere: nothing of theirs here
         return 0
-    rewrite = _without_csv if t.file_format == "csv" else _without_jsonl
-    kept_text, removed = rewrite(t, text, subject)
+    kept_text, removed = _without(t, text, subject)
     if removed:
-        _write_keeping_mtime(path, kept_text.encode("utf-8", errors="surrogateescape"))
+        write_keeping_mtime(path, kept_text.encode("utf-8", errors="surrogateescape"))
     return removed
 
 
-def erase_landing(landing_root: Path, subject: SubjectRecords) -> dict[str, int]:
-    """Rewrite every landing file holding the subject's records; {relative path: records removed}."""
+def erase_landing(zones: LandingZones, subject: SubjectRecords) -> dict[str, int]:
+    """Rewrite every landing file holding the subject's records; {file name: records removed}."""
     counts = {}
-    for t, path in landing_files(landing_root):
+    for t, path in all_landing_files(zones):
         removed = erase_file(t, path, subject)
         if removed:
-            counts[path.relative_to(landing_root.parent).as_posix()] = removed
+            counts[zones.name(path)] = removed
     return counts
 
 
-def subject_rows_in_crm_files(landing_root: Path, customer_id: str) -> list[dict]:
+def crm_customer_records(zones: LandingZones) -> Iterator[dict]:
+    """Every landed CRM customer record (as text), from every region's zone."""
+    for path in zones.landed(CUSTOMERS):
+        with path.open(newline="", encoding="utf-8", errors="replace") as fh:
+            yield from csv.DictReader(fh)
+
+
+def subject_rows_in_crm_files(zones: LandingZones, customer_id: str) -> list[dict]:
     """Every landed CRM customer record (as text) with this customer id: where erasure finds the
     names, emails and phones of a subject not (yet) loaded into the warehouse."""
-    from ai_data_platform.sources.contracts import CUSTOMERS
-
-    rows = []
-    folder = CUSTOMERS.landing_dir(landing_root)
-    for path in sorted(folder.glob("*.csv")) if folder.is_dir() else []:
-        with path.open(newline="", encoding="utf-8", errors="replace") as fh:
-            for record in csv.DictReader(fh):
-                if (record.get("customer_id") or "").strip() == customer_id:
-                    rows.append(record)
-    return rows
+    return [record for record in crm_customer_records(zones) if (record.get("customer_id") or "").strip() == customer_id]

@@ -19,7 +19,9 @@ the old store, each store in its own transaction; the stores rows left are compa
 belongs to a subject of region R; (2) the main warehouse holds none of the direct identifiers
 (names, emails, phones) found in any store, in any text column of any table; (3) any other table
 of a regional store holds no identifier (customer id, name, email, phone, email HMAC) of a subject
-of another region. Each finding names the store, its file, the table (and column) and the count.
+of another region; (4) no landing file of a region's zone holds another region's subjects' names,
+emails or phones, and no file of the shared zone any (``residency_landing.py``). Each finding
+names the store (or zone), its file, the table (and column) and the count.
 Pure DuckDB over one connection with the stores attached; no Dagster.
 """
 
@@ -35,6 +37,7 @@ import duckdb
 from ai_data_platform import warehouse
 from ai_data_platform.governance.stores import DEFAULT_REGION, PERSONAL_TABLES, PersonalTable
 from ai_data_platform.sources.contracts import REGIONS
+from ai_data_platform.sources.landing import LandingZones
 
 SUBJECT_REGION = "_subject_region"
 EMAIL_REGION = "_email_region"
@@ -44,6 +47,17 @@ _FREE_FORM = {"raw_value", "raw_record", "_raw_line"}
 _TEXT_TYPES = ("VARCHAR", "JSON")
 
 
+def valid_crm_rows_sql() -> str:
+    """``raw.customers`` rows that can place a subject: a customer id, a valid region and
+    ``updated_at`` (with ``_order``, their order in the CRM's history)."""
+    return (
+        "SELECT nullif(trim(customer_id), '') AS customer_id, trim(region) AS region, email_hash, "
+        "(TRY_CAST(trim(updated_at) AS TIMESTAMP), _partition_date, _row_number) AS _order FROM raw.customers "
+        f"WHERE trim(region) IN ({_VALID}) AND nullif(trim(customer_id), '') IS NOT NULL "
+        "AND TRY_CAST(trim(updated_at) AS TIMESTAMP) IS NOT NULL"
+    )
+
+
 def build_region_map(con: duckdb.DuckDBPyConnection) -> None:
     """Temp tables: ``_subject_region`` (customer_id -> region) and ``_email_region``
     (email_hash -> region of the customer whose latest CRM row carries it), from ``raw.customers``."""
@@ -51,12 +65,7 @@ def build_region_map(con: duckdb.DuckDBPyConnection) -> None:
         con.execute(f"CREATE OR REPLACE TEMP TABLE {SUBJECT_REGION} (customer_id VARCHAR, region VARCHAR)")
         con.execute(f"CREATE OR REPLACE TEMP TABLE {EMAIL_REGION} (email_hash VARCHAR, region VARCHAR)")
         return
-    valid_rows = (
-        "SELECT nullif(trim(customer_id), '') AS customer_id, trim(region) AS region, email_hash, "
-        "(TRY_CAST(trim(updated_at) AS TIMESTAMP), _partition_date, _row_number) AS _order FROM raw.customers "
-        f"WHERE trim(region) IN ({_VALID}) AND nullif(trim(customer_id), '') IS NOT NULL "
-        "AND TRY_CAST(trim(updated_at) AS TIMESTAMP) IS NOT NULL"
-    )
+    valid_rows = valid_crm_rows_sql()
     con.execute(
         f"CREATE OR REPLACE TEMP TABLE {SUBJECT_REGION} AS SELECT customer_id, arg_max(region, _order) AS region "
         f"FROM ({valid_rows}) GROUP BY customer_id"
@@ -165,17 +174,22 @@ def regions_left(moved: Mapping[str, int]) -> set[str]:
 # ---------------------------------------------------------------- the check
 
 
+LANDING_ZONE = "landing:"  # Violation.store of a landing zone: "landing:<REGION>" or "landing:shared"
+
+
 @dataclass(frozen=True)
 class Violation:
-    store: str  # a region, or "main" for the cross-region warehouse
+    store: str  # a region, "main" for the cross-region warehouse, or LANDING_ZONE + a zone
     path: str
-    table: str  # schema.table (or schema.table.column)
+    table: str  # schema.table (or schema.table.column); for a landing zone, the file's name
     rows: int
     subjects_region: str
     what: str
     personal_table: str  # the personal table the misplaced rows or the matched values belong to
 
     def describe(self) -> str:
+        if self.store.startswith(LANDING_ZONE):
+            return f"{self.store.removeprefix(LANDING_ZONE)} landing zone: {self.table}: {self.rows} record(s) {self.what}"
         where = "main warehouse" if self.store == "main" else f"{self.store} store"
         return f"{where} ({self.path}): {self.table}: {self.rows} row(s) {self.what}"
 
@@ -235,11 +249,15 @@ def violations(
     store_paths: Mapping[str, Path],
     warehouse_path: Path | str,
     days: list[date] | None = None,
+    zones: LandingZones | None = None,
 ) -> list[Violation]:
-    """Everything stored outside its region, searched in the data (see the module docstring).
+    """Everything stored outside its region, searched in the data (see the module docstring), and,
+    given ``zones``, every landing file holding another region's subjects' names, emails or phones
+    (``residency_landing.landing_violations``).
 
-    ``days`` limits the search of the main warehouse's partitioned tables to those days (what a
-    run wrote; unpartitioned tables and the regional stores are always searched whole)."""
+    ``days`` limits the search of the main warehouse's partitioned tables, and of the landing files,
+    to those days (what a run wrote or read; unpartitioned tables, files not named by a day and the
+    regional stores are always searched whole)."""
     build_region_map(con)
     found: list[Violation] = []
     for table in PERSONAL_TABLES:
@@ -273,5 +291,9 @@ def violations(
             for column, hits in _search(con, a, table, columns, where, "_foreign_ids").items():
                 for other, personal, n in hits:
                     found.append(Violation(region, str(store_paths[region]), f"{table}.{column}", n, other, f"holding identifiers of {other} subjects", personal))
+    if zones is not None:
+        from ai_data_platform.governance.residency_landing import landing_violations
+
+        found += landing_violations(con, zones, "_direct_ids", days)
     con.execute("DROP TABLE IF EXISTS _direct_ids; DROP TABLE IF EXISTS _all_ids; DROP TABLE IF EXISTS _foreign_ids")
     return found

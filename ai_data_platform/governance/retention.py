@@ -6,7 +6,8 @@ naming the asset and the key. Where each asset's data lives is :data:`STORAGE`:
 
 * warehouse tables and the regional stores' tables: rows with ``_partition_date`` before the
   cutoff (``as_of - days``), deleted per database in one transaction;
-* a raw asset also owns its landing files (``<day>.<ext>`` before the cutoff);
+* a raw asset also owns its landing files (``<day>.<ext>`` before the cutoff), in every zone it
+  lands in (each region's zone for the CRM's tables, ``sources/landing.LandingZones``);
 * dataset versions and models: version directories whose day is before the cutoff, except the
   newest ``keep_latest``; each leaves a tombstone, so loading it later says when and why it went.
 
@@ -29,6 +30,7 @@ from ai_data_platform.governance import audit
 from ai_data_platform.governance.stores import PERSONAL_TABLES, RegionalStores
 from ai_data_platform.sources.contracts import SOURCE_TABLES
 from ai_data_platform.sources.contracts import table as contract
+from ai_data_platform.sources.landing import LandingZones
 
 UNTIL_ERASURE = "erasure"
 KEYS = ("days", "until", "keep_latest", "note")
@@ -244,12 +246,11 @@ def _expire_files(asset: str, policy: Policy, as_of: date, paths: settings.Paths
     storage, cutoff = STORAGE[asset], policy.cutoff(as_of)
     expired = []
     if storage.landing_table:
-        t = contract(storage.landing_table)
-        folder = t.landing_dir(paths.landing)
-        for path in sorted(folder.glob(f"*.{t.extension}")) if folder.is_dir() else []:
+        zones = LandingZones.from_settings(paths)
+        for path in zones.landed(contract(storage.landing_table)):
             day = _version_day(path.stem)
             if day and day < cutoff:
-                expired.append(Expired(asset, path.relative_to(paths.root).as_posix(), 1, "file", cutoff))
+                expired.append(Expired(asset, zones.name(path), 1, "file", cutoff))
                 if not dry_run:
                     path.unlink()
     elif storage.kind in ("datasets", "models"):

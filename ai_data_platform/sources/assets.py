@@ -1,6 +1,7 @@
 """Raw and staging assets for every source table (thin Dagster wiring around raw_load / staging).
 
-``raw/<table>``: the day's landing file as it landed plus file name, row number and load time.
+``raw/<table>``: the day's landing file(s) as they landed (one per region for the CRM's tables)
+plus file name, row number and load time.
 ``staging/<table>`` + ``quarantine/<table>``: typed, validated, de-duplicated rows and the rows
 that failed a rule, written together so row conservation holds for every partition.
 
@@ -78,8 +79,11 @@ def personal_spec(table: PersonalTable, **attributes) -> dg.AssetSpec:
 
 
 def landing_pattern(t: SourceTable) -> str:
-    """Where a raw table's records come from: ``landing/<source>/<table>/<day>.<ext>``."""
-    return f"landing/{t.source}/{t.name}/<day>.{t.extension}"
+    """Where a raw table's records come from, in the default layout under ``$ADP_DATA_DIR``:
+    ``landing/<source>/<table>/<day>.<ext>``, or ``regions/<region>/landing/...`` for a table
+    landing in each region's zone (``sources/landing.LandingZones``)."""
+    zone = "regions/<region>/landing" if holds_personal_data(t) else "landing"
+    return f"{zone}/{t.source}/{t.name}/<day>.{t.extension}"
 
 
 def _raw_schema(t: SourceTable) -> dg.TableSchema:
@@ -94,7 +98,7 @@ def _raw_schema(t: SourceTable) -> dg.TableSchema:
         cols,
         {c.name: c.description for c in t.raw_columns}
         | {
-            "_file": "landing file, relative to the landing root (or the source table's URL)",
+            "_file": "landing file, relative to the data directory (absolute when its zone lies elsewhere), or the source table's URL",
             "_row_number": "1-based record number in the file (or in the database extraction)",
             "_raw_line": "raw text of a record that could not be split into fields"
             + (" (here its HMAC digest; the line is in the regional store)" if holds_personal_data(t) else ""),
@@ -178,8 +182,9 @@ def build_raw_asset(t: SourceTable) -> dg.AssetsDefinition:
             key,
             group_name=t.source,
             description=(
-                f"{t.description} Raw load of landing/{t.source}/{t.name}/<day>.{t.extension} as it "
-                "landed, every value as text. Grain: one row per record in the day's file "
+                f"{t.description} Raw load of {landing_pattern(t)} as it landed"
+                + (" (one file per region, read as one partition)" if holds_personal_data(t) else "")
+                + ", every value as text. Grain: one row per record in the day's file(s) "
                 "(nothing dropped), keyed by (_partition_date, _row_number)." + database_note + personal_note
             ),
             partitions_def=daily_partitions,
@@ -243,7 +248,7 @@ def build_raw_asset(t: SourceTable) -> dg.AssetsDefinition:
             if crm_database_url:
                 loads = raw_load.load_crm_days(con, crm_database_url, days, settings.crm_overlap(), personal)
             else:
-                loads = raw_load.load_days(con, t, landing.path, days, personal)
+                loads = raw_load.load_days(con, t, landing.zones, days, personal)
             volumes = [raw_load.volume_verdict(con, sql.raw_table(t), d) for d in days]
             profile = partition_profile(con, sql.raw_table(t), days)
         rows = sum(load.rows for load in loads)
@@ -270,7 +275,7 @@ def build_raw_asset(t: SourceTable) -> dg.AssetsDefinition:
                 schema=_raw_schema(t),
                 table=sql.raw_table(t),
                 extra={
-                    "files": [load.file for load in loads],
+                    "files": [file for load in loads for file in load.files],
                     "rows_by_day": {str(load.day): load.rows for load in loads},
                     PROFILE_KEY: profile,
                     "malformed_records": sum(load.malformed for load in loads),

@@ -10,7 +10,6 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date
-from pathlib import Path
 
 import psycopg
 import pyarrow as pa
@@ -18,7 +17,7 @@ from psycopg.rows import dict_row
 
 from ai_data_platform.sources import crm_postgres as crm
 from ai_data_platform.sources.contracts import CUSTOMERS
-from ai_data_platform.sources.landing import read_landing_file
+from ai_data_platform.sources.landing import LandingZones, read_landing_day
 
 CONNECT_TIMEOUT_SECONDS = 10
 
@@ -52,13 +51,16 @@ class SeedReport:
     skipped: dict[str, int]
 
 
-def seed(database_url: str, landing_root: Path, days: Sequence[date]) -> SeedReport:
-    """Replace the CRM table's rows with the customer versions of the landed exports of ``days``.
+def seed(database_url: str, zones: LandingZones, days: Sequence[date]) -> SeedReport:
+    """Replace the CRM table's rows with the customer versions of the landed exports of ``days``
+    (every region's: the embedded default keeps one CRM database for all regions; a per-region
+    CRM database, each read by that region's platform, is the production analogue of the regional
+    exports).
 
     Creates the table if needed; an existing table must have the contract's columns.
     """
     landed = pa.concat_tables(
-        [read_landing_file(CUSTOMERS, CUSTOMERS.landing_file(landing_root, day)).table for day in days]
+        [landed.table for day in days for landed in read_landing_day(CUSTOMERS, zones.files(CUSTOMERS, day))]
     )
     rows = crm.seed_rows(landed)
     names = CUSTOMERS.raw_column_names

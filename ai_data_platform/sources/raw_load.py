@@ -1,5 +1,10 @@
 """Load landing files into ``raw.<table>`` and judge their shape (schema drift, volume).
 
+A table's day is every file :func:`landing.landing_files` names for it (one per region for the
+CRM's tables, which land in each region's zone), read as one partition: ``_row_number`` continues
+across the files in region order, ``_file`` names each record's own file, schema drift is judged
+file by file.
+
 Two compliance rules apply to every load. Records of erased subjects (``governance/suppression.py``)
 are dropped, so no re-run or backfill brings a subject back. Tables holding personal data
 (``governance/personal_data.py``) are split: the warehouse gets the record with HMAC keys in place
@@ -15,19 +20,18 @@ import math
 import statistics
 from dataclasses import dataclass, field
 from datetime import date, timedelta
-from pathlib import Path
 
 import duckdb
 import pyarrow as pa
 
 from ai_data_platform import warehouse
-from ai_data_platform.governance import residency, suppression
+from ai_data_platform.governance import residency, residency_landing, suppression
 from ai_data_platform.governance.personal_data import SUBJECT_EMAIL_COLUMN, hash_column, holds_personal_data, pseudonymized_select, regional_columns
 from ai_data_platform.governance.stores import RAW_PERSONAL, PersonalData
 from ai_data_platform.sources import crm_database
 from ai_data_platform.sources import crm_postgres as crm
-from ai_data_platform.sources.contracts import CUSTOMERS, EVENTS, SourceTable
-from ai_data_platform.sources.landing import LandedFile, read_landing_file
+from ai_data_platform.sources.contracts import CUSTOMERS, EVENTS, SOURCE_TABLES, SourceTable
+from ai_data_platform.sources.landing import LandedFile, LandingZones, read_landing_day
 from ai_data_platform.sources.staging import check_layout, require_personal
 from ai_data_platform.sources.staging_sql import raw_ddl, raw_table
 
@@ -40,26 +44,42 @@ class SchemaDrift:
     missing: tuple[str, ...]
     added: tuple[str, ...]
     observed: bool = True  # False when the file had no records to observe columns from
+    by_file: tuple[tuple[str, SchemaDrift], ...] = ()  # of a day of several files: each drifted file's own
 
     @property
     def drifted(self) -> bool:
         return bool(self.missing or self.added)
 
-    def describe(self, t: SourceTable, day: date) -> str:
-        if not self.drifted:
-            return f"{t.source}/{t.name} {day}: columns match the contract"
+    def _parts(self) -> str:
         parts = []
         if self.missing:
             parts.append(f"missing {list(self.missing)}")
         if self.added:
             parts.append(f"unexpected {list(self.added)}")
-        return f"schema drift in {t.source}/{t.name} {day}: " + "; ".join(parts)
+        return "; ".join(parts)
+
+    def describe(self, t: SourceTable, day: date) -> str:
+        if not self.drifted:
+            return f"{t.source}/{t.name} {day}: columns match the contract"
+        if self.by_file:
+            return f"schema drift in {t.source}/{t.name} {day}: " + "; ".join(f"{f}: {d._parts()}" for f, d in self.by_file)
+        return f"schema drift in {t.source}/{t.name} {day}: " + self._parts()
+
+
+def day_drift(per_file: list[tuple[str, SchemaDrift]]) -> SchemaDrift:
+    """The drift of a day of several files: the union of theirs, naming each drifted file."""
+    if len(per_file) == 1:
+        return per_file[0][1]
+    drifted = tuple((f, d) for f, d in per_file if d.drifted)
+    missing = tuple(dict.fromkeys(c for _, d in drifted for c in d.missing))
+    added = tuple(sorted({c for _, d in drifted for c in d.added}))
+    return SchemaDrift(missing, added, any(d.observed for _, d in per_file), drifted)
 
 
 @dataclass
 class RawLoad:
     day: date
-    file: str
+    files: tuple[str, ...]
     rows: int
     malformed: int
     drift: SchemaDrift
@@ -138,10 +158,11 @@ class _RawWriter:
 
         return load_into_raw(self.con, raw_table(self.t), self.t.column_names, day, first_row, keep=self.keep)
 
-    def route_personal(self, days: list[date]) -> dict:
+    def route_personal(self, days: list[date], zones: LandingZones | None = None) -> dict:
         """After the warehouse commit: write the personal values to their regional stores (and,
         for a CRM load, move the data of customers whose region changed); compact the stores rows
-        moved out of. Returns what went where, for metadata."""
+        moved out of. Given the landing ``zones``, also move such customers' landing records into
+        their region's zone (``residency_landing.relocate``). Returns what went where, for metadata."""
         if not self.regional:
             return {}
         con = self.con
@@ -149,16 +170,17 @@ class _RawWriter:
             residency.build_region_map(con)
             written = residency.write_routed(con, aliases, RAW_PERSONAL[self.t.name], f"SELECT * FROM {PERSONAL_ROWS}", days)
             moved = residency.rebalance(con, aliases) if self.t is CUSTOMERS else {}
+            relocated = residency_landing.relocate(con, aliases, zones, SOURCE_TABLES) if zones is not None else {}
         con.execute(f"DROP TABLE {PERSONAL_ROWS}")
         for region in residency.regions_left(moved):
             warehouse.compact(self.personal.stores.paths[region])
-        return {**written.metadata(), "moved_between_regions": moved}
+        return {**written.metadata(), "moved_between_regions": moved, "landing_records_moved": relocated}
 
 
 def load_days(
-    con: duckdb.DuckDBPyConnection, t: SourceTable, landing_root: Path, days: list[date], personal: PersonalData | None = None
+    con: duckdb.DuckDBPyConnection, t: SourceTable, zones: LandingZones, days: list[date], personal: PersonalData | None = None
 ) -> list[RawLoad]:
-    """Replace ``raw.<table>`` for ``days`` with the landing files, one transaction for all.
+    """Replace ``raw.<table>`` for ``days`` with their landing files (every zone's), one transaction for all.
 
     ``personal`` (HMAC key and regional stores) is required for tables holding personal data and
     whenever subjects have been erased; the regional stores are written after the warehouse commit.
@@ -170,20 +192,24 @@ def load_days(
             f"DELETE FROM {raw_table(t)} WHERE _partition_date BETWEEN ? AND ?", [min(days), max(days)]
         )
         for day in days:
-            path = t.landing_file(landing_root, day)
-            landed = read_landing_file(t, path)
-            relative = path.relative_to(landing_root).as_posix()
-            kept, suppressed = writer.insert(landed.table, day, relative)
-            malformed = landed.rows - landed.table.column("_raw_line").null_count
+            kept = suppressed = malformed = records = 0
+            names, drifts = [], []
+            for landed in read_landing_day(t, zones.files(t, day)):
+                name = zones.name(landed.path)
+                rows_kept, rows_suppressed = writer.insert(landed.table, day, name)
+                kept, suppressed, records = kept + rows_kept, suppressed + rows_suppressed, records + landed.rows
+                malformed += landed.rows - landed.table.column("_raw_line").null_count
+                names.append(name)
+                drifts.append((name, schema_drift(t, landed)))
             extra = {}
             if t is EVENTS:  # the stream records received that day (issue 5): same rules, same conservation
-                streamed, stream_suppressed, stream_malformed = writer.insert_stream(day, landed.rows)
+                streamed, stream_suppressed, stream_malformed = writer.insert_stream(day, records)
                 kept, suppressed, malformed = kept + streamed, suppressed + stream_suppressed, malformed + stream_malformed
                 extra["stream_records"] = streamed
             if suppressed:
                 extra["erased_subject_rows_dropped"] = suppressed
-            loads.append(RawLoad(day, relative, kept, malformed, schema_drift(t, landed), extra))
-    placed = writer.route_personal(days)
+            loads.append(RawLoad(day, tuple(names), kept, malformed, day_drift(drifts), extra))
+    placed = writer.route_personal(days, zones)
     for load in loads:
         if placed:
             load.extra["residency"] = placed
@@ -230,7 +256,7 @@ def load_crm_days(
                 extra = {"window": window.describe(), "extracted": len(extracted)}
                 if suppressed:
                     extra["erased_subject_rows_dropped"] = suppressed
-                loads.append(RawLoad(day, label, kept, 0, drift, extra))
+                loads.append(RawLoad(day, (label,), kept, 0, drift, extra))
     placed = writer.route_personal(days)
     for load in loads:
         if placed:

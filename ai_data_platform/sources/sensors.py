@@ -1,9 +1,9 @@
 """Late-data sensor: a landing file that is new or changed after its day was materialized
-triggers a re-materialization of that day (re-running a partition replaces it exactly)."""
+triggers a re-materialization of that day (re-running a partition replaces it exactly). A table
+landing per region has one file per region and day: a change to any of them counts."""
 
 
 from collections import defaultdict
-from pathlib import Path
 
 import dagster as dg
 
@@ -12,19 +12,18 @@ from ai_data_platform.partitions import daily_partitions
 from ai_data_platform.sources.assets import raw_key
 from ai_data_platform.sources.contracts import SOURCE_TABLES
 from ai_data_platform.sources.contracts import table as contract
+from ai_data_platform.sources.landing import LandingZones
 
 LATE_DATA_JOB = "nightly"
 
 
-def landed_files(landing_root: Path) -> dict[str, dict[str, float]]:
-    """{day: {table: file mtime (seconds)}} for every landing file that matches a contract."""
+def landed_files(zones: LandingZones) -> dict[str, dict[str, float]]:
+    """{day: {table: newest mtime (seconds) of its files}} over every zone's landing files that match a contract."""
     out: dict[str, dict[str, float]] = defaultdict(dict)
     for t in SOURCE_TABLES:
-        folder = t.landing_dir(landing_root)
-        if not folder.is_dir():
-            continue
-        for path in folder.glob(f"*.{t.extension}"):
-            out[path.stem][t.name] = path.stat().st_mtime
+        for path in zones.landed(t):
+            mtime = path.stat().st_mtime
+            out[path.stem][t.name] = max(out[path.stem].get(t.name, mtime), mtime)
     return out
 
 
@@ -42,9 +41,9 @@ def last_materialized(instance: dg.DagsterInstance, table: str, days: list[str])
 
 
 
-def late_days(instance: dg.DagsterInstance, landing_root: Path) -> dict[str, float]:
+def late_days(instance: dg.DagsterInstance, zones: LandingZones) -> dict[str, float]:
     """Days already materialized whose landing files changed afterwards: {day: newest mtime}."""
-    files = landed_files(landing_root)
+    files = landed_files(zones)
     valid = set(daily_partitions.get_partition_keys())
     days = sorted(d for d in files if d in valid)
     if not days:
@@ -67,10 +66,11 @@ def late_days(instance: dg.DagsterInstance, landing_root: Path) -> dict[str, flo
     description="Re-materializes a day whose landing files are new or changed after it was materialized (late data).",
 )
 def late_landing_sensor(context: dg.SensorEvaluationContext):
-    landing_root = settings.paths().landing
-    stale = late_days(context.instance, landing_root)
+    zones = LandingZones.from_settings(settings.paths())
+    stale = late_days(context.instance, zones)
     if not stale:
-        return dg.SkipReason(f"no landing file under {landing_root} changed after its day was materialized")
+        where = ", ".join(str(root) for root in zones.roots())
+        return dg.SkipReason(f"no landing file under {where} changed after its day was materialized")
     return [
         dg.RunRequest(
             run_key=f"late-data:{day}:{int(mtime * 1000)}",

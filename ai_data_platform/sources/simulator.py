@@ -1,10 +1,18 @@
 """Deterministic source simulator: a subscription SaaS's CRM, billing and product data, with dirt.
 
 ``generate`` simulates ``customers`` customers over the ``days`` days ending at ``end`` and
-writes one landing file per source table per day, exactly to the contracts in
-``contracts.py``, plus ``manifest.json`` recording how many rows and how much of each kind of
-dirt every file holds. Same arguments, same bytes: every random draw comes from a stream
-seeded by ``seed`` (see ``simulator_clock.stream``) and every writer is byte-stable.
+writes the landing files of every source table for each day, exactly to the contracts in
+``contracts.py``, plus ``manifest.json`` (in the shared zone) recording how many rows and how much
+of each kind of dirt every file holds, and its region. Same arguments, same bytes: every random
+draw comes from a stream seeded by ``seed`` (see ``simulator_clock.stream``) and every writer is
+byte-stable.
+
+**Exports per region.** The CRM exports each region's records to that region's landing zone
+(``sources/landing.LandingZones``): a customer's rows to their region's ``customers`` file, a
+ticket to the file of the region of the customer it comes from, a record from an unknown customer
+(the ``unknown_customer`` dirt, ``corrupt``) to the EU zone, the strictest regime, and a malformed
+line to the file of the record it was cut from. Every region gets its file every day (header only
+when it has no rows). Billing and behavioral exports hold no personal data: one shared file a day.
 
 The business behind the data (see the ``simulator_*`` modules): customers in EU/US/APAC sign
 up over two years, pay a monthly subscription by card, use the product (events), open support
@@ -24,6 +32,7 @@ from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
 from ai_data_platform.sources.contracts import DIRT_KINDS, SOURCE_TABLES, SourceTable, table
+from ai_data_platform.sources.landing import LandingZones
 from ai_data_platform.sources.simulator_clock import Window, stream
 from ai_data_platform.sources.simulator_days import simulate
 from ai_data_platform.sources.simulator_dirt import DirtInjector, FileRows
@@ -31,7 +40,7 @@ from ai_data_platform.sources.simulator_ids import MAX_CUSTOMERS
 from ai_data_platform.sources.simulator_world import HISTORY_DAYS
 from ai_data_platform.sources.simulator_writers import csv_header, write_lines, write_parquet
 
-GENERATOR_VERSION = "1.2.0"  # 1.1: events carry received_at; 1.2: 3% refunds
+GENERATOR_VERSION = "1.3.0"  # 1.1: events carry received_at; 1.2: 3% refunds; 1.3: CRM exports per region
 MANIFEST_NAME = "manifest.json"
 _EARLIEST_SIGNUP = date(2000, 1, 2)
 
@@ -42,7 +51,7 @@ def default_end() -> date:
 
 
 def generate(
-    landing_root: Path,
+    zones: LandingZones,
     *,
     customers: int,
     days: int,
@@ -51,11 +60,12 @@ def generate(
     dirty_rate: float = 0.005,
     corrupt: Sequence[tuple[str, date, float]] = (),
 ) -> dict:
-    """Write every source table's landing file for each day in ``[end - days + 1, end]``.
+    """Write every source table's landing files for each day in ``[end - days + 1, end]``.
 
     Args:
-        landing_root: directory receiving ``<source>/<table>/<YYYY-MM-DD>.<ext>`` files and
-            ``manifest.json``. Existing landing files of the source tables are removed first.
+        zones: the landing zones receiving ``<source>/<table>/<YYYY-MM-DD>.<ext>`` files (see the
+            module docstring), and ``manifest.json`` in the shared zone. Existing landing files
+            of the source tables are removed from every zone first.
         customers: size of the customer base (1 .. 7,999,999).
         days: number of days in the window (>= 1).
         end: last day of the window.
@@ -66,28 +76,35 @@ def generate(
             rows get a customer reference no CRM row has (counted as ``unknown_customer``).
 
     Returns:
-        The manifest, also written to ``landing_root/manifest.json``.
+        The manifest, also written to ``manifest.json`` in the shared zone. ``files`` is keyed by
+        file name (``LandingZones.name``: relative to the data directory), each entry with its
+        table, date, region (``None`` in the shared zone), rows and dirt.
     """
-    landing_root = Path(landing_root)
+    if not isinstance(zones, LandingZones):
+        raise TypeError(f"zones must be a sources.landing.LandingZones (LandingZones.from_settings(paths)), got {zones!r}")
     _check_arguments(customers, days, end, dirty_rate)
     window = Window.ending(end, days)
     corrupt_rates = _corruption_plan(corrupt, window)
-    remove_landing_files(landing_root)
+    remove_landing_files(zones)
     injector = DirtInjector(dirty_rate)
     files: dict[str, dict] = {}
-    for t, clean_tables in simulate(customers, window, seed):
+    for t, clean_tables, regions in simulate(customers, window, seed):
         day = window.day(t)
         for index, contract in enumerate(SOURCE_TABLES):
             rate = corrupt_rates.get((contract.name, day), 0.0)
-            content = injector.file_rows(contract, clean_tables[contract.name], stream(seed, "dirt", index, t), rate)
-            path = contract.landing_file(landing_root, day)
-            _write(contract, path, content)
-            files[path.relative_to(landing_root).as_posix()] = {
-                "table": contract.name,
-                "date": day.isoformat(),
-                "rows": content.rows,
-                "dirt": dict(content.dirt),
-            }
+            content = injector.file_rows(
+                contract, clean_tables[contract.name], stream(seed, "dirt", index, t), rate, regions.get(contract.name)
+            )
+            for region, part in content.by_region():
+                path = zones.file(contract, day, region)
+                _write(contract, path, part)
+                files[zones.name(path)] = {
+                    "table": contract.name,
+                    "date": day.isoformat(),
+                    "region": region,
+                    "rows": part.rows,
+                    "dirt": dict(part.dirt),
+                }
     manifest = {
         "generator_version": GENERATOR_VERSION,
         "args": {
@@ -103,20 +120,23 @@ def generate(
         "files": files,
         "totals": _totals(files),
     }
-    landing_root.mkdir(parents=True, exist_ok=True)
-    (landing_root / MANIFEST_NAME).write_text(json.dumps(manifest, sort_keys=True, indent=2) + "\n")
+    zones.shared.mkdir(parents=True, exist_ok=True)
+    (zones.shared / MANIFEST_NAME).write_text(json.dumps(manifest, sort_keys=True, indent=2) + "\n")
     return manifest
 
 
-def remove_landing_files(landing_root: Path) -> None:
-    """Delete the source tables' landing files and the manifest under ``landing_root`` only."""
-    for contract in SOURCE_TABLES:
-        directory = contract.landing_dir(landing_root)
-        if directory.is_dir():
-            for path in directory.glob(f"*.{contract.extension}"):
-                if path.is_file() or path.is_symlink():
-                    path.unlink()
-    manifest = landing_root / MANIFEST_NAME
+def remove_landing_files(zones: LandingZones) -> None:
+    """Delete the source tables' landing files from every zone (also a table's files in a zone it
+    no longer lands in, e.g. CRM exports in the shared zone from before exports were regional)
+    and the manifest; nothing else."""
+    for root in zones.roots():
+        for contract in SOURCE_TABLES:
+            directory = contract.landing_dir(root)
+            if directory.is_dir():
+                for path in directory.glob(f"*.{contract.extension}"):
+                    if path.is_file() or path.is_symlink():
+                        path.unlink()
+    manifest = zones.shared / MANIFEST_NAME
     if manifest.is_file():
         manifest.unlink()
 
@@ -173,9 +193,13 @@ def _corruption_plan(corrupt: Sequence[tuple[str, date, float]], window: Window)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    """``python -m ai_data_platform.sources.simulator LANDING_ROOT [--customers N ...]``."""
+    """``python -m ai_data_platform.sources.simulator DATA_DIR [--customers N ...]``: writes to the
+    landing zones of that data directory (``DATA_DIR/landing``, and each region's zone as
+    ``settings.region_landing_paths`` configures it)."""
+    from ai_data_platform import settings
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("landing_root", type=Path)
+    parser.add_argument("data_dir", type=Path)
     parser.add_argument("--customers", type=int, default=10_000)
     parser.add_argument("--days", type=int, default=30)
     parser.add_argument("--end", type=date.fromisoformat, default=default_end())
@@ -183,7 +207,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--dirty-rate", type=float, default=0.005)
     args = parser.parse_args(argv)
     manifest = generate(
-        args.landing_root,
+        LandingZones.from_settings(settings.Paths(args.data_dir.expanduser().resolve())),
         customers=args.customers,
         days=args.days,
         end=args.end,

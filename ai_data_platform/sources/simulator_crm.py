@@ -5,6 +5,9 @@ list that day's signups plus ~0.5% of existing customers whose profile changed (
 marketing consent or phone). Tickets come from live customers by email — a few per thousand
 customers a day, far more from customers who are drifting towards cancellation (mostly
 ``cancellation`` tickets) or whose payment just failed (mostly ``billing``).
+
+Both exports are per region: each row comes with the region (index into ``contracts.REGIONS``) of
+the customer it is about, so the CRM can export it to that region's landing zone.
 """
 
 from __future__ import annotations
@@ -42,8 +45,8 @@ class Crm:
         self.updated_at = population.profile_updated_at.copy()
         self.next_ticket = 1
 
-    def customer_rows(self, t: int, rng: np.random.Generator) -> pa.Table:
-        """Day ``t``'s customer export (day 0: the initial full export)."""
+    def customer_rows(self, t: int, rng: np.random.Generator) -> tuple[pa.Table, np.ndarray]:
+        """Day ``t``'s customer export (day 0: the initial full export) and each row's region."""
         pop = self.population
         if t == 0:
             rows = np.flatnonzero(pop.first_crm_day == 0)
@@ -51,7 +54,7 @@ class Crm:
             changed = self._change_profiles(t, rng)
             rows = np.flatnonzero((pop.first_crm_day == t) | changed)
             rows = rows[np.argsort(self.updated_at[rows], kind="stable")]
-        return self._table(rows)
+        return self._table(rows), pop.region[rows]
 
     def _change_profiles(self, t: int, rng: np.random.Generator) -> np.ndarray:
         pop = self.population
@@ -99,8 +102,9 @@ class Crm:
             rows.size,
         )
 
-    def ticket_rows(self, t: int, rng: np.random.Generator, life: Lifecycle) -> pa.Table:
-        """Tickets opened on day ``t``; billing/cancellation tickets feed the churn hazard."""
+    def ticket_rows(self, t: int, rng: np.random.Generator, life: Lifecycle) -> tuple[pa.Table, np.ndarray]:
+        """Tickets opened on day ``t`` and the region of each one's customer; billing/cancellation
+        tickets feed the churn hazard."""
         pop = self.population
         lo, hi = life.active_span(t)
         exposure = np.maximum(hi - lo, 0) / SECONDS_PER_DAY
@@ -125,7 +129,7 @@ class Crm:
         templates = [body for bodies in vocab.TICKET_BODIES for body in bodies]
         per_category = len(vocab.TICKET_BODIES[0])
         body = category * per_category + rng.integers(0, per_category, size)
-        return contract_table(
+        table = contract_table(
             SUPPORT_TICKETS,
             {
                 "ticket_id": clean_ids("support_tickets", number),
@@ -139,6 +143,7 @@ class Crm:
             },
             size,
         )
+        return table, pop.region[rows]
 
     @staticmethod
     def _categories(rng, disengaging: np.ndarray, payment_trouble: np.ndarray) -> np.ndarray:

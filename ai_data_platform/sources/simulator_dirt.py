@@ -17,6 +17,12 @@ All copies but duplicates get a fresh key from a range clean keys never use, so 
 never makes a clean row fail unique_key. Clean rows are never altered — except by the explicit
 ``corrupt`` option, which rewrites the customer reference of a share of a file's clean rows.
 Counts per kind are binomial draws from the number of clean rows.
+
+**Regions.** Given the region of each clean row (the CRM's tables), every row of the file gets one:
+a dirty copy is in its original's region, and a record whose customer reference is unknown (the
+``unknown_customer`` dirt and ``corrupt``) in :data:`UNKNOWN_CUSTOMER_REGION`. The dirt is drawn
+for the whole day first, so a day's rows, dirt and bytes do not depend on the split;
+:meth:`FileRows.by_region` then cuts the file into one per region, each counting its own dirt.
 """
 
 from __future__ import annotations
@@ -28,7 +34,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ai_data_platform.sources.contracts import DIRT_KINDS, SourceTable
+from ai_data_platform.sources.contracts import DIRT_KINDS, REGIONS, SourceTable
 from ai_data_platform.sources.simulator_ids import fresh_ids, unknown_customer_ids, unknown_emails
 from ai_data_platform.sources.simulator_writers import (
     csv_lines,
@@ -44,16 +50,40 @@ OUT_OF_RANGE_TIMESTAMPS = (datetime(1900, 1, 1), datetime(2999, 1, 1))
 INVALID_VALUES = {"plan": "legacy_gold", "currency": "XXX"}
 DEFAULT_INVALID_VALUE = "??"
 CSV_MALFORMED_FIELDS = 3
+# A source cannot attribute a record from an unknown customer (an email no customer has) to a
+# region: it exports it to the EU zone, the strictest regime (the platform's own default region,
+# governance/stores.DEFAULT_REGION, for records it cannot place).
+UNKNOWN_CUSTOMER_REGION = REGIONS.index("EU")
 
 
 @dataclass
 class FileRows:
-    """What one landing file will hold: a table (Parquet) or rendered lines (CSV, JSON-lines)."""
+    """What one landing file will hold: a table (Parquet) or rendered lines (CSV, JSON-lines),
+    with the dirt each row counts as (``CLEAN`` or an index into ``DIRT_KINDS``) and, for the
+    CRM's tables, its region (index into ``REGIONS``)."""
 
     table: pa.Table | None
     lines: pa.Array | None
     rows: int
     dirt: dict[str, int] = field(default_factory=dict)
+    kinds: np.ndarray | None = None
+    regions: np.ndarray | None = None
+
+    def by_region(self) -> list[tuple[str | None, FileRows]]:
+        """``[(region, the rows of that region)]`` for every region in order (a region without rows
+        gets an empty file), or ``[(None, self)]`` when rows have no region."""
+        if self.regions is None:
+            return [(None, self)]
+        parts = []
+        for index, region in enumerate(REGIONS):
+            mask = self.regions == index
+            kinds = self.kinds[mask]
+            dirt = {kind: int((kinds == code).sum()) for kind, code in KIND_CODES.items()}
+            keep = pa.array(mask)
+            table = None if self.table is None else self.table.filter(keep)
+            lines = None if self.lines is None else self.lines.filter(keep)
+            parts.append((region, FileRows(table, lines, int(mask.sum()), dirt, kinds, self.regions[mask])))
+        return parts
 
 
 class DirtInjector:
@@ -65,29 +95,48 @@ class DirtInjector:
         self._unknown_serial = 0
 
     def file_rows(
-        self, contract: SourceTable, clean: pa.Table, rng: np.random.Generator, corrupt_rate: float = 0.0
+        self,
+        contract: SourceTable,
+        clean: pa.Table,
+        rng: np.random.Generator,
+        corrupt_rate: float = 0.0,
+        regions: np.ndarray | None = None,
     ) -> FileRows:
-        """Corrupt (if asked), add dirt at random positions and render for the file format."""
+        """Corrupt (if asked), add dirt at random positions and render for the file format.
+        ``regions``: the region of each clean row, if the file is exported per region."""
         counts = {kind: 0 for kind in DIRT_KINDS}
         clean, usable = self._corrupt(contract, clean, corrupt_rate, rng, counts)
         text = contract.file_format != "parquet"
         base = to_text_table(contract, clean) if text else clean
         pieces, kinds = [base], [np.full(base.num_rows, CLEAN)]
+        row_regions = None
+        if regions is not None:
+            row_regions = np.full(base.num_rows, UNKNOWN_CUSTOMER_REGION, dtype=np.int8)  # corrupted rows stay so
+            row_regions[usable] = regions[usable]
+            row_regions = [row_regions]
         for kind in DIRT_KINDS:
             size = self._dirt_count(contract, kind, usable.size, rng)
             if size == 0:
                 continue
-            source = base.take(pa.array(rng.choice(usable, size)))
+            chosen = rng.choice(usable, size)
+            source = base.take(pa.array(chosen))
             pieces.append(self._dirty_copies(contract, kind, source, rng, text))
             kinds.append(np.full(size, KIND_CODES[kind]))
+            if row_regions is not None:
+                unknown = kind == "unknown_customer"
+                row_regions.append(np.full(size, UNKNOWN_CUSTOMER_REGION, dtype=np.int8) if unknown else regions[chosen].astype(np.int8))
             counts[kind] += size
         combined = pa.concat_tables(pieces).combine_chunks()
         kind = np.concatenate(kinds)
         order = _mixed_order(kind, rng)
+        counted = kind.copy()  # the dirt each row counts as: corrupted clean rows are unknown_customer
+        counted[np.setdiff1d(np.arange(base.num_rows), usable)] = KIND_CODES["unknown_customer"]
+        ordered_regions = None if row_regions is None else np.concatenate(row_regions)[order]
         if not text:
-            return FileRows(table=combined.take(pa.array(order)), lines=None, rows=kind.size, dirt=counts)
-        lines = self._render(contract, combined, kind)
-        return FileRows(table=None, lines=lines.take(pa.array(order)), rows=kind.size, dirt=counts)
+            table = combined.take(pa.array(order))
+            return FileRows(table=table, lines=None, rows=kind.size, dirt=counts, kinds=counted[order], regions=ordered_regions)
+        lines = self._render(contract, combined, kind).take(pa.array(order))
+        return FileRows(table=None, lines=lines, rows=kind.size, dirt=counts, kinds=counted[order], regions=ordered_regions)
 
     # --- corruption ---------------------------------------------------------------------
 
