@@ -6,13 +6,15 @@ import csv
 from datetime import date, timedelta
 
 import duckdb
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from ai_data_platform import settings, warehouse
 from ai_data_platform.governance import residency
 from ai_data_platform.governance.stores import PERSONAL_TABLES, PersonalData, RegionalStores, alias
 from ai_data_platform.sources import raw_load, staging
-from ai_data_platform.sources.contracts import CUSTOMERS, EVENTS, REGIONS, SOURCE_TABLES, SUPPORT_TICKETS
+from ai_data_platform.sources.contracts import CUSTOMERS, EVENTS, PAYMENTS, REGIONS, SOURCE_TABLES, SUPPORT_TICKETS
 from ai_data_platform.sources.landing import LandingZones
 from ai_data_platform.sources.simulator import generate
 
@@ -221,7 +223,9 @@ def test_personal_data_in_another_regions_landing_zone_or_the_shared_one_is_caug
     con = warehouse.connect(paths.warehouse)
     try:
         with personal.stores.attached(con, read_only=True) as aliases:
-            email, name = con.execute("SELECT email, name FROM personal_eu.identity.customer_pii ORDER BY customer_id LIMIT 1").fetchone()
+            email, name, phone = con.execute(
+                "SELECT email, name, phone FROM personal_eu.identity.customer_pii WHERE phone IS NOT NULL ORDER BY customer_id LIMIT 1"
+            ).fetchone()
             # an EU customer's record mis-exported to the US zone (twice), an EU email in the shared
             # events file, and a stray CRM export in the shared zone (the layout before regional landing)
             us_file = zones.file(CUSTOMERS, END, "US")
@@ -234,6 +238,11 @@ def test_personal_data_in_another_regions_landing_zone_or_the_shared_one_is_caug
             stray = CUSTOMERS.landing_file(zones.shared, END)
             stray.parent.mkdir(parents=True)
             shutil.copyfile(zones.file(CUSTOMERS, END - timedelta(days=2), "EU"), stray)
+            payments = zones.file(PAYMENTS, END)  # a phone in a Parquet column, and a note named by no day
+            table = pq.read_table(payments)
+            codes = pa.array([phone] + [None] * (table.num_rows - 1), pa.string())
+            pq.write_table(table.set_column(table.schema.get_field_index("failure_code"), "failure_code", codes), payments)
+            (zones.regional["APAC"] / "callbacks.txt").write_bytes(b"rappel \xe9: " + name.encode() + b"\n")  # not UTF-8
             found = residency.violations(con, aliases, personal.stores.paths, paths.warehouse, zones=zones)
             last_day = residency.violations(con, aliases, personal.stores.paths, paths.warehouse, [END], zones)
     finally:
@@ -246,12 +255,18 @@ def test_personal_data_in_another_regions_landing_zone_or_the_shared_one_is_caug
         "emails or phones of EU subjects (personal data lands only in its subject's region's zone)",
         f"shared landing zone: landing/crm/customers/{END}.csv: {eu_rows} record(s) holding names, emails or phones "
         "of EU subjects (personal data lands only in its subject's region's zone)",
+        f"shared landing zone: landing/billing/payments/{END}.parquet: 1 record(s) holding names, emails or phones "
+        "of EU subjects (personal data lands only in its subject's region's zone)",
+        "APAC landing zone: regions/APAC/landing/callbacks.txt: 1 record(s) holding names, emails or phones "
+        "of EU subjects (they belong in the EU landing zone)",
     ])
     by_file = {v.table: v for v in found}
     assert by_file[f"regions/US/landing/crm/customers/{END}.csv"].personal_table == "raw.customers_personal"  # fails raw/customers_personal's check
     assert by_file[f"regions/US/landing/crm/customers/{END}.csv"].path == str(us_file)
     # a run's check searches the landing files of its own days (the events file is of the day before)
-    assert {v.table for v in last_day} == {f"regions/US/landing/crm/customers/{END}.csv", f"landing/crm/customers/{END}.csv"}
+    # and every file not named by a day
+    assert {v.table for v in last_day} == {f"regions/US/landing/crm/customers/{END}.csv", f"landing/crm/customers/{END}.csv",
+                                         f"landing/billing/payments/{END}.parquet", "regions/APAC/landing/callbacks.txt"}
 
 
 def test_the_blocking_residency_check_fails_the_run_that_finds_a_leak(simulated, tmp_path):

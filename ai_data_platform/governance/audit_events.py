@@ -129,9 +129,9 @@ class World:
         t = TABLES_BY_NAME.get(key.path[-1]) if node is not None and node.metadata.get("adp/landing_pattern") else None
         if t is None:
             return []
+        zones = LandingZones.from_settings(self.paths)
         out = []
-        for _, zone in LandingZones.from_settings(self.paths).zones(t):
-            path = t.landing_file(zone, partition or "*")
+        for (_, zone), path in zip(zones.zones(t), zones.files(t, partition or "*")):
             base = self.paths.root if path.is_relative_to(self.paths.root) else zone
             out.append((f"file://{base}", path.relative_to(base).as_posix()))
         return out

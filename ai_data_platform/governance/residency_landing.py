@@ -11,7 +11,9 @@ record: a CSV field (quoted or not), a JSON key's value, any column of a Parquet
 trimmed and case-insensitively; a line that cannot be parsed is cut at the same separators, so a
 malformed record is searched too. A finding names the zone, the file and the number of records.
 A run searches the files of its own days (a file named by a day outside them is left out); files
-not named by a day are always searched.
+not named by a day are always searched. Text is read and cut into fields by DuckDB, in batches of
+about 64 MiB; a line holding no ``@``, space or ``+`` is not cut when every value looked for holds
+one (checked each time: names, emails and phones do), which skips almost all of an event export.
 
 **Moves** (:func:`relocate`). A customer whose CRM history holds more than one region moved:
 their landing records (customer rows, tickets sent from their emails, malformed lines naming
@@ -84,24 +86,45 @@ def _table_of(root: Path, path: Path) -> SourceTable | None:
     return None
 
 
-def _text_batches(files: list[Path]) -> Iterator[pa.Table]:
-    """(file, record, line) of text files, every line of each, in batches of about 64 MiB."""
-    index, record, lines, size = [], [], [], 0
-    for i, path in enumerate(files):
-        text = path.read_bytes().decode("utf-8", errors="replace")
-        file_lines = text.split("\n")
-        index += [i] * len(file_lines)
-        record += range(1, len(file_lines) + 1)
-        lines += file_lines
-        size += len(text)
+def _size_batches(paths: list[Path]) -> Iterator[list[Path]]:
+    """``paths`` in groups of about 64 MiB of file size, so no search holds more in memory."""
+    batch, size = [], 0
+    for path in paths:
+        batch.append(path)
+        size += path.stat().st_size
         if size >= _TEXT_BATCH_BYTES:
-            yield pa.table({"file": pa.array(index, pa.int32()), "record": pa.array(record, pa.int64()), "line": pa.array(lines, pa.string())})
-            index, record, lines, size = [], [], [], 0
-    if lines:
-        yield pa.table({"file": pa.array(index, pa.int32()), "record": pa.array(record, pa.int64()), "line": pa.array(lines, pa.string())})
+            yield batch
+            batch, size = [], 0
+    if batch:
+        yield batch
 
 
-def _match(con: duckdb.DuckDBPyConnection, fields: str) -> list[tuple[int, str, str, int]]:
+def _lines_read_by_duckdb(paths: list[Path]) -> str:
+    """(file, record, line) of text files, every line of each (DuckDB reads UTF-8 text only)."""
+    listed = ", ".join(warehouse.sql_literal(str(p)) for p in paths)
+    return (
+        "SELECT filename AS file, unnest(range(1, len(l) + 1)) AS record, unnest(l) AS line "
+        f"FROM (SELECT filename, string_split(content, chr(10)) AS l FROM read_text([{listed}]))"
+    )
+
+
+def _register_lines_read_by_python(con: duckdb.DuckDBPyConnection, paths: list[Path]) -> None:
+    """The same as the view ``_LINES``, for files that are not UTF-8 (decoded with replacement characters)."""
+    file, record, line = [], [], []
+    for path in paths:
+        lines = path.read_bytes().decode("utf-8", errors="replace").split("\n")
+        file += [str(path)] * len(lines)
+        record += range(1, len(lines) + 1)
+        line += lines
+    con.register(_LINES, pa.table({"file": file, "record": pa.array(record, pa.int64()), "line": line}))
+
+
+def _tokens(lines: str, line_filter: str) -> str:
+    """(file, record, token): the fields of the lines satisfying ``line_filter``."""
+    return f"SELECT file, record, unnest(regexp_extract_all(line, '{_FIELD_RE2}')) AS token FROM ({lines}) WHERE {line_filter}"
+
+
+def _match(con: duckdb.DuckDBPyConnection, fields: str) -> list[tuple[object, str, str, int]]:
     """``[(file, subjects' region, personal table, records)]`` of ``fields`` (file, record, token)
     whose token is one of the foreign identifiers."""
     return con.execute(
@@ -110,29 +133,54 @@ def _match(con: duckdb.DuckDBPyConnection, fields: str) -> list[tuple[int, str, 
     ).fetchall()
 
 
-def _hits(con: duckdb.DuckDBPyConnection, files: list[Path]) -> list[tuple[int, str, str, int]]:
-    """Every foreign identifier in ``files``: ``[(index in files, region, personal table, records)]``."""
-    parquet = [i for i, p in enumerate(files) if _is_parquet(p)]
-    text = [i for i in range(len(files)) if i not in set(parquet)]
-    hits: list[tuple[int, str, str, int]] = []
-    for i in parquet:
+def _parquet_fields(paths: list[Path]) -> str:
+    """(file, record, token) of every value of every column of Parquet files, one query for all."""
+    listed = ", ".join(warehouse.sql_literal(str(p)) for p in paths)
+    return (
+        "SELECT filename AS file, record, token FROM (UNPIVOT (SELECT row_number() OVER () AS record, filename, "
+        f"COLUMNS(* EXCLUDE (filename))::VARCHAR FROM read_parquet([{listed}], union_by_name = true, filename = true)) "
+        "ON COLUMNS(* EXCLUDE (record, filename)) INTO NAME _column VALUE token)"
+    )
+
+
+def _hits(con: duckdb.DuckDBPyConnection, files: list[Path], line_filter: str) -> list[tuple[int, str, str, int]]:
+    """Every foreign identifier in ``files``: ``[(index in files, region, personal table, records)]``.
+    ``line_filter``: a condition every text line holding one satisfies (the others are not cut into fields)."""
+    parquet = [p for p in files if _is_parquet(p)]
+    text = [p for p in files if p not in set(parquet)]
+    try:
+        found = _match(con, _parquet_fields(parquet)) if parquet else []
+    except duckdb.Error:  # one file is not readable as Parquet: read them one by one
+        found = []
+        for path in parquet:
+            try:
+                found += _match(con, _parquet_fields([path]))
+            except duckdb.Error:
+                text.append(path)  # searched as text, like any other file
+    for batch in _size_batches(text):
         try:
-            unpivoted = (
-                f"SELECT {i} AS file, record, token FROM (UNPIVOT (SELECT row_number() OVER () AS record, COLUMNS(*)::VARCHAR "
-                f"FROM read_parquet({warehouse.sql_literal(str(files[i]))})) ON COLUMNS(* EXCLUDE (record)) INTO NAME _column VALUE token)"
-            )
-            hits += _match(con, unpivoted)
-        except duckdb.Error:
-            text.append(i)  # not readable as Parquet: searched as text, like any other file
-    positions = sorted(text)
-    for batch in _text_batches([files[i] for i in positions]):
-        con.register(_LINES, batch)
-        try:
-            found = _match(con, f"SELECT file, record, unnest(regexp_extract_all(line, '{_FIELD_RE2}')) AS token FROM {_LINES}")
-        finally:
-            con.unregister(_LINES)
-        hits += [(positions[f], region, personal, n) for f, region, personal, n in found]
-    return hits
+            found += _match(con, _tokens(_lines_read_by_duckdb(batch), line_filter))
+        except duckdb.Error:  # a file that is not UTF-8 text
+            _register_lines_read_by_python(con, batch)
+            try:
+                found += _match(con, _tokens(f"SELECT * FROM {_LINES}", line_filter))
+            finally:
+                con.unregister(_LINES)
+    index = {str(p): i for i, p in enumerate(files)}
+    return [(index[str(f)], region, personal, n) for f, region, personal, n in found]
+
+
+# Every name, email and phone holds one of these (checked on the identifiers searched for): a line
+# holding none of them holds none of them, and is not cut into fields (most of an event export).
+_MARKS = ("@", " ", "+")
+
+
+def _line_filter(con: duckdb.DuckDBPyConnection) -> str:
+    """A condition every line holding a foreign identifier satisfies (``TRUE`` if none is known)."""
+    marked = " OR ".join(f"contains(value, {warehouse.sql_literal(m)})" for m in _MARKS)
+    if con.execute(f"SELECT coalesce(bool_and({marked}), TRUE) FROM {_FOREIGN_IDS}").fetchone()[0]:
+        return " OR ".join(f"contains(line, {warehouse.sql_literal(m)})" for m in _MARKS)
+    return "TRUE"
 
 
 def landing_violations(
@@ -160,7 +208,7 @@ def landing_violations(
                 f"AND value NOT IN (SELECT value FROM {_LANDING_IDS} WHERE region = ?)",
                 [zone, zone],
             )
-        for i, region, personal, n in _hits(con, files):
+        for i, region, personal, n in _hits(con, files, _line_filter(con)):
             t = _table_of(root, files[i])
             if t is not None and holds_personal_data(t):
                 personal = RAW_PERSONAL[t.name].name  # the raw load that reads this file

@@ -79,9 +79,12 @@ class SourceTable:
         raise KeyError(f"{self.source}/{self.name} has no column {name!r}")
 
     def landing_dir(self, landing_root: Path) -> Path:
+        """The table's directory within one landing zone. Which zone(s) a table lands in, and so
+        which files hold its day: ``sources.landing.landing_files``."""
         return landing_root / self.source / self.name
 
     def landing_file(self, landing_root: Path, day: date | str) -> Path:
+        """The table's file of ``day`` within one landing zone (see :meth:`landing_dir`)."""
         day_str = day if isinstance(day, str) else day.isoformat()
         return self.landing_dir(landing_root) / f"{day_str}.{self.extension}"
 

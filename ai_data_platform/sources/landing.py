@@ -31,12 +31,19 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from ai_data_platform.governance.personal_data import holds_personal_data
 from ai_data_platform.sources.contracts import REGIONS, SourceTable
 
 
 class LandingFileMissing(FileNotFoundError):
     """The export for a table and day has not landed."""
+
+
+def lands_per_region(t: SourceTable) -> bool:
+    """Whether ``t`` lands in each region's zone: it holds personal data (``personal_data.holds_personal_data``)."""
+    # imported here: the governance package loads DuckDB, which the simulator (a source system) does not need
+    from ai_data_platform.governance.personal_data import holds_personal_data
+
+    return holds_personal_data(t)
 
 
 @dataclass(frozen=True)
@@ -61,13 +68,13 @@ class LandingZones:
     def zones(self, t: SourceTable) -> list[tuple[str | None, Path]]:
         """``(region, zone root)`` of every zone ``t`` lands in: each region in order for a table
         holding personal data, else ``(None, shared root)``."""
-        if holds_personal_data(t):
+        if lands_per_region(t):
             return [(region, self.regional[region]) for region in REGIONS]
         return [(None, self.shared)]
 
     def file(self, t: SourceTable, day: date | str, region: str | None = None) -> Path:
         """The file of ``t``'s ``day`` in ``region``'s zone (``None``: the shared zone)."""
-        if holds_personal_data(t) == (region is None):
+        if lands_per_region(t) == (region is None):
             where = "a region's zone" if region is None else "the shared zone"
             raise ValueError(f"{t.source}/{t.name} does not land in {where}")
         return t.landing_file(self.shared if region is None else self.regional[region], day)

@@ -58,9 +58,9 @@ UNKNOWN_CUSTOMER_REGION = REGIONS.index("EU")
 
 @dataclass
 class FileRows:
-    """What one landing file will hold: a table (Parquet) or rendered lines (CSV, JSON-lines),
-    with the dirt each row counts as (``CLEAN`` or an index into ``DIRT_KINDS``) and, for the
-    CRM's tables, its region (index into ``REGIONS``)."""
+    """What one landing file will hold: a table (Parquet) or rendered lines (CSV, JSON-lines); for
+    a file exported per region (the CRM's), each row's region (index into ``REGIONS``) and the dirt
+    it counts as (``CLEAN`` or an index into ``DIRT_KINDS``)."""
 
     table: pa.Table | None
     lines: pa.Array | None
@@ -129,14 +129,17 @@ class DirtInjector:
         combined = pa.concat_tables(pieces).combine_chunks()
         kind = np.concatenate(kinds)
         order = _mixed_order(kind, rng)
-        counted = kind.copy()  # the dirt each row counts as: corrupted clean rows are unknown_customer
-        counted[np.setdiff1d(np.arange(base.num_rows), usable)] = KIND_CODES["unknown_customer"]
-        ordered_regions = None if row_regions is None else np.concatenate(row_regions)[order]
+        ordered_kinds = ordered_regions = None
+        if row_regions is not None:  # what each row counts as, to count each region's dirt
+            counted = kind.copy()
+            if usable.size < base.num_rows:  # corrupted clean rows count as unknown_customer
+                counted[np.setdiff1d(np.arange(base.num_rows), usable)] = KIND_CODES["unknown_customer"]
+            ordered_kinds, ordered_regions = counted[order], np.concatenate(row_regions)[order]
         if not text:
             table = combined.take(pa.array(order))
-            return FileRows(table=table, lines=None, rows=kind.size, dirt=counts, kinds=counted[order], regions=ordered_regions)
+            return FileRows(table=table, lines=None, rows=kind.size, dirt=counts, kinds=ordered_kinds, regions=ordered_regions)
         lines = self._render(contract, combined, kind).take(pa.array(order))
-        return FileRows(table=None, lines=lines, rows=kind.size, dirt=counts, kinds=counted[order], regions=ordered_regions)
+        return FileRows(table=None, lines=lines, rows=kind.size, dirt=counts, kinds=ordered_kinds, regions=ordered_regions)
 
     # --- corruption ---------------------------------------------------------------------
 
