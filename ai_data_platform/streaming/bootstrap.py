@@ -77,13 +77,16 @@ def warehouse_coverage(con: duckdb.DuckDBPyConnection, sources: list[str]) -> di
 def bootstrap(con: duckdb.DuckDBPyConnection, store: OnlineStore, interpreter: FeatureInterpreter = ONLINE,
               now: datetime | None = None) -> BootstrapResult:
     now = now or utc_now()
+    coverage = warehouse_coverage(con, interpreter.sources)
     rows, read = [], 0
     for source in interpreter.sources:
         columns = interpreter.needed_columns(source)
         relation = source_relation(con, source, columns)
         if not relation:
             continue
-        since = now - interpreter.widest_lookback(source)
+        # Values are materialized as of the coverage (the end of the newest loaded day), which can
+        # lie hours or days before now: the lookback starts from the earlier of the two.
+        since = min(now, coverage.get(source, now)) - interpreter.widest_lookback(source)
         cur = con.execute(f"SELECT * FROM {relation} WHERE {wh.quote(SOURCES[source]['time'])} >= ?", [since])
         names = [d[0] for d in cur.description]
         while batch := cur.fetchmany(50_000):
@@ -93,7 +96,6 @@ def bootstrap(con: duckdb.DuckDBPyConnection, store: OnlineStore, interpreter: F
                 if row is not None:
                     rows.append(row)
     customers = dict(con.execute(home_countries_sql()).fetchall()) if wh.table_exists(con, "staging.customers") else {}
-    coverage = warehouse_coverage(con, interpreter.sources)
     store.bootstrap(rows, customers, coverage)
     materialized = 0
     while n := materialize(store, interpreter, limit=1000):
