@@ -141,11 +141,9 @@ def predict_one(estimator, frame) -> float:
     """
     global _openmp_limited
     if not _openmp_limited:
-        from threadpoolctl import threadpool_limits
+        from ai_data_platform.ml.models import single_threaded
 
-        from ai_data_platform.ml.models import OPENMP_THREADS
-
-        threadpool_limits(limits=OPENMP_THREADS, user_api="openmp")
+        single_threaded()  # entered once for the process, never left
         _openmp_limited = True
     column = list(estimator.classes_).index(1)
     return float(estimator.predict_proba(frame)[0, column])
