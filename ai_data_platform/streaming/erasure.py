@@ -16,8 +16,7 @@ calls its target after the warehouse, the regional stores and the datasets:
   3. **Online store**: the erased subjects' id HMACs are recorded first (every one in
      ``meta.erased_subjects``, and this subject's), so from then on the consumer drops their events
      and refuses a write filtered with the older list (``erased.py``); then every trace of the
-     customer is deleted. A SQLite store whose file still holds one of their keys afterwards (the
-     free pages of rows pruned earlier) is compacted, so the bytes are gone.
+     customer is deleted (a SQLite store is compacted, so the bytes are gone).
 
 ``search(subject)``
   With ``REDIS_URL``, every key of the online store and every entry of the stream, for the
@@ -36,10 +35,10 @@ from pathlib import Path
 from ai_data_platform import settings, warehouse
 from ai_data_platform.governance import suppression
 from ai_data_platform.governance.erasure import ErasureTarget, Subject
-from ai_data_platform.governance.search import Trace, any_token_bytes, any_token_re2, search_file, search_texts
+from ai_data_platform.governance.search import Trace, any_token_bytes, any_token_re2, search_texts
 from ai_data_platform.streaming import backends, warehouse_sink
 from ai_data_platform.streaming.erased import customer_id_of
-from ai_data_platform.streaming.online_store import OnlineStore, SqliteOnlineStore
+from ai_data_platform.streaming.online_store import OnlineStore
 from ai_data_platform.streaming.transport import PayloadMatch, Transport
 
 NAME = "streaming"
@@ -117,12 +116,7 @@ def erase_online_store(store: OnlineStore, subject: Subject, recorded: frozenset
     held_here = bool(cid) and cid in store.customer_ids()
     theirs = {subject.id_hash} if (held_here or found_elsewhere or subject.held or subject.erased_before) else set()
     store.add_erased_subjects(recorded | theirs)  # first: the consumer drops their events from now on
-    removed = store.delete_customer(cid) if cid else 0
-    if isinstance(store, SqliteOnlineStore):
-        files = (store.path, store.path.with_name(store.path.name + "-wal"))
-        if any(search_file(f, subject.needles(), file=f.name, allowed=lambda *_: False) for f in files):
-            store.compact()  # bytes of rows deleted before (pruned) were still in free pages or the log
-    return removed
+    return store.delete_customer(cid) if cid else 0
 
 
 def erase(subject: Subject) -> dict[str, int]:
