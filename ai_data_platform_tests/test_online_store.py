@@ -120,7 +120,7 @@ def test_file_transport_reads_in_order_repairs_a_torn_append_and_releases(tmp_pa
 
 def test_file_transport_erases_records_in_place_keeping_every_other_position(tmp_path):
     t = FileSegmentTransport(tmp_path)
-    t.append([b'{"c":"C1"}', b'{"c":"C2","n":"longer payload"}', b"x", b'{"c":"C2"}'])
+    t.append([b'{"c":"C1","n":"a\rb"}', b'{"c":"C2","n":"longer\tpayload"}', b"x", b'{"c":"C2"}'])
     reader = FileSegmentTransport(tmp_path)
     assert [r.position for r in reader.read(None, 1)] == [0]  # a reader with a cursor inside the segment
     segment = next(t.dir.glob("*.log"))
@@ -131,6 +131,7 @@ def test_file_transport_erases_records_in_place_keeping_every_other_position(tmp
     assert t.erase(lambda payload: b"C2" in payload or payload == b"x") == 3
 
     assert segment.stat().st_size == size and b"C2" not in segment.read_bytes()
+    assert FileSegmentTransport(tmp_path).scan(None, 1)[0].payload == b'{"c":"C1","n":"a\rb"}'  # untouched
     after = reader.read(0, 10)
     assert [(r.position, r.erased, r.payload) for r in after] == [(1, True, b""), (2, True, b""), (3, True, b"")]
     assert [r.received_at for r in after] == [r.received_at for r in FileSegmentTransport(tmp_path).scan(0, 10)]

@@ -6,6 +6,7 @@ file is validated naming the asset and key."""
 import hashlib
 import json
 from datetime import date, datetime, time, timedelta, timezone
+from pathlib import Path
 
 import duckdb
 import pytest
@@ -150,7 +151,7 @@ def test_a_dry_run_prints_exactly_what_would_go_and_changes_nothing(paths, capsy
 
 
 def test_stream_rows_age_by_the_day_they_were_received(paths, tmp_path, monkeypatch):
-    shipped = retention.load_policy(retention.Path(retention.__file__).with_name("retention.toml"))
+    shipped = retention.load_policy(Path(retention.__file__).with_name("retention.toml"))
     assert [shipped[a].days for a in ("stream/records", "stream/events", "stream/quarantine_events")] == [90, 90, 90]
     overrides = {**OVERRIDES, "stream/records": 90, "stream/events": 90, "stream/quarantine_events": 30}
     monkeypatch.setenv("ADP_RETENTION_CONFIG", str(_policy_file(tmp_path, overrides)))

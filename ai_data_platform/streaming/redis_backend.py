@@ -198,7 +198,7 @@ class RedisOnlineStore(OnlineStore):
                     pipe.watch(self._k("coverage"), self._k("erased"))
                     if expect_erased is not None:
                         self._check_erased(expect_erased, pipe.scard(self._k("erased")))
-                    current = {k.decode(): int(v) for k, v in pipe.hgetall(self._k("coverage")).items()}
+                    current = {k.decode(): int(v) for k, v in pipe.hgetall(self._k("coverage")).items()} if coverage else {}
                     pipe.multi()
                     fn(pipe)
                     raised = {s: max(to_us(t), current.get(s, 0)) for s, t in coverage.items()}

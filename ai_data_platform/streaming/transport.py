@@ -68,9 +68,9 @@ def parse_line(line: bytes) -> tuple[int, bytes | None]:
 
 
 def tombstone(line: bytes) -> bytes:
-    """The tombstone replacing a complete segment line: its stamp, same length, no payload."""
-    stamp, _, payload = line.rstrip(b"\n").partition(b"\t")
-    return stamp + TOMBSTONE_MARK + b" " * len(payload) + b"\n"
+    """The tombstone replacing a segment line (without its newline): its stamp, same length."""
+    stamp, _, payload = line.partition(b"\t")
+    return stamp + TOMBSTONE_MARK + b" " * len(payload)
 
 
 @dataclass(frozen=True)
@@ -269,13 +269,10 @@ class FileSegmentTransport(Transport):
             fcntl.flock(lock, fcntl.LOCK_EX)
             self._head()  # truncates a partial line a killed producer left
             for _, path in self._segments():
-                data = path.read_bytes()
-                lines = data.splitlines(keepends=True)
+                *lines, tail = path.read_bytes().split(b"\n")  # only \n ends a line (a payload may hold \r)
                 changed = 0
                 for i, line in enumerate(lines):
-                    if not line.endswith(b"\n"):
-                        continue
-                    _, payload = parse_line(line[:-1])
+                    _, payload = parse_line(line)
                     if payload is not None and matches(payload):
                         lines[i] = tombstone(line)
                         changed += 1
@@ -284,7 +281,7 @@ class FileSegmentTransport(Transport):
                 stat = path.stat()
                 tmp = path.with_name(path.name + ".erasing")
                 with open(tmp, "wb") as fh:
-                    fh.write(b"".join(lines))
+                    fh.write(b"".join(line + b"\n" for line in lines) + tail)
                     fh.flush()
                     os.fsync(fh.fileno())
                 os.utime(tmp, ns=(stat.st_atime_ns, stat.st_mtime_ns))
