@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 import pytest
 
 from ai_data_platform.streaming.online_store import ErasedSubjectsChanged, SqliteOnlineStore, state_row
-from ai_data_platform.streaming.redis_backend import RedisOnlineStore, RedisStreamTransport
+from ai_data_platform.streaming.redis_backend import RedisOnlineStore, RedisStreamTransport, entry_id
 from ai_data_platform.streaming.transport import FileSegmentTransport, to_us
 
 from .services import REDIS, require_service
@@ -73,9 +73,11 @@ def test_prune_dirty_values_delete_and_search(store):
     assert c1.known and c1.home_country == "DE"
     assert store.search("dev-secret") == ["row:C2"]
     assert "customer:C2" in store.search("FR")
+    assert {place for place, text in store.dump() if "dev-secret" in text} == {"rows"}
     removed = store.delete_customer("C2")
     assert removed >= 2  # its row and its profile (and dirty mark)
     assert store.search("dev-secret") == [] and store.search("C2") == []
+    assert not [place for place, text in store.dump() if "C2" in text]  # nothing anywhere in the store
     assert store.states(["C2"])["C2"].rows == {} and "C2" not in store.customer_ids()
 
 
@@ -116,6 +118,27 @@ def test_file_transport_reads_in_order_repairs_a_torn_append_and_releases(tmp_pa
     again = t.append([b'{"a":3}'])
     assert again[0].position == 2 and [r.payload for r in t.read(1, 10)] == [b'{"a":3}']
     assert t.release(2, datetime(2100, 1, 1)) == 0  # the active segment is never released
+
+
+def test_redis_transport_erases_entries_and_a_restart_never_rereads_them():
+    require_service(*REDIS)
+    prefix = f"adp-test-{uuid.uuid4().hex}"
+    try:
+        t = RedisStreamTransport(URL, prefix)
+        records = t.append([b'{"c":"C1"}', b'{"c":"C2"}', b'{"c":"C1"}', b'{"c":"C3"}'])
+        assert len(t.read(None, 10)) == 4  # delivered, never acknowledged (a crash)
+        assert t.erase(lambda payload: b"C1" in payload) == 2
+        assert t.r.xpending(t.key, "online")["pending"] == 2  # the erased ones acknowledged at once
+        assert [r.payload for r in t.scan(None, 10)] == [b'{"c":"C2"}', b'{"c":"C3"}']
+        t.r.xdel(t.key, entry_id(records[3].position))  # deleted by someone else, left pending
+        assert t.end_position() == records[1].position  # the last entry still there
+        restarted = RedisStreamTransport(URL, prefix)
+        again = restarted.read(None, 10)
+        assert [r.payload for r in again] == [b'{"c":"C2"}']  # the deleted pending entry: acknowledged, not returned
+        restarted.ack(again)
+        assert t.r.xpending(t.key, "online")["pending"] == 0  # nothing erased is pending any more
+    finally:
+        delete_prefix(prefix)
 
 
 def test_file_transport_erases_records_in_place_keeping_every_other_position(tmp_path):
