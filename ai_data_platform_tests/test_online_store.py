@@ -150,10 +150,12 @@ def test_file_transport_erases_records_in_place_keeping_every_other_position(tmp
     size = segment.stat().st_size
     with open(segment, "ab") as fh:
         fh.write(b"123\t{\"c\":\"C2\",\"torn")  # a producer killed mid-line: repaired, never read
+    stale = segment.with_name(segment.name + ".erasing")
+    stale.write_bytes(b'1\t{"c":"C2"}\n')  # left by an erasure killed before it replaced the segment
 
     assert t.erase(lambda payload: b"C2" in payload or payload == b"x") == 3
 
-    assert segment.stat().st_size == size and b"C2" not in segment.read_bytes()
+    assert segment.stat().st_size == size and b"C2" not in segment.read_bytes() and not stale.exists()
     assert FileSegmentTransport(tmp_path).scan(None, 1)[0].payload == b'{"c":"C1","n":"a\rb"}'  # untouched
     after = reader.read(0, 10)
     assert [(r.position, r.erased, r.payload) for r in after] == [(1, True, b""), (2, True, b""), (3, True, b"")]

@@ -268,6 +268,8 @@ class FileSegmentTransport(Transport):
         with open(self.dir / ".lock", "a+b") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             self._head()  # truncates a partial line a killed producer left
+            for stale in self.dir.glob("*.erasing"):  # an erasure killed before its os.replace
+                stale.unlink()
             for _, path in self._segments():
                 *lines, tail = path.read_bytes().split(b"\n")  # only \n ends a line (a payload may hold \r)
                 changed = 0
