@@ -26,7 +26,6 @@ consumers commit past it without applying or quarantining anything. A Redis entr
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import time
@@ -35,6 +34,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
+
+from ai_data_platform.file_lock import locked
 
 SEGMENT_RECORDS = 100_000
 POLL_SECONDS = 0.005
@@ -159,8 +160,7 @@ class FileSegmentTransport(Transport):
         for p in payloads:
             if b"\n" in p:
                 raise ValueError("a stream payload must be one line (no newline)")
-        with open(self.dir / ".lock", "a+b") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
+        with locked(self.dir / ".lock"):
             head = self._head()
             records: list[Record] = []
             if head["next"] - head["segment"] >= SEGMENT_RECORDS:
@@ -184,8 +184,7 @@ class FileSegmentTransport(Transport):
         return records
 
     def end_position(self) -> int | None:
-        with open(self.dir / ".lock", "a+b") as lock:
-            fcntl.flock(lock, fcntl.LOCK_SH)
+        with locked(self.dir / ".lock", shared=True):
             nxt = self._head()["next"] if (self.dir / ".head").exists() else 0
         return nxt - 1 if nxt else None
 
@@ -265,8 +264,7 @@ class FileSegmentTransport(Transport):
         byte offset, so readers' cursors and committed positions stay valid. A torn last line is
         repaired first (as the next append would)."""
         erased = 0
-        with open(self.dir / ".lock", "a+b") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
+        with locked(self.dir / ".lock"):
             self._head()  # truncates a partial line a killed producer left
             for stale in self.dir.glob("*.erasing"):  # an erasure killed before its os.replace
                 stale.unlink()
