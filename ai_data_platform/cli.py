@@ -147,14 +147,34 @@ def cmd_demo(args: argparse.Namespace) -> int:
     window = _manifest_window()
     print(f"materializing every asset for {window[0]}..{window[1]} through Dagster ...")
     result = runner.materialize_range(instance, window[0], window[1])
+    models, online = [], None
+    if result.success:
+        print("training the churn and fraud models on the newest closed label windows ...")
+        models = runner.train_models(instance, window[0], window[1])
+        if any(m.name == "churn" and m.success for m in models):
+            runner.run_job(instance, "churn_scoring", window[1].isoformat())
+        print("bootstrapping the online feature store from the warehouse ...")
+        online = runner.run_job(instance, "online_bootstrap")
     alerts = runner.run_alert_sensor(instance)
     records, events = runner.run_audit_sensor(instance)
     print()
     print(runner.format_summary(runner.summarize(instance), alerts))
+    for m in models:
+        print(f"model {m.name}{'@' + m.version if m.version else ''}: {m.message}")
     print(f"audit trail: {records} record(s) appended; lineage: {events} OpenLineage event(s) (see `adp audit show`)")
-    print(f"\nrun {result.run_id}: {'SUCCESS' if result.success else 'FAILURE'} in {time.perf_counter() - started:.0f}s")
-    print("browse it: make ui  (http://127.0.0.1:3000)")
-    return 0 if result.success else 1
+    ok = result.success and (online is None or online.success) and all(m.success or m.version is None for m in models)
+    print(f"\nrun {result.run_id}: {'SUCCESS' if ok else 'FAILURE'} in {time.perf_counter() - started:.0f}s")
+    print(DEMO_NEXT_STEPS)
+    return 0 if ok else 1
+
+
+DEMO_NEXT_STEPS = """next:
+  make ui                                   the Dagster UI over these runs (http://127.0.0.1:3000)
+  .venv/bin/adp serve                       online features and fraud scoring on http://127.0.0.1:8000
+  .venv/bin/adp stream produce --rate 200 --duration 30 && .venv/bin/adp stream consume --until-idle
+  .venv/bin/adp query --role analyst "SELECT region, count(*) FROM marts.customer_360 GROUP BY 1"
+  .venv/bin/adp lineage ml/churn_training_set.payment_failures_30d
+  .venv/bin/adp erase --customer-id <id> --reason "subject request"   (then: adp audit show)"""
 
 
 # ---------------------------------------------------------------- features
@@ -251,7 +271,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     d = sub.add_parser("demo", help="generate the default data set, materialize everything, print a summary")
     d.add_argument("--customers", type=int, default=3000)
-    d.add_argument("--days", type=int, default=30)
+    d.add_argument("--days", type=int, default=90, help="days of history (default 90: enough to close the fraud model's 60-day label window)")
     d.add_argument("--end", type=_day, help="last day (default: yesterday, UTC)")
     d.add_argument("--seed", type=int, default=42)
     d.add_argument("--dirty-rate", type=float, default=0.005)

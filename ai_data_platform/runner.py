@@ -58,6 +58,59 @@ def materialize_range(
     )
 
 
+def run_job(
+    instance: dg.DagsterInstance, job_name: str, partition: str | None = None, *, log_level: str = "WARNING"
+) -> dg.ExecuteInProcessResult:
+    """One run of a job of the code location (one partition, or unpartitioned), in this process."""
+    job = load_defs().resolve_job_def(job_name)
+    tags = {"adp/trigger": "adp demo", "adp/actor": audit.default_actor()}
+    run_config = {"loggers": {"console": {"config": {"log_level": log_level}}}}
+    return job.execute_in_process(
+        instance=instance, partition_key=partition, tags=tags, raise_on_error=False, run_config=run_config
+    )
+
+
+@dataclass(frozen=True)
+class ModelStep:
+    """What the demo did for one model: trained on a version, or skipped and why."""
+
+    name: str
+    version: str | None
+    success: bool
+    message: str
+
+
+def train_models(instance: dg.DagsterInstance, first: date, last: date) -> list[ModelStep]:
+    """Build the newest churn and fraud dataset versions whose label windows have closed within
+    [first, last] and train a model on each (the training jobs, as their schedules would)."""
+    from datetime import timedelta
+
+    from ai_data_platform.ml import models
+    from ai_data_platform.ml.training_sql import CHURN, FRAUD, FRAUD_LOOKBACK_DAYS
+
+    steps = []
+    for spec, earliest in ((CHURN, first), (FRAUD, first + timedelta(days=FRAUD_LOOKBACK_DAYS - 1))):
+        version = last - timedelta(days=spec.label_days)
+        if version < earliest:
+            needed = (spec.label_days + (earliest - first).days + 1)
+            steps.append(ModelStep(spec.name, None, False, f"skipped: needs {needed} days of history, {(last - first).days + 1} loaded"))
+            continue
+        result = run_job(instance, f"{spec.name}_training", version.isoformat())
+        checks = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
+        if not result.success:
+            steps.append(ModelStep(spec.name, version.isoformat(), False, f"run failed (checks: {checks})"))
+            continue
+        _, card = models.load_model(spec.name, version.isoformat())
+        m, b = card["metrics"], card["baseline_metrics"]
+        gate = "served" if card["gate_passed"] else "NOT served: does not beat the baseline"
+        steps.append(ModelStep(
+            spec.name, version.isoformat(), True,
+            f"ROC-AUC {m['roc_auc']:.3f} (baseline {b['roc_auc']:.3f}), PR-AUC {m['pr_auc']:.3f} "
+            f"(baseline {b['pr_auc']:.3f}) on {card['test_rows']} test rows: {gate}",
+        ))
+    return steps
+
+
 def run_alert_sensor(instance: dg.DagsterInstance) -> int:
     """Evaluate the alert sensor once (as the daemon would) and return how many alerts it raised."""
     from ai_data_platform.observability.sensors import alert_sensor

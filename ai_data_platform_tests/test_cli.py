@@ -70,13 +70,26 @@ def test_job_backfill_queues_the_nightly_job_for_the_daemon(data_dir):
         assert {r.remote_job_origin.location_name for r in runs} == {"ai_data_platform"}
 
 
-def test_every_adp_subcommand_has_help():
-    parser = build_parser()
-    subcommands = parser._subparsers._group_actions[0].choices
-    assert {"generate", "materialize", "demo", "summary", "env", "ui"} <= set(subcommands)
-    for name in subcommands:
-        proc = subprocess.run([str(BIN / "adp"), name, "--help"], capture_output=True, text=True, timeout=60)
-        assert proc.returncode == 0 and "usage: adp" in proc.stdout
+def _subcommand_paths(parser, prefix=()):
+    """Every (sub)command path of the parser: ("generate",), ("stream", "produce"), ..."""
+    for action in parser._subparsers._group_actions if parser._subparsers else []:
+        for name, sub in action.choices.items():
+            yield (*prefix, name)
+            yield from _subcommand_paths(sub, (*prefix, name))
+
+
+def test_every_adp_subcommand_has_help(capsys):
+    paths = list(_subcommand_paths(build_parser()))
+    names = {p[0] for p in paths}
+    assert {"generate", "materialize", "demo", "summary", "env", "ui", "stream", "serve", "erase", "retention",
+            "query", "lineage", "audit", "datasets", "features"} <= names
+    for path in paths:  # in process: argparse prints the help and exits 0
+        with pytest.raises(SystemExit) as exit_:
+            build_parser().parse_args([*path, "--help"])
+        assert exit_.value.code == 0 and f"usage: adp {' '.join(path)}" in capsys.readouterr().out, path
+    # and the installed console script answers
+    proc = subprocess.run([str(BIN / "adp"), "--help"], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0 and "usage: adp" in proc.stdout
 
 
 def test_generate_rejects_bad_arguments_clearly():
@@ -151,9 +164,16 @@ def test_adp_demo_materializes_everything_and_prints_the_summary(data_dir):
         assert cols[1] == "4", (key, cols)  # every asset: all 4 partitions
         assert cols[4] == "0", (key, cols)  # no failed check
     assert int(lines["staging/events"][5]) > 0  # quarantined rows reported
+    # four days are too few to close a label window: the models are skipped, saying what they need
+    assert "model churn: skipped: needs 31 days of history, 4 loaded" in out
+    assert "model fraud: skipped: needs 90 days of history, 4 loaded" in out
+    online = next(line.split() for line in out.splitlines() if line.startswith("online/customer_features"))
+    assert online[3:5] == ["1", "0"]  # bootstrapped, and its online/offline skew check passed
     home = data_dir / "dagster_home"
     with dg.DagsterInstance.from_config(str(home)) as instance:
-        assert [r.status for r in instance.get_runs()] == [dg.DagsterRunStatus.SUCCESS]
+        runs = instance.get_runs()
+        assert sorted(r.job_name for r in runs) == ["nightly", "online_bootstrap"]
+        assert {r.status for r in runs} == {dg.DagsterRunStatus.SUCCESS}
     # a second demo reuses the landing data instead of regenerating it
     again = subprocess.run([str(BIN / "adp"), "demo", "--customers", "300", "--days", "4", "--end", END.isoformat()],
                            env=env, capture_output=True, text=True, timeout=600)

@@ -245,3 +245,21 @@ def test_empty_splits_are_rejected(frame):
     same_time = frame.assign(event_time=frame["event_time"].iloc[0])
     with pytest.raises(ValueError, match="train split is empty"):
         train(same_time)
+
+
+def test_training_and_scoring_limit_the_boosters_openmp_threads_in_a_fresh_process():
+    """scikit-learn is imported lazily: the OpenMP limit must still reach the booster's runtime
+    (threadpoolctl only limits runtimes already loaded when the limit is entered)."""
+    import subprocess
+    import sys
+
+    code = (
+        "from threadpoolctl import threadpool_info\n"
+        "from ai_data_platform.ml import models\n"
+        "with models.single_threaded():\n"
+        "    openmp = [i['num_threads'] for i in threadpool_info() if i['user_api'] == 'openmp']\n"
+        "print(openmp)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True).stdout
+    threads = eval(out.strip().splitlines()[-1])  # noqa: S307 - our own output: a list of ints
+    assert threads and set(threads) == {m.OPENMP_THREADS}

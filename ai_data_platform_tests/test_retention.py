@@ -5,7 +5,8 @@ file is validated naming the asset and key."""
 
 import hashlib
 import json
-from datetime import date, datetime, timezone
+from datetime import date, datetime, time, timedelta, timezone
+from pathlib import Path
 
 import duckdb
 import pytest
@@ -15,6 +16,7 @@ from ai_data_platform.governance import audit, retention
 from ai_data_platform.governance.stores import alias
 from ai_data_platform.ml import datasets, models
 from ai_data_platform.sources.contracts import EVENTS, REGIONS, SUPPORT_TICKETS
+from ai_data_platform.streaming import warehouse_sink
 
 from . import lifecycle_world as world
 from .lifecycle_world import DAYS, KEY
@@ -152,6 +154,41 @@ def test_a_dry_run_prints_exactly_what_would_go_and_changes_nothing(paths, capsy
     assert "ml/churn_training_set: datasets/churn/2026-11-17: 1 version(s)" in printed
     real = retention.run(retention.load_policy(), AS_OF, paths=paths)
     assert [e.describe() for e in real.expired] == [e.describe() for e in dry.expired]
+
+
+def test_stream_rows_age_by_the_day_they_were_received(paths, tmp_path, monkeypatch):
+    shipped = retention.load_policy(Path(retention.__file__).with_name("retention.toml"))
+    assert [shipped[a].days for a in ("stream/records", "stream/events", "stream/quarantine_events")] == [90, 90, 90]
+    overrides = {**OVERRIDES, "stream/records": 90, "stream/events": 90, "stream/quarantine_events": 30}
+    monkeypatch.setenv("ADP_RETENTION_CONFIG", str(_policy_file(tmp_path, overrides)))
+    midnight = datetime.combine(AS_OF, time())
+    received = {  # per table: the received_at of each row (the cutoff day's first µs stays, the day before goes)
+        warehouse_sink.RECORDS: [midnight - timedelta(days=90, microseconds=1), midnight - timedelta(days=90), midnight + timedelta(hours=12)],
+        warehouse_sink.EVENTS_TABLE: [midnight - timedelta(days=91), midnight - timedelta(days=90) + timedelta(hours=23)],
+        warehouse_sink.QUARANTINE: [midnight - timedelta(days=30, seconds=1), midnight - timedelta(days=30), midnight],
+    }
+    con = warehouse.connect(paths.warehouse)
+    warehouse_sink.ensure_tables(con)
+    for table, stamps in received.items():
+        con.executemany(f"INSERT INTO {table} (_transport, _position, received_at) VALUES ('file/events', ?, ?)", list(enumerate(stamps)))
+    con.close()
+    before = _fingerprint(paths.root)
+
+    dry = retention.run(retention.load_policy(), AS_OF, dry_run=True, paths=paths)
+    assert _fingerprint(paths.root) == before  # a dry run changes nothing
+    report = retention.run(retention.load_policy(), AS_OF, paths=paths)
+
+    expected = {"stream/records": 1, "stream/events": 1, "stream/quarantine_events": 1}
+    assert {a: n for a, n in dry.counts_by_asset().items() if a.startswith("stream/")} == expected
+    assert {a: n for a, n in report.counts_by_asset().items() if a.startswith("stream/")} == expected
+    assert "stream/records: warehouse stream.records: 1 row(s) from before 2026-08-22" in "\n".join(dry.lines())
+    con = duckdb.connect(str(paths.warehouse), read_only=True)
+    try:
+        for table, stamps in received.items():
+            kept = [r for (r,) in con.execute(f"SELECT received_at FROM {table} ORDER BY 1").fetchall()]
+            assert kept == stamps[1:], table
+    finally:
+        con.close()
 
 
 def test_the_retention_job_and_its_daily_schedule(paths):

@@ -154,6 +154,24 @@ def test_bootstrap_is_idempotent_keeps_newer_stream_rows_and_skew_check_catches_
     assert ok.passed, ok.description
 
 
+def test_a_bootstrap_run_long_after_the_last_load_keeps_every_row_its_values_need(world, tmp_path):
+    """Values are materialized as of the warehouse's coverage, not as of the bootstrap's wall
+    clock: a repair run 88 days after the last load must still read the rows the 90-day windows
+    need, back from the coverage (a lookback from `now` lost the oldest days: the skew check
+    caught it in the 95-day demo)."""
+    paths = world["paths"]
+    store = SqliteOnlineStore(tmp_path / "late.sqlite")
+    con = warehouse.connect(paths.warehouse)
+    try:
+        late = bootstrap(con, store, now=datetime.combine(END + timedelta(days=89), time()))
+        on_time = bootstrap(con, SqliteOnlineStore(tmp_path / "on_time.sqlite"), now=datetime.combine(END + timedelta(days=1), time()))
+        assert late.rows_kept == on_time.rows_kept > 0
+        report = skew_report(con, store)
+        assert report.passed and report.compared_values > 0, report.describe()
+    finally:
+        con.close()
+
+
 def test_bootstrap_asset_materializes_through_dagster(world, monkeypatch):
     from ai_data_platform.streaming.assets import customer_features
 

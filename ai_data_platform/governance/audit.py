@@ -19,20 +19,19 @@ read the head, write the line, fsync, update the head, release. Pure Python, no 
 
 from __future__ import annotations
 
-import fcntl
 import getpass
 import hashlib
 import json
 import os
 import socket
 from collections.abc import Iterable, Iterator, Mapping
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from ai_data_platform import settings
+from ai_data_platform.file_lock import locked
 from ai_data_platform.governance import pii
 
 GENESIS_HASH = "0" * 64
@@ -104,17 +103,6 @@ def canonical_bytes(record: Mapping[str, Any]) -> bytes:
 
 def record_hash(record: Mapping[str, Any]) -> str:
     return hashlib.sha256(canonical_bytes(record)).hexdigest()
-
-
-@contextmanager
-def _locked(directory: Path) -> Iterator[None]:
-    directory.mkdir(parents=True, exist_ok=True)
-    with open(directory / LOCK_FILE, "a") as lock:
-        fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
 
 
 def _reversed_lines(path: Path) -> Iterator[bytes]:
@@ -196,7 +184,7 @@ def append_many(entries: Iterable[tuple[str, Mapping[str, Any]]], *, directory: 
         return []
     directory = directory or audit_dir()
     path = audit_path(directory)
-    with _locked(directory):
+    with locked(directory / LOCK_FILE):
         seq, prev = _head_of(path)
         lines = []
         for record in pending:

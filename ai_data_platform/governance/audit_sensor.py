@@ -24,12 +24,9 @@ read here (``SqlEventLogStorage.get_event_records``, bypassing the run-shard ove
 
 from __future__ import annotations
 
-import fcntl
 import json
 import logging
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,6 +34,7 @@ import dagster as dg
 from dagster._core.events import ASSET_EVENTS
 from dagster._core.storage.event_log.sql_event_log import SqlEventLogStorage
 
+from ai_data_platform.file_lock import locked
 from ai_data_platform.governance import audit
 from ai_data_platform.governance import openlineage as ol
 from ai_data_platform.governance.audit_events import Part, World, parts_for
@@ -130,17 +128,6 @@ def _recorded(directory) -> tuple[int | None, set[tuple[int, int]]]:
     return high, seen
 
 
-@contextmanager
-def _tick_lock(directory) -> Iterator[None]:
-    directory.mkdir(parents=True, exist_ok=True)
-    with open(directory / LOCK_FILE, "a") as lock:
-        fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
-
-
 def _cursor_after(cursor: str | None) -> int:
     try:
         data = json.loads(cursor or "")
@@ -177,7 +164,7 @@ def evaluate_audit_once(
     directory = audit_directory or audit.audit_dir()
     world = World(instance, _graph(repository_def_or_defs))
     result = AuditTickResult()
-    with _tick_lock(directory):
+    with locked(directory / LOCK_FILE):
         high, seen = _recorded(directory)
         storage = instance.event_log_storage
         window = []

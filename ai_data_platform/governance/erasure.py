@@ -15,12 +15,14 @@
    ``email_hash`` or ``phone_hash`` is theirs (marts, features, scores, ...); in every regional
    store their personal rows; every dataset version holding their rows is rewritten through
    ``ml/datasets.erase_rows`` (new content hash, an ``erasure`` event in its history naming the
-   subject only by ``subject_ref``); then every registered :class:`ErasureTarget` (the online
-   store, stream files, ...).
+   subject only by ``subject_ref``); then every :class:`ErasureTarget`: the platform's own in
+   :data:`TARGET_MODULES` (the stream transport, the ``stream`` tables and the online store:
+   ``streaming/erasure.py``) and any registered with :func:`register_target`.
 4. **Compact** every DuckDB file that changed, so the deleted rows' bytes are gone.
 5. **Verify by searching** (``search.py``): every file under ``$ADP_DATA_DIR`` and every
    regional store and landing zone configured outside it, whatever it is (DuckDB, SQLite such
-   as Dagster's event log, Parquet, text), for the id, emails, phones, names and their HMACs. Anything left is a :class:`search.Trace`
+   as Dagster's event log, Parquet, text), and each target's storage that is not a file (Redis),
+   for the id, emails, phones, names and their HMACs. Anything left is a :class:`search.Trace`
    naming the file, table, column and count; the erasure then fails (exit code 1).
 6. **Audit**: one record holding no personal data: ``subject_ref``, counts per place, reason,
    actor, time, the verification outcome.
@@ -32,6 +34,7 @@ nothing about is reported as unknown (exit code 3) and nothing is recorded as su
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -72,16 +75,27 @@ class ErasureTarget:
     paths: Callable[[], Iterable[Path]] | None = None
 
 
+# The platform's own stores outside the core, each a module with ``erasure_targets() ->
+# [ErasureTarget]``: imported and asked at every erasure (so the targets read settings, e.g.
+# REDIS_URL, at call time). Listed here, not registered by an import side effect that a code path
+# could miss: an erasure never runs without them.
+TARGET_MODULES = ("ai_data_platform.streaming.erasure",)
+
 _TARGETS: dict[str, ErasureTarget] = {}
 
 
 def register_target(target: ErasureTarget) -> None:
-    """Add (or replace, by name) a store every erasure removes the subject from."""
+    """Add (or replace, by name) a store every erasure removes the subject from (a deployment's
+    own store; the platform's are in :data:`TARGET_MODULES`)."""
     _TARGETS[target.name] = target
 
 
 def registered_targets() -> list[ErasureTarget]:
-    return list(_TARGETS.values())
+    """The targets of :data:`TARGET_MODULES`, then those registered with :func:`register_target`."""
+    targets: dict[str, ErasureTarget] = {}
+    for module in TARGET_MODULES:
+        targets |= {t.name: t for t in importlib.import_module(module).erasure_targets()}
+    return list((targets | _TARGETS).values())
 
 
 # ---------------------------------------------------------------- the subject

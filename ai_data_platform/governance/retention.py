@@ -5,7 +5,8 @@ asset that stores data, validated at load: a missing, unknown or malformed entry
 naming the asset and the key. Where each asset's data lives is :data:`STORAGE`:
 
 * warehouse tables and the regional stores' tables: rows with ``_partition_date`` before the
-  cutoff (``as_of - days``), deleted per database in one transaction;
+  cutoff (``as_of - days``), deleted per database in one transaction; the event stream's tables
+  (``stream.*``) by the day the record was received (``received_at``);
 * a raw asset also owns its landing files (``<day>.<ext>`` before the cutoff), in every zone it
   lands in (each region's zone for the CRM's tables, ``sources/landing.LandingZones``);
 * dataset versions and models: version directories whose day is before the cutoff, except the
@@ -49,10 +50,12 @@ class Storage:
     kind: str
     name: str  # schema.table, or the dataset / model name
     landing_table: str | None = None  # raw assets: the source table whose landing files they own
+    age_column: str = "_partition_date"  # tables: the day a row's age counts from
 
 
 def _storage() -> dict[str, Storage]:
     from ai_data_platform.ml.training_sql import SPECS
+    from ai_data_platform.streaming import warehouse_sink
 
     out: dict[str, Storage] = {}
     for t in SOURCE_TABLES:
@@ -63,6 +66,8 @@ def _storage() -> dict[str, Storage]:
         out["/".join(table.asset_path)] = Storage("regional", table.name)
     for table in ("marts.customer_360", "features.customer_daily", "features.transaction", "ml.churn_scores"):
         out[table.replace(".", "/")] = Storage("table", table)
+    for table in (warehouse_sink.RECORDS, warehouse_sink.EVENTS_TABLE, warehouse_sink.QUARANTINE):
+        out[table.replace(".", "/")] = Storage("table", table, age_column="received_at")  # the stream, by receipt day
     for name in SPECS:
         out[f"ml/{name}_training_set"] = Storage("datasets", name)
         out[f"ml/{name}_model"] = Storage("models", name)
@@ -202,8 +207,8 @@ def _expired_versions(directory: Path, policy: Policy, cutoff: date) -> list[str
     return [v for v in versions if _version_day(v) < cutoff and v not in protected]
 
 
-def _table_days(con, relation: str, cutoff: date) -> int:
-    return con.execute(f"SELECT count(*) FROM {relation} WHERE _partition_date < ?", [cutoff]).fetchone()[0]
+def _table_days(con, relation: str, cutoff: date, column: str = "_partition_date") -> int:
+    return con.execute(f"SELECT count(*) FROM {relation} WHERE {column} < ?", [cutoff]).fetchone()[0]
 
 
 def _expired_rows(con, aliases: Mapping[str, str], aged: Mapping[str, Policy], as_of: date) -> list[tuple[Expired, str]]:
@@ -212,7 +217,7 @@ def _expired_rows(con, aliases: Mapping[str, str], aged: Mapping[str, Policy], a
     for asset, policy in sorted(aged.items()):
         storage, cutoff = STORAGE[asset], policy.cutoff(as_of)
         if storage.kind == "table" and warehouse.table_exists(con, storage.name):
-            n = _table_days(con, storage.name, cutoff)
+            n = _table_days(con, storage.name, cutoff, storage.age_column)
             if n:
                 found.append((Expired(asset, f"warehouse {storage.name}", n, "row", cutoff), storage.name))
         elif storage.kind == "regional":
@@ -233,7 +238,7 @@ def _delete_rows(con, aliases: Mapping[str, str], found: list[tuple[Expired, str
             continue
         with warehouse.transaction(con):
             for e, rel in rows:
-                con.execute(f"DELETE FROM {rel} WHERE _partition_date < ?", [e.cutoff])
+                con.execute(f"DELETE FROM {rel} WHERE {STORAGE[e.asset].age_column} < ?", [e.cutoff])
         changed.add(path)
     return changed
 

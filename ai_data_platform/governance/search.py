@@ -78,6 +78,24 @@ def any_token_re2(needles: list[Needle]) -> str:
     return f"(?i)(^|[^{_BOUNDARY}])({body})([^{_BOUNDARY}]|$)"
 
 
+def any_token_bytes(needles: list[Needle]) -> re.Pattern:
+    """One Python pattern matching any needle as a whole token, any case, in bytes."""
+    body = b"|".join(re.escape(n.value.encode()) for n in needles)
+    return re.compile(rf"(?<![{_BOUNDARY}])(?:".encode() + body + rf")(?![{_BOUNDARY}])".encode(), re.IGNORECASE)
+
+
+def search_texts(name: str, items: Iterable[tuple[str, str]], needles: list[Needle]) -> list[Trace]:
+    """Traces in storage that is not a file (a Redis server): ``items`` are (place, text), the
+    place naming a table or key family (never a value); a Trace per place and needle, counting
+    the items holding it."""
+    counts: dict[tuple[str, str], int] = {}
+    patterns = [(n, n.python_pattern) for n in needles]
+    for place, text in items:
+        for label in {needle.label for needle, pattern in patterns if pattern.search(text)}:
+            counts[(place, label)] = counts.get((place, label), 0) + 1
+    return [Trace(name, place, label, n) for (place, label), n in sorted(counts.items())]
+
+
 def _kind(path: Path) -> str:
     with open(path, "rb") as fh:
         head = fh.read(16)

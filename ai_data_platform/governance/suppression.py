@@ -79,6 +79,13 @@ def erased_at(con: duckdb.DuckDBPyConnection, customer_id_hash: str):
     ).fetchone()[0]
 
 
+def customer_id_hashes(con: duckdb.DuckDBPyConnection) -> frozenset[str]:
+    """The customer-id HMACs of every erased subject (what the stream filters by)."""
+    if not warehouse.table_exists(con, TABLE):
+        return frozenset()
+    return frozenset(h for (h,) in con.execute(f"SELECT key_hash FROM {TABLE} WHERE key_kind = ?", [KIND_CUSTOMER_ID]).fetchall())
+
+
 def keys(con: duckdb.DuckDBPyConnection, subject_ref: str) -> dict[str, list[str]]:
     """{key kind: [HMACs]} recorded for a subject."""
     if not warehouse.table_exists(con, TABLE):

@@ -181,6 +181,18 @@ def time_split(
 # --------------------------------------------------------------------------------------------
 
 
+def single_threaded():
+    """threadpoolctl's limit of OpenMP to ``OPENMP_THREADS``, as a context manager.
+
+    threadpoolctl limits the OpenMP runtimes already loaded, so scikit-learn's compiled booster
+    (which loads libgomp) is imported first: scikit-learn is imported lazily here, and a limit
+    entered before that import would not apply to the booster's threads.
+    """
+    import sklearn.ensemble  # noqa: F401 - loads the OpenMP runtime the limit must reach
+
+    return threadpool_limits(limits=OPENMP_THREADS, user_api="openmp")
+
+
 def _new_pipeline(seed: int) -> Pipeline:
     from sklearn.ensemble import HistGradientBoostingClassifier
     from sklearn.pipeline import Pipeline
@@ -257,7 +269,7 @@ def train_model(
     seed: int = 0,
 ) -> TrainedModel:
     """Fit on the older rows, evaluate on the newest ``test_fraction`` of rows by time."""
-    with threadpool_limits(limits=OPENMP_THREADS, user_api="openmp"):
+    with single_threaded():
         return _train(name, version, frame, list(features), label, time_column, test_fraction, seed)
 
 
@@ -335,7 +347,7 @@ def score(estimator, frame: pd.DataFrame, features: Sequence[str]) -> np.ndarray
     features = _check_columns(frame, features)
     if len(frame) == 0:
         return np.empty(0, dtype="float64")
-    with threadpool_limits(limits=OPENMP_THREADS, user_api="openmp"):
+    with single_threaded():
         return _positive_proba(estimator, _as_float(frame[features]))
 
 

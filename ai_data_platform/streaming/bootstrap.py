@@ -11,7 +11,9 @@ The store is (re)built from what the warehouse holds within the online lookback:
 
 Rows are upserted by key (``bootstrap`` replaces a same-key row, so a corrupted row is repaired),
 nothing is deleted (stream rows newer than the warehouse stay), coverage only rises: running it
-twice gives the same store. Afterwards every customer's values are re-materialized.
+twice gives the same store. Afterwards every customer's values are re-materialized. The erased
+subjects of ``meta.erased_subjects`` are recorded in the store too (a store created, or moved to
+Redis, after an erasure still drops their events).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import duckdb
 
 from ai_data_platform import warehouse as wh
 from ai_data_platform.features.registry import SOURCES
+from ai_data_platform.governance import suppression
 from ai_data_platform.streaming import warehouse_sink
 from ai_data_platform.streaming.consumer import materialize, utc_now
 from ai_data_platform.streaming.online_features import ONLINE, FeatureInterpreter
@@ -77,13 +80,16 @@ def warehouse_coverage(con: duckdb.DuckDBPyConnection, sources: list[str]) -> di
 def bootstrap(con: duckdb.DuckDBPyConnection, store: OnlineStore, interpreter: FeatureInterpreter = ONLINE,
               now: datetime | None = None) -> BootstrapResult:
     now = now or utc_now()
+    coverage = warehouse_coverage(con, interpreter.sources)
     rows, read = [], 0
     for source in interpreter.sources:
         columns = interpreter.needed_columns(source)
         relation = source_relation(con, source, columns)
         if not relation:
             continue
-        since = now - interpreter.widest_lookback(source)
+        # Values are materialized as of the coverage (the end of the newest loaded day), which can
+        # lie hours or days before now: the lookback starts from the earlier of the two.
+        since = min(now, coverage.get(source, now)) - interpreter.widest_lookback(source)
         cur = con.execute(f"SELECT * FROM {relation} WHERE {wh.quote(SOURCES[source]['time'])} >= ?", [since])
         names = [d[0] for d in cur.description]
         while batch := cur.fetchmany(50_000):
@@ -93,7 +99,7 @@ def bootstrap(con: duckdb.DuckDBPyConnection, store: OnlineStore, interpreter: F
                 if row is not None:
                     rows.append(row)
     customers = dict(con.execute(home_countries_sql()).fetchall()) if wh.table_exists(con, "staging.customers") else {}
-    coverage = warehouse_coverage(con, interpreter.sources)
+    store.add_erased_subjects(suppression.customer_id_hashes(con))
     store.bootstrap(rows, customers, coverage)
     materialized = 0
     while n := materialize(store, interpreter, limit=1000):

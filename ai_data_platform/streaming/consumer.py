@@ -2,8 +2,9 @@
 
 Each step reads the next batch after the online store's committed position, judges every event
 (``events.judge``; a malformed one is skipped here and quarantined by the warehouse sink, it
-never stops the stream), turns valid ones into state rows (``online_store.state_row``: only
-rows a declaration can use) and applies them, the new position and the new coverage in ONE
+never stops the stream; a tombstone of an erased record and any event of an erased subject are
+dropped and counted, ``erased.py``), turns valid ones into state rows (``online_store.state_row``:
+only rows a declaration can use) and applies them, the new position and the new coverage in ONE
 store transaction; the transport is acknowledged after that commit. Killed at any moment, the
 consumer resumes after the committed position: each event's effect is applied exactly once.
 
@@ -19,9 +20,9 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from ai_data_platform.streaming.events import judge
+from ai_data_platform.streaming.erased import ERASED_SUBJECT, TOMBSTONE, ErasedSubjects, judge_record
 from ai_data_platform.streaming.online_features import ONLINE, FeatureInterpreter
-from ai_data_platform.streaming.online_store import ONLINE_SINK, OnlineStore, state_row
+from ai_data_platform.streaming.online_store import ONLINE_SINK, ErasedSubjectsChanged, OnlineStore, state_row
 from ai_data_platform.streaming.reporting import Reporter
 from ai_data_platform.streaming.transport import Transport
 from ai_data_platform.streaming.warehouse_sink import SinkThread, WarehouseSink
@@ -50,6 +51,8 @@ class ConsumeStats:
     records: int = 0
     applied_rows: int = 0
     rejected: int = 0
+    erased_subject_dropped: int = 0  # events of erased subjects: applied and landed nowhere
+    tombstones: int = 0  # records erased from the transport: committed past, nothing else
     batches: int = 0
     materialized: int = 0
     pruned: int = 0
@@ -70,7 +73,10 @@ class ConsumeStats:
 
 
 def materialize(store: OnlineStore, interpreter: FeatureInterpreter, limit: int = 500) -> int:
-    """Materialize up to ``limit`` dirty customers' values as of the events coverage."""
+    """Materialize up to ``limit`` dirty customers' values as of the events coverage (0 also when
+    an erasure ran meanwhile: the values it read may be an erased customer's; the next call reads
+    again)."""
+    erased = store.erased_count()
     dirty = store.dirty(limit)
     if not dirty:
         return 0
@@ -84,7 +90,10 @@ def materialize(store: OnlineStore, interpreter: FeatureInterpreter, limit: int 
         state = states[cid]
         values = interpreter.evaluate(state.rows, as_of, {"_txn_home_country": state.home_country})
         items.append((cid, mark, as_of, {n: values[n] for n in names}))
-    store.put_values(items)
+    try:
+        store.put_values(items, expect_erased=erased)
+    except ErasedSubjectsChanged:
+        return 0
     return len(items)
 
 
@@ -110,6 +119,7 @@ class Consumer:
         self.materialize_budget, self.materialize_share = materialize_budget, materialize_share
         self.sink = SinkThread(WarehouseSink(transport, warehouse, flush_records), flush_seconds) if warehouse else None
         self.stats = ConsumeStats()
+        self.erased = ErasedSubjects(store.erased_subjects())
         self._housekeeping_at = 0.0
         self._idle_coverage_at = 0.0
 
@@ -122,21 +132,27 @@ class Consumer:
                 self.store.set_coverage({"events": polled_at - COVERAGE_MARGIN})
                 self._idle_coverage_at = time.monotonic()
             return 0
-        rows, judged = [], []
-        for r in records:
-            typed, violation = judge(r.payload, r.received_at)
-            judged.append((typed, violation))
-            if typed is None:
-                self.stats.rejected += 1
-                continue
-            row = state_row("events", {**typed, "_available_at": r.received_at}, self.interpreter)
-            if row is not None:
-                rows.append(row)
         last = records[-1]
-        self.store.apply(ONLINE_SINK, last.position, last.received_at, rows, {"events": last.received_at})
+        while True:
+            judged = [judge_record(r, self.erased) for r in records]
+            rows = []
+            for r, j in zip(records, judged):
+                if j.typed is not None:
+                    row = state_row("events", {**j.typed, "_available_at": r.received_at}, self.interpreter)
+                    if row is not None:
+                        rows.append(row)
+            try:
+                self.store.apply(ONLINE_SINK, last.position, last.received_at, rows, {"events": last.received_at},
+                                 expect_erased=len(self.erased))
+                break
+            except ErasedSubjectsChanged:  # an erasure recorded a subject meanwhile: filter again
+                self.erased = ErasedSubjects(self.store.erased_subjects())
         self.transport.ack(records)
         if self.sink is not None:
             self.sink.sink.offer(records, judged)  # the sink lands them without judging again
+        self.stats.rejected += sum(j.violation is not None for j in judged)
+        self.stats.erased_subject_dropped += sum(j.dropped == ERASED_SUBJECT for j in judged)
+        self.stats.tombstones += sum(j.dropped == TOMBSTONE for j in judged)
         self.stats.records += len(records)
         self.stats.applied_rows += len(rows)
         self.stats.batches += 1
@@ -193,6 +209,8 @@ class Consumer:
             "events_per_second": round(s.events_per_second, 1),
             "records_consumed": s.records,
             "rejected_records": s.rejected,
+            "erased_subject_records_dropped": s.erased_subject_dropped,
+            "erased_records_skipped": s.tombstones,
             "customers_with_state": store["customers_with_rows"],
             "materialized_customers": store["materialized"],
             "dirty_customers": store["dirty"],

@@ -132,21 +132,26 @@ class NoPassingModel(RuntimeError):
 _openmp_limited = False
 
 
-def predict_one(estimator, frame) -> float:
-    """P(label=1) of one float64 row, as ``ml.models.score`` computes it.
+def predict_one(estimator, values: list[float], compiled=None) -> float:
+    """P(label=1) of one row of float feature values (NaN: missing), as ``ml.models.score``
+    computes it: through ``compiled`` (``ml.tree_scorer``, bit-identical and ~10x faster on one
+    row) when the model could be compiled, else through scikit-learn.
 
     ``models.score`` enters threadpoolctl's OpenMP limit on every call, which costs ~4 ms; a
     serving process sets the same limit (``models.OPENMP_THREADS``) once for itself instead.
     ``test_serve`` checks the result equals ``models.score``.
     """
+    if compiled is not None:
+        return compiled.predict_one(values)
     global _openmp_limited
     if not _openmp_limited:
-        from threadpoolctl import threadpool_limits
+        from ai_data_platform.ml.models import single_threaded
 
-        from ai_data_platform.ml.models import OPENMP_THREADS
-
-        threadpool_limits(limits=OPENMP_THREADS, user_api="openmp")
+        single_threaded()  # entered once for the process, never left
         _openmp_limited = True
+    import pandas as pd
+
+    frame = pd.DataFrame([values], columns=list(estimator.feature_names_in_), dtype="float64")
     column = list(estimator.classes_).index(1)
     return float(estimator.predict_proba(frame)[0, column])
 
@@ -157,6 +162,7 @@ class Scorer:
     def __init__(self, name: str = "fraud", recheck_seconds: float = 60.0):
         self.name, self.recheck_seconds = name, recheck_seconds
         self._model: tuple[str, object, dict] | None = None
+        self._compiled: dict[str, object] = {}  # model version -> ml.tree_scorer.CompiledBooster | None
         self._checked = -math.inf
         self._lock = threading.Lock()
 
@@ -174,17 +180,23 @@ class Scorer:
                 )
             return self._model
 
-    def score(self, txn: Transaction, store: OnlineStore, interpreter: FeatureInterpreter = ONLINE) -> dict:
-        import pandas as pd
+    def compiled(self, version: str, estimator):
+        """The model's trees compiled for one-row scoring (once per version), or None."""
+        if version not in self._compiled:
+            from ai_data_platform.ml.tree_scorer import compile_booster
 
+            self._compiled[version] = compile_booster(estimator)
+        return self._compiled[version]
+
+    def score(self, txn: Transaction, store: OnlineStore, interpreter: FeatureInterpreter = ONLINE) -> dict:
         version, estimator, card = self.model()
         values, freshness, as_of, flags = transaction_features(txn, store, interpreter)
         used = list(card["features"])
         missing = [f for f in used if f not in values]
         if missing:
             raise NoPassingModel(f"{self.name}@{version} uses features the online path does not compute: {missing}")
-        frame = pd.DataFrame([{f: (math.nan if values[f] is None else float(values[f])) for f in used}], dtype="float64")
-        probability = predict_one(estimator, frame)
+        row = [math.nan if values[f] is None else float(values[f]) for f in used]
+        probability = predict_one(estimator, row, self.compiled(version, estimator))
         return {
             "customer_id": txn.customer_id,
             "transaction_id": txn.transaction_id,

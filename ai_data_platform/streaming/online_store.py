@@ -16,8 +16,14 @@ What is kept (and nothing else):
 * **materialized values**: per customer, the online feature values with the as-of time they
   are exact for; ``dirty`` lists customers whose state changed since.
 
-``delete_customer`` (right to erasure) removes every trace of a customer; ``search`` finds a
-string anywhere in the store (customer ids, keys, row data, values).
+Right to erasure: ``add_erased_subjects`` records erased subjects by the HMAC of their customer id
+(no personal data) and ``delete_customer`` then removes every trace of the customer (SQLite is
+compacted so the bytes are gone). The consumer drops the events of recorded subjects, and passes the
+number of recorded subjects it filtered with to ``apply`` and ``put_values``: if an erasure recorded
+another one meanwhile, the write is refused (:class:`ErasedSubjectsChanged`) in the same
+transaction, so nothing of a subject can be written after their erasure. ``search`` finds a string
+anywhere in the store; ``dump`` lists everything it holds, for the erasure's verification of
+storage a search of files cannot see (Redis).
 """
 
 from __future__ import annotations
@@ -26,7 +32,7 @@ import json
 import sqlite3
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -37,6 +43,13 @@ from ai_data_platform.streaming.online_features import ONLINE, FeatureInterprete
 from ai_data_platform.streaming.transport import from_us, now_us, to_us
 
 ONLINE_SINK = "online"
+
+
+class ErasedSubjectsChanged(RuntimeError):
+    """A write was filtered with an older list of erased subjects than the store now holds."""
+
+    def __init__(self, expected: int, actual: int):
+        super().__init__(f"the store records {actual} erased subject(s), the write was filtered with {expected}: filter again")
 
 
 @dataclass(frozen=True)
@@ -89,9 +102,11 @@ class OnlineStore(ABC):
 
     @abstractmethod
     def apply(self, sink: str, position: int, received_at: datetime, rows: Sequence[StateRow],
-              coverage: Mapping[str, datetime]) -> None:
+              coverage: Mapping[str, datetime], expect_erased: int | None = None) -> None:
         """In ONE transaction: store ``rows`` (duplicates by key ignored), mark their customers
-        dirty, set ``sink``'s committed position and raise ``coverage``."""
+        dirty, set ``sink``'s committed position and raise ``coverage``. ``expect_erased``: the
+        number of erased subjects the rows were filtered with; if the store records another
+        number, nothing is written and :class:`ErasedSubjectsChanged` is raised."""
 
     @abstractmethod
     def committed(self, sink: str = ONLINE_SINK) -> int | None:
@@ -120,8 +135,9 @@ class OnlineStore(ABC):
         """Customers whose state changed since their values were materialized: (id, mark)."""
 
     @abstractmethod
-    def put_values(self, items: Sequence[tuple[str, int, datetime, Mapping[str, Any]]]) -> None:
-        """Store (customer, dirty mark, as_of, values); clears the dirty mark unless re-marked."""
+    def put_values(self, items: Sequence[tuple[str, int, datetime, Mapping[str, Any]]], expect_erased: int | None = None) -> None:
+        """Store (customer, dirty mark, as_of, values); clears the dirty mark unless re-marked.
+        ``expect_erased`` as for :meth:`apply`."""
 
     @abstractmethod
     def values(self, customer_ids: Sequence[str]) -> dict[str, tuple[datetime, dict[str, Any]]]:
@@ -141,12 +157,34 @@ class OnlineStore(ABC):
 
     @abstractmethod
     def delete_customer(self, customer_id: str) -> int:
-        """Right to erasure: remove the customer's rows, values and profile; returns items removed."""
+        """Right to erasure: remove the customer's rows, values, profile and marks, so that no
+        byte of them is left (SQLite: compacted); returns items removed."""
+
+    @abstractmethod
+    def add_erased_subjects(self, id_hashes: Iterable[str]) -> int:
+        """Record erased subjects (HMACs of their customer ids); returns how many were new."""
+
+    @abstractmethod
+    def erased_subjects(self) -> frozenset[str]:
+        """The recorded erased subjects' id HMACs."""
+
+    @abstractmethod
+    def erased_count(self) -> int:
+        """How many erased subjects are recorded (the list only grows: its version)."""
 
     @abstractmethod
     def search(self, text: str) -> list[str]:
         """Where ``text`` occurs: one ``<kind>:<customer_id>`` entry per hit (kinds: customer,
         row, value)."""
+
+    @abstractmethod
+    def dump(self) -> Iterator[tuple[str, str]]:
+        """(place, text) for everything the store holds: the place names a table or key family,
+        never a value; the text holds the item's keys and contents."""
+
+    def _check_erased(self, expected: int | None, actual: int) -> None:
+        if expected is not None and actual != expected:
+            raise ErasedSubjectsChanged(expected, actual)
 
     def close(self) -> None:
         pass
@@ -165,6 +203,8 @@ CREATE TABLE IF NOT EXISTS offsets (sink TEXT PRIMARY KEY, position INTEGER NOT 
 CREATE TABLE IF NOT EXISTS coverage (source TEXT PRIMARY KEY, complete_us INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS feature_values (customer_id TEXT PRIMARY KEY, as_of_us INTEGER NOT NULL, payload TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS dirty (customer_id TEXT PRIMARY KEY, mark INTEGER NOT NULL);
+-- erased subjects by the HMAC of their customer id: the consumer drops their events
+CREATE TABLE IF NOT EXISTS erased_subjects (id_hash TEXT PRIMARY KEY);
 """
 CACHE_KIB = 64 * 1024
 
@@ -212,8 +252,13 @@ class SqliteOnlineStore(OnlineStore):
             [(s, to_us(t)) for s, t in coverage.items()],
         )
 
-    def apply(self, sink, position, received_at, rows, coverage) -> None:
+    def _erased_now(self, con) -> int:
+        return con.execute("SELECT count(*) FROM erased_subjects").fetchone()[0]
+
+    def apply(self, sink, position, received_at, rows, coverage, expect_erased=None) -> None:
         def write(con):
+            if expect_erased is not None:
+                self._check_erased(expect_erased, self._erased_now(con))
             con.executemany(
                 "INSERT OR IGNORE INTO rows VALUES (?, ?, ?, ?, ?, ?, ?)",
                 [(r.source, r.key, r.customer_id, r.time_us, r.available_us, r.expires_us, json.dumps(r.data)) for r in rows],
@@ -276,8 +321,10 @@ class SqliteOnlineStore(OnlineStore):
     def dirty(self, limit: int) -> list[tuple[str, int]]:
         return self._con().execute("SELECT customer_id, mark FROM dirty ORDER BY mark, customer_id LIMIT ?", [limit]).fetchall()
 
-    def put_values(self, items) -> None:
+    def put_values(self, items, expect_erased=None) -> None:
         def write(con):
+            if expect_erased is not None:
+                self._check_erased(expect_erased, self._erased_now(con))
             con.executemany("INSERT OR REPLACE INTO feature_values VALUES (?, ?, ?)",
                             [(c, to_us(as_of), json.dumps(v)) for c, _, as_of, v in items])
             con.executemany("DELETE FROM dirty WHERE customer_id = ? AND mark <= ?", [(c, m) for c, m, _, _ in items])
@@ -318,7 +365,34 @@ class SqliteOnlineStore(OnlineStore):
                 for table in ("rows", "customers", "feature_values", "dirty")
             )
 
-        return self._write(write)
+        removed = self._write(write)
+        if removed:
+            self.compact()
+        return removed
+
+    def compact(self) -> None:
+        """Rewrite the file (``VACUUM``) and empty the write-ahead log, so deleted rows' bytes are
+        gone from both (the checkpoint waits, up to the busy timeout, for readers to move on)."""
+        con = self._con()
+        con.execute("VACUUM")
+        con.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+
+    def add_erased_subjects(self, id_hashes) -> int:
+        rows = [(h,) for h in sorted(set(id_hashes))]
+        return self._write(lambda con: sum(con.execute("INSERT OR IGNORE INTO erased_subjects VALUES (?)", r).rowcount for r in rows))
+
+    def erased_subjects(self) -> frozenset[str]:
+        return frozenset(h for (h,) in self._con().execute("SELECT id_hash FROM erased_subjects"))
+
+    def erased_count(self) -> int:
+        return self._erased_now(self._con())
+
+    def dump(self):
+        con = self._con()
+        tables = [t for (t,) in con.execute("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")]
+        for table in tables:
+            for row in con.execute(f'SELECT * FROM "{table}"').fetchall():
+                yield table, "\t".join("" if v is None else str(v) for v in row)
 
     def search(self, text: str) -> list[str]:
         con = self._con()

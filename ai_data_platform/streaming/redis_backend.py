@@ -8,13 +8,16 @@ is ms * 10**6 + seq. The online consumer reads with ``XREADGROUP`` (group ``onli
 restart it first re-reads its pending entries (delivered, not acknowledged), skips and
 acknowledges those at or below its committed position, and ``XACK``s after each commit. The
 warehouse sink re-reads with ``XRANGE`` from its own committed position. Released entries are
-trimmed with ``XTRIM MINID``.
+trimmed with ``XTRIM MINID``. An erased subject's entries are deleted (``XDEL``) and acknowledged
+in every consumer group, so no restart re-reads them as pending.
 
 **Store.** Per customer a hash of state rows (``<prefix>:rows:<customer>``, field
 ``<source>|<key>``, first write wins), plus hashes of home countries, materialized values,
-offsets and coverage, sorted sets of row expiries and dirty customers. ``apply`` writes the rows,
-the dirty marks, the offset and the coverage in one ``MULTI/EXEC`` (``WATCH`` on coverage, which
-only rises), so the committed position and its effects are atomic.
+offsets and coverage, sorted sets of row expiries and dirty customers, and the set of erased
+subjects' id HMACs. ``apply`` writes the rows, the dirty marks, the offset and the coverage in one
+``MULTI/EXEC`` (``WATCH`` on coverage, which only rises, and on the erased subjects, which only
+grow), so the committed position and its effects are atomic, and nothing filtered with an older
+list of erased subjects is written. ``delete_customer`` is one Lua script (atomic).
 """
 
 from __future__ import annotations
@@ -26,7 +29,9 @@ from datetime import datetime
 import redis
 
 from ai_data_platform.streaming.online_store import ONLINE_SINK, CustomerState, OnlineStore, StateRow, interpreter_row
-from ai_data_platform.streaming.transport import Record, Transport, from_us, now_us, to_us
+from ai_data_platform.streaming.transport import PayloadMatch, Record, Transport, from_us, now_us, to_us
+
+SCAN_CHUNK = 5000
 
 _APPEND = """
 local now = redis.call('TIME')
@@ -57,6 +62,17 @@ end
 return 1
 """
 
+_DELETE_CUSTOMER = """
+-- KEYS: rows, expiry, customers, values, dirty, customers_seen; ARGV[1]: the customer id
+local fields = redis.call('HKEYS', KEYS[1])
+for _, f in ipairs(fields) do redis.call('ZREM', KEYS[2], ARGV[1] .. '|' .. f) end
+redis.call('DEL', KEYS[1])
+local removed = #fields + redis.call('HDEL', KEYS[3], ARGV[1]) + redis.call('HDEL', KEYS[4], ARGV[1])
+removed = removed + redis.call('ZREM', KEYS[5], ARGV[1])
+redis.call('SREM', KEYS[6], ARGV[1])
+return removed
+"""
+
 
 def _split(entry_id: bytes | str) -> tuple[int, int]:
     ms, seq = (entry_id.decode() if isinstance(entry_id, bytes) else entry_id).split("-")
@@ -72,10 +88,14 @@ def entry_id(position: int) -> str:
     return f"{position // 1_000_000}-{position % 1_000_000}"
 
 
+def stream_key(prefix: str, topic: str) -> str:
+    return f"{prefix}:stream:{topic}"
+
+
 class RedisStreamTransport(Transport):
     def __init__(self, url: str, prefix: str, topic: str = "events", group: str = "online", consumer: str = "consumer"):
         self.r = redis.Redis.from_url(url)
-        self.key = f"{prefix}:stream:{topic}"
+        self.key = stream_key(prefix, topic)
         self.last_key = f"{self.key}:last-id"
         self.group, self.consumer = group, consumer
         self.label = f"redis/{self.key}"
@@ -100,6 +120,9 @@ class RedisStreamTransport(Transport):
             reply = self.r.xreadgroup(self.group, self.consumer, {self.key: "0"}, count=limit)
             entries = reply[0][1] if reply else []
             if entries:
+                deleted = [i for i, f in entries if not f]  # erased while pending: nothing to apply
+                if deleted:
+                    self.r.xack(self.key, self.group, *deleted)
                 records = [self._record(i, f) for i, f in entries if f]
                 done = [r for r in records if after is not None and r.position <= after]
                 if done:  # applied and committed before the crash, not yet acknowledged
@@ -128,8 +151,25 @@ class RedisStreamTransport(Transport):
         return self.r.xtrim(self.key, minid=entry_id(threshold), approximate=False)
 
     def end_position(self) -> int | None:
-        last = self.r.get(self.last_key)
-        return None if last is None else position_of(last)
+        """The last retained entry's position (an erased or released tail is gone: nothing to wait for)."""
+        last = self.r.xrevrange(self.key, count=1)
+        return position_of(last[0][0]) if last else None
+
+    def erase(self, matches: PayloadMatch) -> int:
+        """``XDEL`` every entry whose payload matches, then ``XACK`` them in every group."""
+        doomed, start = [], "-"
+        while entries := self.r.xrange(self.key, min=start, max="+", count=SCAN_CHUNK):
+            doomed += [i for i, f in entries if matches(f[b"e"])]
+            start = "(" + entries[-1][0].decode()
+        groups = [g["name"] for g in self.r.xinfo_groups(self.key)] if doomed else []
+        for i in range(0, len(doomed), SCAN_CHUNK):
+            chunk = doomed[i:i + SCAN_CHUNK]
+            pipe = self.r.pipeline(transaction=True)
+            pipe.xdel(self.key, *chunk)
+            for group in groups:
+                pipe.xack(self.key, group, *chunk)
+            pipe.execute()
+        return len(doomed)
 
     def close(self) -> None:
         self.r.close()
@@ -141,6 +181,7 @@ class RedisOnlineStore(OnlineStore):
         self.p = f"{prefix}:online"
         self.label = f"redis:{self.p}"
         self._clear_dirty = self.r.register_script(_CLEAR_DIRTY)
+        self._delete_customer = self.r.register_script(_DELETE_CUSTOMER)
 
     def _k(self, name: str) -> str:
         return f"{self.p}:{name}"
@@ -148,13 +189,16 @@ class RedisOnlineStore(OnlineStore):
     def _rows_key(self, customer_id: str) -> str:
         return f"{self.p}:rows:{customer_id}"
 
-    def _transaction(self, fn, coverage: Mapping[str, datetime]) -> None:
-        """Run ``fn(pipe)`` in MULTI/EXEC with coverage raised, retried if coverage changed."""
+    def _transaction(self, fn, coverage: Mapping[str, datetime], expect_erased: int | None = None) -> None:
+        """Run ``fn(pipe)`` in MULTI/EXEC with coverage raised, retried if coverage or the erased
+        subjects changed; refused if the erased subjects are not ``expect_erased`` many."""
         with self.r.pipeline(transaction=True) as pipe:
             while True:
                 try:
-                    pipe.watch(self._k("coverage"))
-                    current = {k.decode(): int(v) for k, v in pipe.hgetall(self._k("coverage")).items()}
+                    pipe.watch(self._k("coverage"), self._k("erased"))
+                    if expect_erased is not None:
+                        self._check_erased(expect_erased, pipe.scard(self._k("erased")))
+                    current = {k.decode(): int(v) for k, v in pipe.hgetall(self._k("coverage")).items()} if coverage else {}
                     pipe.multi()
                     fn(pipe)
                     raised = {s: max(to_us(t), current.get(s, 0)) for s, t in coverage.items()}
@@ -175,7 +219,7 @@ class RedisOnlineStore(OnlineStore):
                 pipe.hsetnx(self._rows_key(r.customer_id), field, value)
             pipe.zadd(self._k("expiry"), {f"{r.customer_id}|{field}": r.expires_us})
 
-    def apply(self, sink, position, received_at, rows, coverage) -> None:
+    def apply(self, sink, position, received_at, rows, coverage, expect_erased=None) -> None:
         mark = now_us()
         customers = {r.customer_id for r in rows}
 
@@ -186,7 +230,7 @@ class RedisOnlineStore(OnlineStore):
                 pipe.zadd(self._k("dirty"), {c: mark for c in customers})
             pipe.hset(self._k("offsets"), sink, position)
 
-        self._transaction(write, coverage)
+        self._transaction(write, coverage, expect_erased)
 
     def committed(self, sink: str = ONLINE_SINK) -> int | None:
         v = self.r.hget(self._k("offsets"), sink)
@@ -236,12 +280,16 @@ class RedisOnlineStore(OnlineStore):
     def dirty(self, limit: int) -> list[tuple[str, int]]:
         return [(c.decode(), int(m)) for c, m in self.r.zrange(self._k("dirty"), 0, limit - 1, withscores=True)]
 
-    def put_values(self, items) -> None:
+    def put_values(self, items, expect_erased=None) -> None:
         if not items:
             return
-        self.r.hset(self._k("values"), mapping={c: json.dumps([to_us(a), v]) for c, _, a, v in items})
         args = [x for c, m, _, _ in items for x in (c, m)]
-        self._clear_dirty(keys=[self._k("dirty")], args=args)
+
+        def write(pipe):
+            pipe.hset(self._k("values"), mapping={c: json.dumps([to_us(a), v]) for c, _, a, v in items})
+            self._clear_dirty(keys=[self._k("dirty")], args=args, client=pipe)
+
+        self._transaction(write, {}, expect_erased)
 
     def values(self, customer_ids):
         ids = list(customer_ids)
@@ -278,18 +326,45 @@ class RedisOnlineStore(OnlineStore):
         }
 
     def delete_customer(self, customer_id: str) -> int:
-        fields = self.r.hkeys(self._rows_key(customer_id))
-        pipe = self.r.pipeline(transaction=True)
-        pipe.delete(self._rows_key(customer_id))
-        if fields:
-            pipe.zrem(self._k("expiry"), *[f"{customer_id}|{f.decode()}" for f in fields])
-        for name in ("customers", "values"):
-            pipe.hdel(self._k(name), customer_id)
-        pipe.zrem(self._k("dirty"), customer_id)
-        pipe.srem(self._k("customers_seen"), customer_id)
-        replies = pipe.execute()
-        customers, values, dirty = replies[-4], replies[-3], replies[-2]
-        return len(fields) + customers + values + dirty
+        keys = [self._rows_key(customer_id), *(self._k(n) for n in ("expiry", "customers", "values", "dirty", "customers_seen"))]
+        return int(self._delete_customer(keys=keys, args=[customer_id]))
+
+    def add_erased_subjects(self, id_hashes) -> int:
+        hashes = sorted(set(id_hashes))
+        return self.r.sadd(self._k("erased"), *hashes) if hashes else 0
+
+    def erased_subjects(self) -> frozenset[str]:
+        return frozenset(h.decode() for h in self.r.smembers(self._k("erased")))
+
+    def erased_count(self) -> int:
+        return self.r.scard(self._k("erased"))
+
+    def dump(self):
+        """Every key under the store's prefix, whatever its type: the place is the key's family
+        (``rows``, ``values``, ...: the part after the prefix, up to a customer id)."""
+        def text(b: bytes) -> str:
+            return b.decode("utf-8", "replace")
+
+        for key in sorted(self.r.scan_iter(match=f"{self.p}:*", count=1000)):
+            name = text(key)
+            family = name[len(self.p) + 1:].split(":", 1)[0]
+            kind = text(self.r.type(key))
+            if kind == "hash":
+                items = [f"{text(k)}\t{text(v)}" for k, v in self.r.hgetall(key).items()]
+            elif kind == "set":
+                items = [text(m) for m in self.r.smembers(key)]
+            elif kind == "zset":
+                items = [text(m) for m in self.r.zrange(key, 0, -1)]
+            elif kind == "list":
+                items = [text(m) for m in self.r.lrange(key, 0, -1)]
+            elif kind == "string":
+                value = self.r.get(key)
+                items = [] if value is None else [text(value)]
+            else:  # gone meanwhile
+                items = []
+            yield family, name  # the key's name holds a customer id (rows:<id>)
+            for item in items:
+                yield family, item
 
     def search(self, text: str) -> list[str]:
         hits = []

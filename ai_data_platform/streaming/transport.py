@@ -15,23 +15,34 @@ UTC, strictly increasing with the position, so "everything received by T" is a p
   consumer group.
 
 Records are retained until every sink has committed past them (``release``).
+
+**Right to erasure** (``erase``): a data subject's retained records are removed so that every
+other record keeps its position. A segment line is replaced by a *tombstone* of the same byte
+length, ``<received_at µs>~<spaces>\n`` (the transport itself writes a tab after the stamp, so no
+payload can look like one); readers return it as a record with ``erased=True`` and no payload, so
+consumers commit past it without applying or quarantining anything. A Redis entry is deleted
+(``XDEL``); its id is never reused.
 """
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 
+from ai_data_platform.file_lock import locked
+
 SEGMENT_RECORDS = 100_000
 POLL_SECONDS = 0.005
 _EPOCH = datetime(1970, 1, 1)
+TOMBSTONE_MARK = b"~"  # in place of the tab after the stamp: an erased record
+
+PayloadMatch = Callable[[bytes], bool]  # erasure: does this payload belong to the subject?
 
 
 def to_us(t: datetime) -> int:
@@ -46,12 +57,30 @@ def now_us() -> int:
     return time.time_ns() // 1000
 
 
+def parse_line(line: bytes) -> tuple[int, bytes | None]:
+    """(receipt µs, payload) of a segment line without its newline; payload None: a tombstone."""
+    stamp, tab, payload = line.partition(b"\t")
+    if tab:
+        return int(stamp), payload
+    stamp, mark, _ = line.partition(TOMBSTONE_MARK)
+    if not mark:
+        raise ValueError(f"not a stream segment line: {line[:40]!r}")
+    return int(stamp), None
+
+
+def tombstone(line: bytes) -> bytes:
+    """The tombstone replacing a segment line (without its newline): its stamp, same length."""
+    stamp, _, payload = line.partition(b"\t")
+    return stamp + TOMBSTONE_MARK + b" " * len(payload)
+
+
 @dataclass(frozen=True)
 class Record:
     position: int  # strictly increasing in append order: the committed offset
     received_at: datetime  # collector receipt time (naive UTC), strictly increasing
-    payload: bytes  # the event as sent
+    payload: bytes  # the event as sent (b"" for an erased record)
     segment: str  # where it is stored: segment file or stream key (lineage)
+    erased: bool = False  # a tombstone: its subject was erased; nothing to apply or land
 
 
 class Transport(ABC):
@@ -81,7 +110,12 @@ class Transport(ABC):
 
     @abstractmethod
     def end_position(self) -> int | None:
-        """Position of the last appended record (None: empty)."""
+        """Position of the last retained record (None: empty)."""
+
+    @abstractmethod
+    def erase(self, matches: PayloadMatch) -> int:
+        """Right to erasure: remove every retained record whose payload ``matches``; every other
+        record keeps its position, so committed offsets stay valid. Returns how many."""
 
     def close(self) -> None:
         pass
@@ -119,15 +153,14 @@ class FileSegmentTransport(Transport):
             head["next"] = head["segment"] + len(lines)
             head["size"] = len(complete)
             if lines:
-                head["last_us"] = int(lines[-1].split(b"\t", 1)[0])
+                head["last_us"] = parse_line(lines[-1])[0]
         return head
 
     def append(self, payloads: Sequence[bytes]) -> list[Record]:
         for p in payloads:
             if b"\n" in p:
                 raise ValueError("a stream payload must be one line (no newline)")
-        with open(self.dir / ".lock", "a+b") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
+        with locked(self.dir / ".lock"):
             head = self._head()
             records: list[Record] = []
             if head["next"] - head["segment"] >= SEGMENT_RECORDS:
@@ -151,8 +184,7 @@ class FileSegmentTransport(Transport):
         return records
 
     def end_position(self) -> int | None:
-        with open(self.dir / ".lock", "a+b") as lock:
-            fcntl.flock(lock, fcntl.LOCK_SH)
+        with locked(self.dir / ".lock", shared=True):
             nxt = self._head()["next"] if (self.dir / ".head").exists() else 0
         return nxt - 1 if nxt else None
 
@@ -195,8 +227,11 @@ class FileSegmentTransport(Transport):
                 for line in fh:
                     if not line.endswith(b"\n"):
                         break
-                    stamp, _, payload = line[:-1].partition(b"\t")
-                    records.append(Record(position, from_us(int(stamp)), payload, path.name))
+                    stamp, payload = parse_line(line[:-1])
+                    if payload is None:
+                        records.append(Record(position, from_us(stamp), b"", path.name, erased=True))
+                    else:
+                        records.append(Record(position, from_us(stamp), payload, path.name))
                     position += 1
                     offset += len(line)
                     if len(records) >= limit:
@@ -221,6 +256,38 @@ class FileSegmentTransport(Transport):
 
     def scan(self, after: int | None, limit: int) -> list[Record]:
         return self._read_from("scan", 0 if after is None else after + 1, limit)
+
+    def erase(self, matches: PayloadMatch) -> int:
+        """Replace the matching records' lines by tombstones of the same length, segment by
+        segment: the rewritten segment replaces the old one atomically (``os.replace``) under the
+        append lock, keeps its modification time (``release`` ages segments by it), and every
+        byte offset, so readers' cursors and committed positions stay valid. A torn last line is
+        repaired first (as the next append would)."""
+        erased = 0
+        with locked(self.dir / ".lock"):
+            self._head()  # truncates a partial line a killed producer left
+            for stale in self.dir.glob("*.erasing"):  # an erasure killed before its os.replace
+                stale.unlink()
+            for _, path in self._segments():
+                *lines, tail = path.read_bytes().split(b"\n")  # only \n ends a line (a payload may hold \r)
+                changed = 0
+                for i, line in enumerate(lines):
+                    _, payload = parse_line(line)
+                    if payload is not None and matches(payload):
+                        lines[i] = tombstone(line)
+                        changed += 1
+                if not changed:
+                    continue
+                stat = path.stat()
+                tmp = path.with_name(path.name + ".erasing")
+                with open(tmp, "wb") as fh:
+                    fh.write(b"".join(line + b"\n" for line in lines) + tail)
+                    fh.flush()
+                    os.fsync(fh.fileno())
+                os.utime(tmp, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+                os.replace(tmp, path)
+                erased += changed
+        return erased
 
     def release(self, upto: int, received_before: datetime) -> int:
         """Delete whole segments whose every record is at or below ``upto`` and which were last

@@ -12,6 +12,10 @@ Tables (schema ``stream``; grain in each comment):
   transaction as the micro-batch: a sink killed at any moment resumes after it, nothing twice;
   and ``complete_at``, the time up to which every received record is landed.
 
+Records of erased subjects and the transport's tombstones of erased records are landed nowhere
+(not even in quarantine): the sink checks ``meta.erased_subjects`` in the transaction that lands
+the micro-batch (``erased.py``), counts them, and commits its position past them.
+
 DuckDB takes one writer per file and Dagster runs hold it for a whole step, so the sink never
 waits for the lock: a flush that meets it is skipped and retried later, while the transport
 retains the records (memory stays bounded: a flush reads at most ``max_records``).
@@ -29,8 +33,10 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 
+from ai_data_platform import warehouse as wh
+from ai_data_platform.governance import suppression
 from ai_data_platform.sources.contracts import EVENTS
-from ai_data_platform.streaming.events import judge
+from ai_data_platform.streaming.erased import ErasedSubjects, Judged, judge_record
 from ai_data_platform.streaming.transport import Record, Transport
 
 SCHEMA = "stream"
@@ -69,8 +75,8 @@ def ensure_tables(con: duckdb.DuckDBPyConnection) -> None:
 
 
 def committed_position(con: duckdb.DuckDBPyConnection, label: str) -> int | None:
-    row = con.execute(f"SELECT position FROM {OFFSETS} WHERE _transport = ?", [label]).fetchone()
-    return None if row is None else row[0]
+    rows = con.execute(f"SELECT position FROM {OFFSETS} WHERE _transport = ?", [label]).fetchall()
+    return rows[0][0] if rows else None
 
 
 def _arrow(columns: list[tuple[str, str]], rows: list[dict]) -> pa.Table:
@@ -83,6 +89,7 @@ class FlushResult:
     records: int = 0
     events: int = 0
     quarantined: int = 0
+    dropped: int = 0  # tombstones and erased subjects' records: landed nowhere
     position: int | None = None
     busy: bool = False  # the warehouse was locked by another process: retried later
 
@@ -95,19 +102,29 @@ class WarehouseSink:
     the sink falls behind, the oldest are dropped); a flush uses them when they continue its
     committed position exactly, and otherwise re-reads and judges from the transport."""
 
-    def __init__(self, transport: Transport, warehouse: Path, max_records: int = 50_000):
+    def __init__(self, transport: Transport, warehouse: Path, max_records: int = 50_000, hmac_key: str | None = None):
         self.transport, self.warehouse, self.max_records = transport, Path(warehouse), max_records
         self.position: int | None = None  # last committed (known after the first flush)
         self.busy_count = 0
         self.reread = 0  # records judged again because no hand-off continued the position
+        self.dropped = 0  # tombstones and erased subjects' records committed past
+        self._hmac_key = hmac_key
+        self._erased = ErasedSubjects((), hmac_key)
         self._idle_marked = 0.0
-        self._handoff: deque[list[tuple[Record, tuple]]] = deque(maxlen=HANDOFF_BATCHES)
+        self._handoff: deque[list[tuple[Record, Judged]]] = deque(maxlen=HANDOFF_BATCHES)
 
-    def offer(self, records: list[Record], judged: list[tuple]) -> None:
+    def offer(self, records: list[Record], judged: list[Judged]) -> None:
         self._handoff.append(list(zip(records, judged)))
 
-    def _next_batch(self) -> list[tuple[Record, tuple]]:
-        batch: list[tuple[Record, tuple]] = []
+    def _erased_subjects(self, con: duckdb.DuckDBPyConnection) -> ErasedSubjects:
+        """The erased subjects recorded in the warehouse, read in the flush's own transaction."""
+        hashes = suppression.customer_id_hashes(con)
+        if hashes != self._erased.id_hashes:
+            self._erased = ErasedSubjects(hashes, self._hmac_key)
+        return self._erased
+
+    def _next_batch(self, erased: ErasedSubjects) -> list[tuple[Record, Judged]]:
+        batch: list[tuple[Record, Judged]] = []
         expected = None if self.position is None else self.position + 1
         while self._handoff and len(batch) < self.max_records:
             head = self._handoff[0]
@@ -120,10 +137,10 @@ class WarehouseSink:
             batch += head
             expected = head[-1][0].position + 1
         if batch:
-            return batch
+            return [(r, judge_record(r, erased, known=j)) for r, j in batch]
         records = self.transport.scan(self.position, self.max_records)
         self.reread += len(records)
-        return [(r, judge(r.payload, r.received_at)) for r in records]
+        return [(r, judge_record(r, erased)) for r in records]
 
     def flush(self) -> FlushResult:
         """Write the next micro-batch after the committed position; never waits for the lock."""
@@ -137,45 +154,52 @@ class WarehouseSink:
             return FlushResult(busy=True, position=self.position)
         try:
             ensure_tables(con)
-            self.position = committed_position(con, self.transport.label)
-            batch = self._next_batch()
-            records = [r for r, _ in batch]
-            if not records:
-                if self.position is not None and time.monotonic() - self._idle_marked >= IDLE_MARK_SECONDS:
-                    con.execute(f"UPDATE {OFFSETS} SET complete_at = greatest(complete_at, ?) WHERE _transport = ?",
-                                [polled_at - COVERAGE_MARGIN, self.transport.label])
-                    self._idle_marked = time.monotonic()
-                return FlushResult(position=self.position)
-            now = datetime.now(timezone.utc).replace(tzinfo=None)
-            lineage = [{"_transport": self.transport.label, "_segment": r.segment, "_position": r.position} for r in records]
-            raw, events, quarantined = [], [], []
-            for (r, (typed, violation)), where in zip(batch, lineage):
-                payload = r.payload.decode("utf-8", "replace")
-                raw.append({**where, "received_at": r.received_at, "_payload": payload, "_consumed_at": now})
-                if typed is not None:
-                    events.append({**typed, "_available_at": r.received_at, **where})
-                else:
-                    quarantined.append({**where, "received_at": r.received_at, "rule": violation.rule,
-                                        "column_name": violation.column, "raw_value": violation.raw_value, "raw_record": payload})
-            tables = {"_records": _arrow(RECORD_COLUMNS, raw), "_events": _arrow(EVENT_COLUMNS + LINEAGE, events),
-                      "_quarantine": _arrow(QUARANTINE_COLUMNS, quarantined)}
-            con.execute("BEGIN TRANSACTION")
-            try:
-                for name, table in tables.items():
-                    con.register(name, table)
-                con.execute(f"INSERT INTO {RECORDS} BY NAME SELECT * FROM _records")
-                con.execute(f"INSERT INTO {EVENTS_TABLE} BY NAME SELECT * FROM _events")
-                con.execute(f"INSERT INTO {QUARANTINE} BY NAME SELECT * FROM _quarantine")
-                con.execute(f"INSERT OR REPLACE INTO {OFFSETS} VALUES (?, ?, ?, ?, ?)",
-                            [self.transport.label, records[-1].position, records[-1].received_at, now, records[-1].received_at])
-                con.execute("COMMIT")
-            except BaseException:
-                con.execute("ROLLBACK")
-                raise
-            self.position = records[-1].position
-            return FlushResult(len(records), len(events), len(quarantined), self.position)
+            with wh.transaction(con):  # the erased subjects read in it hold until the commit
+                result = self._land(con, polled_at)
+            self.position = result.position
+            self.dropped += result.dropped
+            return result
         finally:
             con.close()
+
+    def _land(self, con: duckdb.DuckDBPyConnection, polled_at: datetime) -> FlushResult:
+        """Land the micro-batch after the committed position and commit the new position (the
+        caller holds the transaction)."""
+        erased = self._erased_subjects(con)
+        position = committed_position(con, self.transport.label)  # fetched to the end: register() follows
+        self.position = position
+        batch = self._next_batch(erased)
+        if not batch:
+            if position is not None and time.monotonic() - self._idle_marked >= IDLE_MARK_SECONDS:
+                con.execute(f"UPDATE {OFFSETS} SET complete_at = greatest(complete_at, ?) WHERE _transport = ?",
+                            [polled_at - COVERAGE_MARGIN, self.transport.label])
+                self._idle_marked = time.monotonic()
+            return FlushResult(position=position)
+        now = datetime.now(timezone.utc).replace(tzinfo=None)
+        raw, events, quarantined = [], [], []
+        for r, judged in batch:
+            if judged.dropped is not None:
+                continue
+            where = {"_transport": self.transport.label, "_segment": r.segment, "_position": r.position}
+            payload = r.payload.decode("utf-8", "replace")
+            raw.append({**where, "received_at": r.received_at, "_payload": payload, "_consumed_at": now})
+            if judged.typed is not None:
+                events.append({**judged.typed, "_available_at": r.received_at, **where})
+            else:
+                v = judged.violation
+                quarantined.append({**where, "received_at": r.received_at, "rule": v.rule, "column_name": v.column,
+                                    "raw_value": v.raw_value, "raw_record": payload})
+        tables = {"_records": _arrow(RECORD_COLUMNS, raw), "_events": _arrow(EVENT_COLUMNS + LINEAGE, events),
+                  "_quarantine": _arrow(QUARANTINE_COLUMNS, quarantined)}
+        for name, table in tables.items():
+            con.register(name, table)
+        con.execute(f"INSERT INTO {RECORDS} BY NAME SELECT * FROM _records")
+        con.execute(f"INSERT INTO {EVENTS_TABLE} BY NAME SELECT * FROM _events")
+        con.execute(f"INSERT INTO {QUARANTINE} BY NAME SELECT * FROM _quarantine")
+        last = batch[-1][0]
+        con.execute(f"INSERT OR REPLACE INTO {OFFSETS} VALUES (?, ?, ?, ?, ?)",
+                    [self.transport.label, last.position, last.received_at, now, last.received_at])
+        return FlushResult(len(batch), len(events), len(quarantined), len(batch) - len(raw), last.position)
 
 
 class SinkThread(threading.Thread):

@@ -1,0 +1,101 @@
+"""Erased subjects in the stream: their records are dropped before anything stores them.
+
+An erasure records the subject (``governance/suppression.py``: the HMAC of their customer id in
+``meta.erased_subjects``; the streaming erasure target copies the list into the online store) and
+replaces their retained stream records by tombstones. From then on:
+
+* the consumer drops a tombstone and any event of a recorded subject before the online store, and
+  filters with the online store's copy of the list, which a write checks in its own transaction
+  (``OnlineStore.apply(expect_erased=...)``): an erasure between the filtering and the write makes
+  the write start again with the new list;
+* the warehouse sink drops them too, checking ``meta.erased_subjects`` in the DuckDB transaction
+  that lands the micro-batch;
+* neither quarantines them (a quarantine row would keep the payload): they are counted, and the
+  positions are committed past them, exactly once like any record.
+
+A record belongs to a subject by its ``customer_id`` (for a rejected JSON object too); a payload
+that is not a JSON object cannot be attributed, as with an unsplittable line of a landing file.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from ai_data_platform.governance.pii import hmac_hex
+from ai_data_platform.streaming.events import Violation, judge
+from ai_data_platform.streaming.transport import Record
+
+CACHE_LIMIT = 1_000_000  # customer ids whose verdict is remembered (one HMAC each otherwise)
+TOMBSTONE = "erased_record"  # the transport's tombstone of an erased record
+ERASED_SUBJECT = "erased_subject"  # an event of an erased subject
+
+
+class ErasedSubjects:
+    """The erased subjects' customer-id HMACs, and whether a customer id is one of them."""
+
+    def __init__(self, id_hashes: Iterable[str], hmac_key: str | None = None):
+        self.id_hashes = frozenset(id_hashes)
+        self._key = hmac_key
+        self._verdicts: dict[str, bool] = {}
+
+    def __len__(self) -> int:
+        return len(self.id_hashes)
+
+    @property
+    def key(self) -> str:
+        if self._key is None:
+            from ai_data_platform import settings
+
+            self._key = settings.pii_hmac_key()
+        return self._key
+
+    def holds(self, customer_id: str | None) -> bool:
+        if not self.id_hashes or customer_id is None:
+            return False
+        cid = customer_id.strip()
+        if not cid:
+            return False
+        verdict = self._verdicts.get(cid)
+        if verdict is None:
+            if len(self._verdicts) >= CACHE_LIMIT:
+                self._verdicts.clear()
+            verdict = self._verdicts[cid] = hmac_hex(self.key, cid) in self.id_hashes
+        return verdict
+
+
+NOBODY = ErasedSubjects(())
+
+
+@dataclass(frozen=True)
+class Judged:
+    """What the stream does with a record: ``typed`` (a valid event), ``violation`` (rejected:
+    quarantined), or ``dropped`` (:data:`TOMBSTONE` or :data:`ERASED_SUBJECT`: stored nowhere)."""
+
+    typed: dict[str, Any] | None
+    violation: Violation | None
+    dropped: str | None = None
+
+
+def customer_id_of(payload: bytes) -> str | None:
+    """The ``customer_id`` of a payload that is a JSON object (as text), else None."""
+    try:
+        record = json.loads(payload)
+    except (ValueError, UnicodeDecodeError):
+        return None
+    value = record.get("customer_id") if isinstance(record, dict) else None
+    return value if isinstance(value, str) or value is None else json.dumps(value)
+
+
+def judge_record(record: Record, erased: ErasedSubjects = NOBODY, known: Judged | None = None) -> Judged:
+    """Judge one record (``events.judge``), dropping tombstones and erased subjects' events.
+    ``known``: this record's earlier judgement, only checked against ``erased`` again."""
+    if record.erased:
+        return Judged(None, None, TOMBSTONE)
+    judged = known if known is not None else Judged(*judge(record.payload, record.received_at))
+    if judged.dropped is not None or not erased:
+        return judged
+    customer_id = judged.typed["customer_id"] if judged.typed is not None else customer_id_of(record.payload)
+    return Judged(None, None, ERASED_SUBJECT) if erased.holds(customer_id) else judged
