@@ -15,7 +15,7 @@ the same feature lookup from the DuckDB warehouse (the naive alternative), side 
    customers) and a fraud model; a separate load-generating process (asyncio streams) with
    ``--clients`` (50) concurrent keep-alive connections, each for ``--http-seconds``: closed loop
    (every client sends its next request as soon as the previous answered: saturation) and paced
-   (``GET /features/{id}``: 250 and 500 requests/s in all; ``POST /score``: 100 and 250).
+   (``GET /features/{id}``: 250 and 500 requests/s in all; ``POST /score``: 100, 250 and 500).
 4. **Naive alternative**, same run: the same customer-level features for the same customers
    computed on request from the DuckDB warehouse (the compiled SQL, ``compile.probe_sql``, over the
    landed stream events) vs ``get_online_features`` in process.
@@ -314,7 +314,7 @@ def serving(store_dir: Path, clients: int, seconds: float, ids: list[str]) -> di
         out = {}
         sample = json.dumps(ids[:2000])
         modes = {"features": (("closed_loop", 0.0), ("paced_250rps", 5.0), ("paced_500rps", 10.0)),
-                 "score": (("closed_loop", 0.0), ("paced_100rps", 2.0), ("paced_250rps", 5.0))}
+                 "score": (("closed_loop", 0.0), ("paced_100rps", 2.0), ("paced_250rps", 5.0), ("paced_500rps", 10.0))}
         for kind, kind_modes in modes.items():
             for mode, paced in kind_modes:
                 figures, _ = run_snippet(_LOAD, [f"http://127.0.0.1:{port}", kind, str(clients), str(seconds), str(paced), sample], dict(os.environ))
