@@ -157,3 +157,30 @@ def test_readme_carries_the_whole_catalog():
     readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
     missing = [e["name"] for e in catalog() if f"| `{e['name']}` |" not in readme]
     assert missing == [], f"README catalog is stale; regenerate it from the registry: {missing}"
+
+
+def test_adp_features_list_prints_the_catalog_and_assets_carry_each_description(capsys):
+    import dagster as dg
+
+    from ai_data_platform import cli
+    from ai_data_platform.definitions import defs
+
+    assert cli.main(["features", "list", "--json"]) == 0
+    entries = {e["name"]: e for e in json.loads(capsys.readouterr().out)}
+    for feature in published(CUSTOMER_FEATURES) + published(TRANSACTION_FEATURES):
+        entry = entries.pop(feature.name)
+        assert (entry["entity"], entry["description"], entry["owner"]) == (feature.entity, feature.description, feature.owner)
+        assert entry["window"] == feature.window and entry["ttl"] == feature.ttl
+    assert entries == {}, f"listed but not published: {sorted(entries)}"
+
+    assert cli.main(["features", "list", "--entity", "transaction"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[-1] == f"{len(published(TRANSACTION_FEATURES))} features"
+    assert {line.split()[0] for line in lines[1:-1]} == {f.name for f in published(TRANSACTION_FEATURES)}
+
+    for table, features in (("customer_daily", CUSTOMER_FEATURES), ("transaction", TRANSACTION_FEATURES)):
+        key = dg.AssetKey(["features", table])
+        schema = defs.resolve_assets_def(key).specs_by_key[key].metadata["dagster/column_schema"]
+        described = {c.name: c.description for c in getattr(schema, "schema", schema).columns}
+        for feature in published(features):
+            assert described[feature.name] == feature.description, (table, feature.name)
