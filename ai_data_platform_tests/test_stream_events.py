@@ -60,3 +60,22 @@ def test_each_rule_names_its_column_and_the_raw_text(fields, rule, column, raw):
 def test_the_last_instant_before_the_upper_bound_is_valid():
     event, violation = _judge(event_time="2026-12-01T23:59:59.999999")
     assert violation is None and event["event_time"] == datetime(2026, 12, 1, 23, 59, 59, 999999)
+
+
+@pytest.mark.parametrize("text", [
+    "2026-11-30T10:00:00Z", "2026-11-30T10:00:00.123456Z", "2026-11-30 10:00:00", "2026-11-30T10:00",
+    "2026-11-30T10:00:00+02:00", "2026-11-30T10:00:00-0530", "2026-11-30 10:00:00+02", " 2026-11-30T23:30:00-01:00 ",
+    "2026-11-30", "20261130", "2026-W48-1", "yesterday", "",
+])
+def test_timestamps_read_alike_in_the_stream_and_in_staging_whatever_the_session_time_zone(text):
+    """An offset is converted to UTC on both paths (a plain cast to TIMESTAMP would drop it)."""
+    from ai_data_platform.sources.staging_sql import _typed_expr
+    from ai_data_platform.streaming.events import parse_timestamp
+
+    con = duckdb.connect()
+    con.execute("SET TimeZone = 'America/New_York'")
+    staged = con.execute(f"SELECT {_typed_expr('t', 'TIMESTAMP')} FROM (SELECT ? AS t)", [text]).fetchone()[0]
+    streamed = parse_timestamp(text) if text.strip() else None
+    assert streamed == staged
+    if text.strip().startswith("2026-11-30T10:00:00+02:00"):
+        assert staged == datetime(2026, 11, 30, 8)

@@ -50,11 +50,12 @@ _TEXT_TYPES = ("VARCHAR", "JSON")
 def valid_crm_rows_sql() -> str:
     """``raw.customers`` rows that can place a subject: a customer id, a valid region and
     ``updated_at`` (with ``_order``, their order in the CRM's history)."""
+    updated_at = warehouse.timestamp_from_text("trim(updated_at)")
     return (
         "SELECT nullif(trim(customer_id), '') AS customer_id, trim(region) AS region, email_hash, "
-        "(TRY_CAST(trim(updated_at) AS TIMESTAMP), _partition_date, _row_number) AS _order FROM raw.customers "
+        f"({updated_at}, _partition_date, _row_number) AS _order FROM raw.customers "
         f"WHERE trim(region) IN ({_VALID}) AND nullif(trim(customer_id), '') IS NOT NULL "
-        "AND TRY_CAST(trim(updated_at) AS TIMESTAMP) IS NOT NULL"
+        f"AND ({updated_at}) IS NOT NULL"
     )
 
 

@@ -33,7 +33,7 @@ from psycopg import ProgrammingError
 from psycopg.conninfo import conninfo_to_dict
 
 from ai_data_platform.sources.contracts import CUSTOMERS
-from ai_data_platform.warehouse import quote
+from ai_data_platform.warehouse import quote, timestamp_from_text
 
 TABLE = "customers"
 WATERMARK_TABLE = "meta.crm_watermark"
@@ -178,7 +178,7 @@ def extract_sql(present: Iterable[str], window: ExtractWindow) -> tuple[str, lis
 
 def loaded_versions_sql(window: ExtractWindow) -> tuple[str, list[datetime]]:
     """The warehouse query for the versions already in raw within a window: (customer_id, updated_at)."""
-    ts = "TRY_CAST(updated_at AS TIMESTAMP)"
+    ts = timestamp_from_text("updated_at")
     where, params = f"{ts} < ?", [window.upper]
     if window.lower is not None:
         where, params = f"{ts} >= ? AND {ts} < ?", [window.lower, window.upper]

@@ -40,7 +40,7 @@ from ai_data_platform.sources.contracts import (
     Column,
     SourceTable,
 )
-from ai_data_platform.warehouse import quote, sql_literal
+from ai_data_platform.warehouse import quote, sql_literal, timestamp_from_text
 
 JUDGED_TEMP = "_staging_judged"
 QUARANTINE_COLUMNS = (
@@ -182,6 +182,8 @@ def _typed_expr(c_name: str, dtype: str) -> str:
     raw = quote(c_name)
     if dtype == "VARCHAR":
         return f"nullif(trim({raw}), '')"
+    if dtype == "TIMESTAMP":
+        return timestamp_from_text(f"nullif(trim({raw}), '')")
     return f"TRY_CAST(nullif(trim({raw}), '') AS {dtype})"
 
 
