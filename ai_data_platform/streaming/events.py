@@ -22,15 +22,13 @@ from ai_data_platform.sources.contracts import EARLIEST_VALID_TIME, EVENTS
 
 _EARLIEST = datetime.fromisoformat(EARLIEST_VALID_TIME)
 _CALENDAR_DATE = re.compile(r"\d{4}-\d{2}-\d{2}(?:$|[T ])")
-_COLUMNS = [c for c in EVENTS.column_names if c != "received_at"]  # the transport stamps receipt
+_TIME = EVENTS.time_column
 _TEXT = [c.name for c in EVENTS.columns if c.dtype == "VARCHAR"]
 _REQUIRED = [c.name for c in EVENTS.columns if c.required]
-_TYPED = [c for c in EVENTS.columns if c.dtype != "VARCHAR" and c.name not in (EVENTS.time_column, "received_at")]
-_ACCEPTED = [c for c in EVENTS.columns if c.accepted_values]
-_NON_NEGATIVE = [c for c in EVENTS.columns if c.non_negative]
-_TIME = EVENTS.time_column
-_ACCEPTED_VALUES = [(c.name, frozenset(c.accepted_values)) for c in _ACCEPTED]
-_NON_NEGATIVE_NAMES = [c.name for c in _NON_NEGATIVE]
+# numbers and flags; the event time is judged on its own, received_at is the transport's stamp
+_TYPED = [c for c in EVENTS.columns if c.dtype != "VARCHAR" and c.name not in (_TIME, "received_at")]
+_ACCEPTED_VALUES = [(c.name, frozenset(c.accepted_values)) for c in EVENTS.columns if c.accepted_values]
+_NON_NEGATIVE_NAMES = [c.name for c in EVENTS.columns if c.non_negative]
 _TYPE_RULES = {"TIMESTAMP": "invalid_timestamp", "DOUBLE": "invalid_number", "BIGINT": "invalid_number", "BOOLEAN": "invalid_boolean"}
 
 
