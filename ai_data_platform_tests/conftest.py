@@ -85,3 +85,23 @@ def tiny_world(tmp_path_factory):
     )
     assert result.success, [e.message for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
     return paths, instance, days
+
+
+@pytest.fixture(scope="session")
+def lifecycle_built(tmp_path_factory):
+    """The tiny lifecycle world (``lifecycle_world.build``: regional stores, landing zones,
+    warehouse, datasets), built once per session and never changed: tests work on copies."""
+    from . import lifecycle_world
+
+    return lifecycle_world.build(tmp_path_factory.mktemp("lifecycle") / "adp")
+
+
+@pytest.fixture()
+def lifecycle_paths(lifecycle_built, tmp_path, monkeypatch):
+    """A private copy of the lifecycle world, with ADP_DATA_DIR and the HMAC key pointing at it."""
+    from . import lifecycle_world
+
+    p = lifecycle_world.copy(lifecycle_built, tmp_path / "adp")
+    monkeypatch.setenv("ADP_DATA_DIR", str(p.root))
+    monkeypatch.setenv("ADP_PII_HMAC_KEY", lifecycle_world.KEY)
+    return p

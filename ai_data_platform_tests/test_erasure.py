@@ -20,17 +20,9 @@ from . import lifecycle_world as world
 from .lifecycle_world import DAYS, KEY, SUBJECT
 
 
-@pytest.fixture(scope="session")
-def built(tmp_path_factory):
-    return world.build(tmp_path_factory.mktemp("lifecycle") / "adp")
-
-
 @pytest.fixture()
-def paths(built, tmp_path, monkeypatch):
-    p = world.copy(built, tmp_path / "adp")
-    monkeypatch.setenv("ADP_DATA_DIR", str(p.root))
-    monkeypatch.setenv("ADP_PII_HMAC_KEY", KEY)
-    return p
+def paths(lifecycle_paths):
+    return lifecycle_paths
 
 
 def _erase(paths, customer_id=SUBJECT, reason="GDPR request 2026-117"):
@@ -156,9 +148,9 @@ def test_a_reason_holding_personal_data_is_refused_before_anything_changes(paths
     assert _count(paths, "SELECT count(*) FROM raw.customers WHERE customer_id = ?", [SUBJECT]) > 0
 
 
-def test_a_backfill_of_re_delivered_files_cannot_bring_the_subject_back(paths, built):
+def test_a_backfill_of_re_delivered_files_cannot_bring_the_subject_back(paths, lifecycle_built):
     _erase(paths)
-    for erased_zone, delivered_zone in zip(world.zones(paths).roots(), world.zones(built).roots()):
+    for erased_zone, delivered_zone in zip(world.zones(paths).roots(), world.zones(lifecycle_built).roots()):
         shutil.rmtree(erased_zone)
         shutil.copytree(delivered_zone, erased_zone)  # the sources deliver the old exports again
     personal = world.personal_data(paths.root)

@@ -2,7 +2,6 @@
 files only in the region's landing zone; it moves with the subject, and the check finds anything
 stored elsewhere, naming store (or zone), table (or file) and count."""
 
-import csv
 from datetime import date, timedelta
 
 import duckdb
@@ -19,6 +18,7 @@ from ai_data_platform.sources.landing import LandingZones
 from ai_data_platform.sources.simulator import generate
 
 from .conftest import END
+from .test_staging_rules import _write_csv as _csv
 
 KEY = "residency-test-key"
 PERSONAL_SOURCES = (CUSTOMERS, SUPPORT_TICKETS)
@@ -109,17 +109,6 @@ def test_an_eu_row_in_the_us_store_or_the_main_warehouse_is_caught_naming_store_
     assert not any("marts.notes.customer_id" in m for m in messages)
     assert len(messages) >= 3
     assert not any("staging.events" in v.describe() for v in earlier) and any("marts.notes.note" in v.describe() for v in earlier)
-
-
-def _csv(path, header, rows, raw_lines=()):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", newline="") as fh:
-        w = csv.writer(fh)
-        w.writerow(header)
-        for r in rows:
-            w.writerow([r.get(h, "") for h in header])
-        for line in raw_lines:
-            fh.write(line + "\n")
 
 
 def _customer(cid, region, email, updated_at, **over):

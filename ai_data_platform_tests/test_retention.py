@@ -19,7 +19,7 @@ from ai_data_platform.sources.contracts import EVENTS, REGIONS, SUPPORT_TICKETS
 from ai_data_platform.streaming import warehouse_sink
 
 from . import lifecycle_world as world
-from .lifecycle_world import DAYS, KEY
+from .lifecycle_world import DAYS
 
 AS_OF = date(2026, 11, 20)
 OVERRIDES = {  # asset -> days: everything else is kept until erasure
@@ -43,16 +43,9 @@ def _policy_file(tmp_path, overrides=OVERRIDES, extra=""):
     return path
 
 
-@pytest.fixture(scope="session")
-def built(tmp_path_factory):
-    return world.build(tmp_path_factory.mktemp("retention") / "adp")
-
-
 @pytest.fixture()
-def paths(built, tmp_path, monkeypatch):
-    p = world.copy(built, tmp_path / "adp")
-    monkeypatch.setenv("ADP_DATA_DIR", str(p.root))
-    monkeypatch.setenv("ADP_PII_HMAC_KEY", KEY)
+def paths(lifecycle_paths, tmp_path, monkeypatch):
+    p = lifecycle_paths
     monkeypatch.setenv("ADP_RETENTION_CONFIG", str(_policy_file(tmp_path)))
     for version in ("2026-11-17", "2026-11-20"):  # a model per dataset version
         d = p.root / "models" / "churn" / version

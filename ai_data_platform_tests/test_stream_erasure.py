@@ -39,18 +39,10 @@ URL = "redis://127.0.0.1:6379/0"
 OTHER_MALFORMED = b"{not json at all"
 
 
-@pytest.fixture(scope="module")
-def built(tmp_path_factory):
-    return world.build(tmp_path_factory.mktemp("stream_erasure") / "adp")
-
-
 @pytest.fixture()
-def paths(built, tmp_path, monkeypatch):
-    p = world.copy(built, tmp_path / "adp")
-    monkeypatch.setenv("ADP_DATA_DIR", str(p.root))
-    monkeypatch.setenv("ADP_PII_HMAC_KEY", KEY)
+def paths(lifecycle_paths, monkeypatch):
     monkeypatch.delenv("REDIS_URL", raising=False)
-    return p
+    return lifecycle_paths
 
 
 class Stream:

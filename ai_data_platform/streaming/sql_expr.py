@@ -132,32 +132,20 @@ def _compile(node: exp.Expression, source: str) -> Evaluator:  # noqa: C901 - on
     if isinstance(node, exp.Neg):
         inner = _compile(node.this, source)
         return lambda row, ctx: None if (v := inner(row, ctx)) is None else -v
-    if isinstance(node, exp.And):
+    if isinstance(node, (exp.And, exp.Or)):
         left, right = _compile(node.this, source), _compile(node.expression, source)
+        decisive = isinstance(node, exp.Or)  # SQL's three-valued logic: FALSE decides AND, TRUE decides OR
 
-        def and_(row, ctx):
+        def and_or(row, ctx):
             a = left(row, ctx)
-            if a is False:
-                return False
+            if a is decisive:
+                return decisive
             b = right(row, ctx)
-            if b is False:
-                return False
-            return None if a is None or b is None else True
+            if b is decisive:
+                return decisive
+            return None if a is None or b is None else not decisive
 
-        return and_
-    if isinstance(node, exp.Or):
-        left, right = _compile(node.this, source), _compile(node.expression, source)
-
-        def or_(row, ctx):
-            a = left(row, ctx)
-            if a is True:
-                return True
-            b = right(row, ctx)
-            if b is True:
-                return True
-            return None if a is None or b is None else False
-
-        return or_
+        return and_or
     if isinstance(node, exp.Not):
         inner = _compile(node.this, source)
         return lambda row, ctx: None if (v := inner(row, ctx)) is None else not v
