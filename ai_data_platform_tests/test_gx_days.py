@@ -118,7 +118,7 @@ def test_real_suites_on_a_corrupted_day_match_and_name_the_day(monkeypatch):
 def test_feature_suite_over_days_with_the_same_customers_passes_like_each_day(monkeypatch):
     rng = np.random.default_rng(3)
     suite = customer_daily_suite(CUSTOMER_FEATURES)
-    names = [e.kwargs["column"] for e in suite.expectations if e.kind == "ExpectColumnToExist"]
+    names = next(e.kwargs["column_set"] for e in suite.expectations if e.kind == "ExpectTableColumnsToMatchSet")
     frames = {
         d: pd.DataFrame({"customer_id": [f"C{j}" for j in range(120)], **{n: rng.integers(0, 5, 120) for n in names}})
         for d in DAYS[:3]
@@ -149,3 +149,20 @@ def test_large_ranges_are_validated_in_bounded_passes(monkeypatch):
     suite = SuiteSpec("t", (ExpectationSpec("ExpectColumnValuesToBeUnique", {"column": "id"}),))
     reports = gx_days.validate_days(list(frames), frames.__getitem__, suite)
     assert passes == [80, 80, 80] and all(r.success for r in reports.values())
+
+
+def test_columns_present_is_judged_in_one_pass_and_an_exact_match_day_by_day(monkeypatch):
+    frames = {d: pd.DataFrame({"id": [f"{d}-{j}" for j in range(3)], "a": [1, 2, 3]}) for d in DAYS[:2]}
+    present = SuiteSpec("p", (ExpectationSpec("ExpectTableColumnsToMatchSet", {"column_set": ["id", "b"], "exact_match": False}),))
+    with monkeypatch.context() as m:
+        _no_per_day_fallback(m)
+        got = gx_days.validate_days(list(frames), frames.__getitem__, present)
+    _assert_same(got, {d: validate_dataframe(f, present) for d, f in frames.items()})
+    assert all(not r.success and "missing ['b']" in r.summary() for r in got.values())
+    assert sorted(got[DAYS[0]].outcomes[0].observed_value) == ["a", "id"]  # the day marker is not a column of the day
+
+    calls = []
+    monkeypatch.setattr(gx_days, "validate_dataframe", lambda f, s: calls.append(len(f)) or validate_dataframe(f, s))
+    exact = SuiteSpec("e", (ExpectationSpec("ExpectTableColumnsToMatchSet", {"column_set": ["id", "a"], "exact_match": True}),))
+    reports = gx_days.validate_days(list(frames), frames.__getitem__, exact)
+    assert calls == [3, 3] and all(r.success for r in reports.values())

@@ -160,8 +160,11 @@ def main() -> None:
         "agreement_with_platform": agreement,
     }
     pit = json.loads(RESULTS.read_text()).get("pit", {}) if RESULTS.exists() else {}
-    for name in ("training_set_join_only", "training_set_platform_cold", "training_set_platform_warm"):
-        platform = pit.get(name, {}).get("median_seconds")
+    platform_runs = pit.get("training_set_platform", {})
+    for name, figures in [("training_set_join_only", pit.get("training_set_join_only", {}))] + [
+        (f"training_set_platform_{k}", platform_runs.get(k, {})) for k in ("cold_gx_imported_in_run", "warm")
+    ]:
+        platform = figures.get("median_seconds")
         if platform:
             result[f"ratio_feast_to_{name}"] = round(result["median_seconds"] / platform, 2)
     arrow = pit.get("training_set_join_only_arrow", {}).get("median_seconds")

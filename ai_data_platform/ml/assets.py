@@ -21,6 +21,7 @@ from ai_data_platform.ml import datasets, models, training_sql
 from ai_data_platform.ml.training_sql import CHURN, FRAUD, TrainingSetSpec
 from ai_data_platform.partitions import daily_partitions, parse_day
 from ai_data_platform.quality.gx_runner import ExpectationSpec, SuiteSpec, validate_dataframe
+from ai_data_platform.quality.suites import columns_present
 from ai_data_platform.resources import WarehouseResource
 from ai_data_platform.sources.assets import CODE_VERSION, WAREHOUSE_POOL, staging_schema
 from ai_data_platform.sources.contracts import TABLES_BY_NAME
@@ -126,7 +127,7 @@ def dataset_suite(spec: TrainingSetSpec) -> SuiteSpec:
         exps.append(ExpectationSpec("ExpectColumnValuesToBeUnique", {"column": spec.key_columns[0]}))
     exps.append(ExpectationSpec("ExpectColumnValuesToBeInSet", {"column": spec.label, "value_set": [0, 1]}))
     exps.append(ExpectationSpec("ExpectTableRowCountToBeBetween", {"min_value": 1}))
-    exps += [ExpectationSpec("ExpectColumnToExist", {"column": c}) for c in training_sql.feature_columns(spec)]
+    exps.append(columns_present(training_sql.feature_columns(spec)))
     return SuiteSpec(name=f"ml.{spec.name}_training_set", expectations=tuple(exps))
 
 

@@ -12,7 +12,9 @@ verdict for that day's rows:
   :data:`~gx_runner.SAMPLE_LIMIT` unexpected values in row order;
 * uniqueness: evaluated by GX as the compound key (column, day), so only duplicates *within* a day
   count, with the same per-day arithmetic;
-* ``expect_column_to_exist``: the frames come from one query, so GX's answer holds for every day;
+* ``expect_column_to_exist`` and ``expect_table_columns_to_match_set`` without ``exact_match``: the
+  frames come from one query, so GX's answer holds for every day (the day marker column is left
+  out of the observed columns; an exact match is validated day by day);
 * ``expect_table_row_count_to_be_between``: the day's row count against the bounds.
 
 Days are validated separately, exactly as before, whenever the shortcut does not apply: frames
@@ -54,7 +56,8 @@ ROW_WISE = frozenset(
     }
 )
 UNIQUE = "ExpectColumnValuesToBeUnique"
-UNIFORM = frozenset({"ExpectColumnToExist"})
+COLUMNS_PRESENT = "ExpectTableColumnsToMatchSet"  # with exact_match=False: the listed columns exist
+UNIFORM = frozenset({"ExpectColumnToExist", COLUMNS_PRESENT})
 ROW_COUNT = "ExpectTableRowCountToBeBetween"
 SUPPORTED = ROW_WISE | UNIFORM | {UNIQUE, ROW_COUNT}
 # Expectations whose rows-considered count includes nulls (GX: total rows, not non-null rows).
@@ -108,7 +111,10 @@ def _shortcut_applies(frames: Mapping[date, pd.DataFrame], suites: Mapping[date,
     shapes = {tuple((e.kind, _without_mostly(e.kwargs)) for e in s.expectations) for s in suites.values()}
     if len(shapes) != 1 or len({s.name for s in suites.values()}) != 1:
         return False
-    return all(e.kind in SUPPORTED for e in next(iter(suites.values())).expectations)
+    return all(
+        e.kind in SUPPORTED and not (e.kind == COLUMNS_PRESENT and e.kwargs.get("exact_match", True))
+        for e in next(iter(suites.values())).expectations
+    )
 
 
 def _without_mostly(kwargs: Mapping[str, Any]) -> str:
@@ -206,8 +212,10 @@ def _scalar_value(value: Any) -> Any:
 def _day_outcome(spec: ExpectationSpec, result: Any, frame: pd.DataFrame, column: str | None, unexpected: tuple) -> ExpectationOutcome:
     expectation = gx_runner.expectation_type(spec.kind)
     if spec.kind in UNIFORM:
-        outcome = gx_runner.outcome_from_result(spec, result)
-        return ExpectationOutcome(**{**outcome.to_dict(), "expectation": expectation})
+        outcome = gx_runner.outcome_from_result(spec, result).to_dict()
+        if isinstance(outcome["observed_value"], list):  # the frame's columns: not the day marker
+            outcome["observed_value"] = [c for c in outcome["observed_value"] if c != DAY_COLUMN]
+        return ExpectationOutcome(**{**outcome, "expectation": expectation})
     if spec.kind == ROW_COUNT:
         rows = len(frame)
         lo, hi = spec.kwargs.get("min_value"), spec.kwargs.get("max_value")
