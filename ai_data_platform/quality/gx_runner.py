@@ -77,9 +77,10 @@ MASKED_SAMPLE = "<masked: identifies a data subject>"
 SUMMARY_SAMPLE_LIMIT = 5
 """Maximum number of offending values quoted per line of :meth:`ValidationReport.summary`."""
 
-# SUMMARY gives counts, percentages and ``partial_unexpected_list`` without materialising
-# the full list of unexpected values the way COMPLETE does.
-_RESULT_FORMAT = {"result_format": "SUMMARY", "partial_unexpected_count": SAMPLE_LIMIT}
+# BASIC gives what an outcome holds (counts, percentages, ``partial_unexpected_list``) without
+# materialising every unexpected value as COMPLETE does, or the value counts and row indexes SUMMARY
+# adds (a third of a 47-expectation suite's time over a 73k-row feature partition).
+_RESULT_FORMAT = {"result_format": "BASIC", "partial_unexpected_count": SAMPLE_LIMIT}
 
 _DATASOURCE_NAME = "ai_data_platform_pandas"
 _ASSET_NAME = "dataframe"
