@@ -56,7 +56,6 @@ import math
 import numbers
 import os
 import re
-import sys
 import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -247,11 +246,6 @@ def validate_dataframe(df: pd.DataFrame, suite: SuiteSpec) -> ValidationReport:
     )
 
 
-def import_gx() -> Any:
-    """Import Great Expectations as the platform does (offline, heavy unused modules deferred)."""
-    return _import_gx_offline()
-
-
 def prewarm() -> threading.Thread:
     """Start importing GX and creating its context in the background (see ``_GXRuntime.prewarm``)."""
     return _RUNTIME.prewarm()
@@ -267,11 +261,11 @@ def prewarm() -> threading.Thread:
 _DEFERRED_BY_GX = ("scipy.stats", "altair")
 
 
-def _import_gx_offline() -> Any:
-    """Import great_expectations with analytics disabled (must precede the import)."""
+def import_gx() -> Any:
+    """Import great_expectations as the platform does: analytics disabled (must precede the
+    import) and the heavy modules it never needs deferred (a no-op once they are imported)."""
     os.environ["GX_ANALYTICS_ENABLED"] = "false"
-    if "great_expectations" not in sys.modules:
-        deferred_imports.defer(*_DEFERRED_BY_GX)
+    deferred_imports.defer(*_DEFERRED_BY_GX)
     import great_expectations as gx
 
     return gx
@@ -343,7 +337,7 @@ _RUNTIME = _GXRuntime()
 
 
 def _create_batch_definition() -> Any:
-    gx = _import_gx_offline()
+    gx = import_gx()
     from great_expectations.data_context.types.base import ProgressBarsConfig
 
     context = gx.get_context(mode="ephemeral")
@@ -366,7 +360,7 @@ def _same_spec(cached: SuiteSpec, candidate: SuiteSpec) -> bool:
 
 
 def _build_gx_suite(suite_spec: SuiteSpec) -> Any:
-    gx = _import_gx_offline()
+    gx = import_gx()
     expectations = [
         _build_expectation(spec, index) for index, spec in enumerate(suite_spec.expectations)
     ]

@@ -75,6 +75,9 @@ def _upper_bound(received_day: date) -> datetime:
     return datetime.combine(received_day + timedelta(days=2), datetime.min.time())
 
 
+_INT_LIMIT = 2**63
+
+
 def _as_number(value: Any) -> float | None:
     """A JSON number as ``float(json.dumps(value))`` would give it, without the round trip (None:
     not a plain number, judge its text)."""
@@ -82,9 +85,6 @@ def _as_number(value: Any) -> float | None:
     if kind is float or (kind is int and -_INT_LIMIT < value < _INT_LIMIT):
         return float(value)
     return None
-
-
-_INT_LIMIT = 2**63
 
 
 def judge(payload: bytes, received_at: datetime) -> tuple[dict[str, Any] | None, Violation | None]:
