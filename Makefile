@@ -19,8 +19,11 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/adp demo
 
+# Two pytest-xdist workers (2 cores in CI); the modules sharing a built world stay on one worker
+# and the longest start first (ai_data_platform_tests/conftest.py). PYTEST_WORKERS=0 runs serially.
+PYTEST_WORKERS ?= 2
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n $(PYTEST_WORKERS) --dist loadgroup --no-loadscope-reorder
 
 ui: $(STAMP)
 	$(BIN)/adp ui

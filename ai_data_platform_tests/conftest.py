@@ -105,3 +105,35 @@ def lifecycle_paths(lifecycle_built, tmp_path, monkeypatch):
     monkeypatch.setenv("ADP_DATA_DIR", str(p.root))
     monkeypatch.setenv("ADP_PII_HMAC_KEY", lifecycle_world.KEY)
     return p
+
+
+# --------------------------------------------------------------------------------------------------
+# Parallel runs (`make test` runs pytest-xdist with `--dist loadgroup`): each worker builds its own
+# session fixtures, so the modules sharing an expensive one run on one worker, as do a module's
+# tests (module fixtures); the longest groups start first so the workers finish together.
+# --------------------------------------------------------------------------------------------------
+
+SHARED_WORLDS = ("long_history", "tiny_world", "lifecycle_built")
+"""Session fixtures that take seconds to minutes to build: every module using one is in its group."""
+
+LONGEST_FIRST = ("test_production", "long_history", "test_cli", "test_pipeline", "lifecycle_built", "tiny_world")
+"""Groups known to take the longest (see the --durations report), scheduled before the rest."""
+
+
+def _worker_groups(items: list[pytest.Item]) -> dict[str, str]:
+    """module name -> its group: the shared world it uses, else the module itself."""
+    groups: dict[str, str] = {}
+    for item in items:
+        world = next((w for w in SHARED_WORLDS if w in item.fixturenames), None)
+        if world or item.path.stem not in groups:
+            groups[item.path.stem] = world or item.path.stem
+    return groups
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the marks
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    groups = _worker_groups(items)
+    for item in items:
+        item.add_marker(pytest.mark.xdist_group(groups[item.path.stem]))
+    rank = {g: i for i, g in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(groups[item.path.stem], len(rank)))  # stable: order within a group kept
