@@ -11,6 +11,7 @@ import time
 from datetime import date, datetime, timedelta, timezone
 
 from ai_data_platform import settings
+from ai_data_platform.errors import EXIT_BAD_INPUT, InputError
 
 
 def _day(value: str) -> date:
@@ -324,7 +325,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return args.func(args)
+    try:
+        return args.func(args)
+    except InputError as exc:
+        print(f"adp {args.command}: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
 
 
 if __name__ == "__main__":

@@ -6,6 +6,8 @@ from datetime import date, timedelta
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck
+from hypothesis import settings as hypothesis_settings
 
 # Partitions must not depend on whatever ./data holds on the developer's machine, and no test may
 # write there by accident: the default data dir for the whole session is a fresh temp dir.
@@ -14,6 +16,16 @@ os.environ["ADP_DATA_DIR"] = tempfile.mkdtemp(prefix="adp-test-session-")
 os.environ.pop("ADP_ALERT_WEBHOOK_URL", None)
 
 END = date(2026, 11, 20)
+
+# Property-based and fuzz tests: derandomized (the same examples on every run, so CI is
+# reproducible), bounded example counts, and no per-example deadline (a busy machine is slow, not
+# wrong). HYPOTHESIS_PROFILE=explore draws fresh, many more examples for a local hunt.
+_UNHURRIED = [HealthCheck.too_slow, HealthCheck.function_scoped_fixture]
+hypothesis_settings.register_profile(
+    "ci", derandomize=True, max_examples=60, deadline=None, database=None, print_blob=True, suppress_health_check=_UNHURRIED
+)
+hypothesis_settings.register_profile("explore", max_examples=2000, deadline=None, database=None, suppress_health_check=_UNHURRIED)
+hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
 @pytest.fixture()
