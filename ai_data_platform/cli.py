@@ -1,35 +1,44 @@
-"""``adp``: the platform's own command line. Every subcommand has ``--help``."""
+"""``adp``: the platform's own command line. Every subcommand has ``--help``.
+
+Bad input (an argument, an environment variable, a config file, damaged state) is judged before
+any work starts and reported as one line on stderr, ``adp <command>: <message>``, with exit code 2;
+see ``cli_args`` for the parser and the argument types.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
 import os
+import re
 import signal
 import sys
 import time
+import traceback
 from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
 
 from ai_data_platform import settings
-from ai_data_platform.errors import EXIT_BAD_INPUT, InputError
+from ai_data_platform.cli_args import Parser, day, host, number, one_line, port, seed, whole
+from ai_data_platform.errors import EXIT_BAD_INPUT, InputError, shown
+from ai_data_platform.sources.simulator import MAX_DAYS
+from ai_data_platform.sources.simulator_ids import MAX_CUSTOMERS
 
-
-def _day(value: str) -> date:
-    try:
-        return date.fromisoformat(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a date YYYY-MM-DD, got {value!r}") from None
+EXIT_UNEXPECTED = 1
+EXIT_INTERRUPTED = 130
+DEBUG_VAR = "ADP_DEBUG"
+customers = whole(1, MAX_CUSTOMERS)
+history_days = whole(1, MAX_DAYS)
+dirty_rate = number(0, 1, high_open=True)
+_rate = number(0, 1)
 
 
 def _corruption(value: str) -> tuple[str, date, float]:
-    try:
-        table, day, rate = value.split(":")
-        rate_f = float(rate)
-        if not 0 <= rate_f <= 1:
-            raise ValueError
-        return table, date.fromisoformat(day), rate_f
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected TABLE:YYYY-MM-DD:RATE with RATE in [0, 1], got {value!r}") from None
+    table, sep, rest = value.partition(":")
+    when, sep2, rate = rest.partition(":")
+    if not (sep and sep2 and table):
+        raise argparse.ArgumentTypeError(f"expected TABLE:YYYY-MM-DD:RATE with RATE in [0, 1], got {shown(value)}")
+    return table, day(when), _rate(rate)
 
 
 def _yesterday() -> date:
@@ -40,21 +49,20 @@ def _yesterday() -> date:
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
-    from ai_data_platform.sources.simulator import generate
-
     from ai_data_platform.sources.landing import LandingZones
+    from ai_data_platform.sources.simulator import check_arguments, generate
 
-    zones = LandingZones.from_settings()
     end = args.end or _yesterday()
+    corrupt = tuple(args.corrupt or ())
+    check_arguments(args.customers, args.days, end, args.dirty_rate, corrupt)
+    if args.crm_database_url:
+        settings.judge_postgres_url(args.crm_database_url, "--crm-database-url")
+    crm_database_url = args.crm_database_url or settings.crm_database_url()
+    zones = LandingZones.from_settings()
     started = time.perf_counter()
     manifest = generate(
-        zones,
-        customers=args.customers,
-        days=args.days,
-        end=end,
-        seed=args.seed,
-        dirty_rate=args.dirty_rate,
-        corrupt=tuple(args.corrupt or ()),
+        zones, customers=args.customers, days=args.days, end=end, seed=args.seed, dirty_rate=args.dirty_rate,
+        corrupt=corrupt,
     )
     elapsed = time.perf_counter() - started
     print(f"generated {len(manifest['files'])} files for {manifest['start']}..{manifest['end']} in {elapsed:.1f}s")
@@ -66,13 +74,11 @@ def cmd_generate(args: argparse.Namespace) -> int:
         entries = [e for e in manifest["files"].values() if (e["region"] or "shared") == region]
         tables = sorted({e["table"] for e in entries})
         print(f"  {region:6} {root}: {len(entries)} files, {sum(e['rows'] for e in entries)} rows ({', '.join(tables)})")
-    crm_database_url = args.crm_database_url or settings.crm_database_url()
     if crm_database_url:
         try:
             _seed_crm_database(crm_database_url, zones, manifest)
         except (ValueError, ConnectionError, LookupError) as exc:
-            print(f"cannot seed the CRM database: {exc}", file=sys.stderr)
-            return 2
+            raise InputError(f"cannot seed the CRM database: {exc}") from exc
     return 0
 
 
@@ -90,28 +96,71 @@ def _seed_crm_database(database_url: str, zones, manifest: dict) -> None:
 # ---------------------------------------------------------------- materialize / summary
 
 
-def _manifest_window() -> tuple[date, date] | None:
-    manifest = settings.paths().landing_manifest
-    if not manifest.exists():
+def _landing_manifest() -> dict | None:
+    """``landing/manifest.json`` as ``adp generate`` wrote it (None when there is none); an
+    InputError naming the file when it is unreadable or damaged: it is never overwritten unread."""
+    path = settings.paths().landing_manifest
+    if not path.exists():
         return None
-    data = json.loads(manifest.read_text())
-    return date.fromisoformat(data["start"]), date.fromisoformat(data["end"])
+    try:
+        manifest = json.loads(path.read_bytes().decode("utf-8"))
+        for key in ("start", "end"):
+            date.fromisoformat(manifest[key])  # a damaged manifest fails here
+        if not isinstance(manifest.get("args", {}), dict):
+            raise TypeError
+    except OSError as exc:
+        raise InputError(f"landing manifest {path} cannot be read: {exc.strerror}") from None
+    except (ValueError, KeyError, TypeError, AttributeError):
+        raise InputError(
+            f"landing manifest {path} is damaged (not the JSON object with start and end days that `adp generate` "
+            "writes): run `adp generate` again, or remove it"
+        ) from None
+    return manifest
+
+
+def _manifest_window() -> tuple[date, date] | None:
+    manifest = _landing_manifest()
+    if manifest is None:
+        return None
+    return date.fromisoformat(manifest["start"]), date.fromisoformat(manifest["end"])
+
+
+def _materialize_window(args: argparse.Namespace) -> tuple[date, date]:
+    """The days ``adp materialize`` runs: ``--partition``, else ``--start``/``--end`` (each
+    defaulting to the landed window), judged against the daily partitions."""
+    if args.partition and (args.start or args.end):
+        raise InputError(f"--partition {args.partition} cannot be combined with --start or --end")
+    if args.partition:
+        start = end = args.partition
+    else:
+        window = _manifest_window()
+        start = args.start or (window[0] if window else None)
+        end = args.end or (window[1] if window else None)
+    if start is None or end is None:
+        raise InputError("no landing data found: run `adp generate` first or pass --start/--end")
+    if start > end:
+        raise InputError(f"--start {start} is after --end {end} (each defaults to the landed window)")
+    from ai_data_platform.partitions import daily_partitions
+
+    first, last = daily_partitions.get_first_partition_key(), daily_partitions.get_last_partition_key()
+    if first is None or last is None:
+        raise InputError(f"no daily partition has closed yet (they start at {daily_partitions.start.date()})")
+    if start < date.fromisoformat(first):
+        raise InputError(f"{start} is before the first daily partition {first} ({settings.PARTITION_START_VAR} or "
+                         "the first generated day)")
+    if end > date.fromisoformat(last):
+        raise InputError(f"{end} is after the last daily partition {last} (the last complete day, UTC)")
+    return start, end
 
 
 def cmd_materialize(args: argparse.Namespace) -> int:
     from ai_data_platform import runner
 
-    window = _manifest_window()
-    start = args.start or (window[0] if window else None)
-    end = args.end or (window[1] if window else None)
-    if args.partition:
-        start = end = args.partition
-    if start is None or end is None:
-        print("no landing data found: run `adp generate` first or pass --start/--end", file=sys.stderr)
-        return 2
+    selection = runner.asset_selection(args.select) if args.select is not None else None
+    start, end = _materialize_window(args)
     instance = runner.prepare_instance()
     print(f"materializing {start}..{end} through Dagster (run stored in {instance.root_directory})")
-    result = runner.materialize_range(instance, start, end, selection=args.select)
+    result = runner.materialize_range(instance, start, end, selection=selection)
     alerts = runner.run_alert_sensor(instance)
     records, events = runner.run_audit_sensor(instance)
     print(runner.format_summary(runner.summarize(instance), alerts))
@@ -130,13 +179,12 @@ def cmd_summary(args: argparse.Namespace) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     from ai_data_platform import runner
+    from ai_data_platform.sources.simulator import GENERATOR_VERSION, check_arguments
 
     end = args.end or _yesterday()
-    manifest_path = settings.paths().landing_manifest
+    check_arguments(args.customers, args.days, end, args.dirty_rate)
     wanted = {"customers": args.customers, "days": args.days, "end": end.isoformat(), "seed": args.seed}
-    from ai_data_platform.sources.simulator import GENERATOR_VERSION
-
-    manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {}
+    manifest = _landing_manifest() or {}
     current = manifest.get("args", {})
     started = time.perf_counter()
     stale = manifest.get("generator_version") != GENERATOR_VERSION
@@ -241,41 +289,41 @@ def cmd_prod(args: argparse.Namespace) -> int:
 
     try:
         return production.run(args.host, args.port)
-    except (RuntimeError, ValueError) as exc:
-        print(f"adp prod: {exc}", file=sys.stderr)
-        return 2
+    except (RuntimeError, ValueError) as exc:  # no usable PostgreSQL: the message names it, without a password
+        raise InputError(str(exc)) from exc
 
 
 # ---------------------------------------------------------------- parser
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="adp", description="ai_data_platform command line. State lives under $ADP_DATA_DIR (default ./data).")
+    parser = Parser(prog="adp", description="ai_data_platform command line. State lives under $ADP_DATA_DIR (default ./data).")
     sub = parser.add_subparsers(dest="command", required=True)
 
     g = sub.add_parser("generate", help="write deterministic CRM, billing and behavioral landing files")
-    g.add_argument("--customers", type=int, required=True, help="number of customers")
-    g.add_argument("--days", type=int, required=True, help="number of daily exports")
-    g.add_argument("--end", type=_day, help="last export day (default: yesterday, UTC)")
-    g.add_argument("--seed", type=int, required=True, help="random seed: same arguments and seed give byte-identical files")
-    g.add_argument("--dirty-rate", type=float, default=0.005, help="rate of each kind of injected dirt (default 0.005)")
+    g.add_argument("--customers", type=customers, required=True, help=f"number of customers (1 to {MAX_CUSTOMERS})")
+    g.add_argument("--days", type=history_days, required=True, help=f"number of daily exports (1 to {MAX_DAYS})")
+    g.add_argument("--end", type=day, help="last export day (default: yesterday, UTC)")
+    g.add_argument("--seed", type=seed, required=True, help="random seed (0 to 2**32-1): same arguments and seed give byte-identical files")
+    g.add_argument("--dirty-rate", type=dirty_rate, default=0.005, help="rate of each kind of injected dirt, in [0, 1) (default 0.005)")
     g.add_argument("--corrupt", type=_corruption, action="append", metavar="TABLE:DAY:RATE", help="heavily corrupt one table's day: RATE of rows reference unknown customers")
     g.add_argument("--crm-database-url", metavar="URL", help="also seed the CRM PostgreSQL database's customers table (default: $CRM_DATABASE_URL; unset: files only)")
     g.set_defaults(func=cmd_generate)
 
     m = sub.add_parser("materialize", help="materialize days of every asset through Dagster (one single-run backfill)")
-    m.add_argument("--start", type=_day, help="first day (default: first landed day)")
-    m.add_argument("--end", type=_day, help="last day (default: last landed day)")
-    m.add_argument("--partition", type=_day, help="just this day")
-    m.add_argument("--select", help="comma-separated asset keys (e.g. raw/events,staging/events); default: all")
+    m.add_argument("--start", type=day, help="first day (default: first landed day)")
+    m.add_argument("--end", type=day, help="last day (default: last landed day)")
+    m.add_argument("--partition", type=day, help="just this day")
+    m.add_argument("--select", help="comma-separated asset keys of the nightly job (e.g. raw/events,staging/events,"
+                   "quarantine/events: assets computed together are selected together); default: all")
     m.set_defaults(func=cmd_materialize)
 
     d = sub.add_parser("demo", help="generate the default data set, materialize everything, print a summary")
-    d.add_argument("--customers", type=int, default=3000)
-    d.add_argument("--days", type=int, default=90, help="days of history (default 90: enough to close the fraud model's 60-day label window)")
-    d.add_argument("--end", type=_day, help="last day (default: yesterday, UTC)")
-    d.add_argument("--seed", type=int, default=42)
-    d.add_argument("--dirty-rate", type=float, default=0.005)
+    d.add_argument("--customers", type=customers, default=3000)
+    d.add_argument("--days", type=history_days, default=90, help="days of history (default 90: enough to close the fraud model's 60-day label window)")
+    d.add_argument("--end", type=day, help="last day (default: yesterday, UTC)")
+    d.add_argument("--seed", type=seed, default=42)
+    d.add_argument("--dirty-rate", type=dirty_rate, default=0.005)
     d.set_defaults(func=cmd_demo)
 
     s = sub.add_parser("summary", help="per asset: partitions, rows, checks passed/failed, quarantined rows, alerts")
@@ -307,8 +355,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.set_defaults(func=cmd_env)
 
     u = sub.add_parser("ui", help="start the Dagster UI (dagster dev) over the same instance")
-    u.add_argument("--host", default="127.0.0.1")
-    u.add_argument("--port", type=int, default=3000)
+    u.add_argument("--host", type=host, default="127.0.0.1")
+    u.add_argument("--port", type=port, default=3000)
     u.add_argument("--read-only", action="store_true", help="for viewers: dagster-webserver --read-only (no launching, no toggling), no daemon")
     u.set_defaults(func=cmd_ui)
 
@@ -317,19 +365,54 @@ def build_parser() -> argparse.ArgumentParser:
         help="production profile: dagster-webserver and dagster-daemon as separate processes over PostgreSQL "
         "(DAGSTER_PG_URL, default postgresql://postgres@127.0.0.1:5432/adp_dagster)",
     )
-    pr.add_argument("--host", default="127.0.0.1")
-    pr.add_argument("--port", type=int, default=3000)
+    pr.add_argument("--host", type=host, default="127.0.0.1")
+    pr.add_argument("--port", type=port, default=3000)
     pr.set_defaults(func=cmd_prod)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    """Run one ``adp`` command: its exit code. Bad input (arguments, environment, config, state)
+    is one line on stderr and exit 2; anything else unforeseen one line and exit 1."""
     try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as done:  # --help (0), or a usage error already printed as one line (2)
+        return done.code if isinstance(done.code, int) else 0
+    command = " ".join(filter(None, [args.command, getattr(args, f"{args.command}_command", None)]))
+    try:
+        settings.check_environment()
         return args.func(args)
     except InputError as exc:
-        print(f"adp {args.command}: {exc}", file=sys.stderr)
+        print(f"adp {command}: {one_line(str(exc), 1000)}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print(f"adp {command}: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except Exception as exc:  # noqa: BLE001 - the last resort: one line, never a traceback unasked
+        return _unforeseen(command, exc)
+
+
+def _unforeseen(command: str, exc: Exception) -> int:
+    """Report an exception no judge foresaw as one line: its type and message with quoted values
+    masked (they may hold personal data), bounded. ``ADP_DEBUG=1`` also prints the traceback. An
+    OS error on a path under the data directory is the environment's: exit 2 naming it."""
+    if os.environ.get(DEBUG_VAR) == "1":
+        traceback.print_exception(exc)
+    if isinstance(exc, OSError) and exc.filename and _under_data_dir(exc.filename):
+        print(f"adp {command}: ADP_DATA_DIR={settings.data_dir()}: cannot use {shown(str(exc.filename), 200)}: "
+              f"{exc.strerror}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    message = one_line(re.sub(r"'[^']*'|\"[^\"]*\"", "'...'", str(exc)), 200)
+    print(f"adp {command}: unexpected {type(exc).__name__}: {message or '(no message)'} "
+          f"(set {DEBUG_VAR}=1 for the traceback)", file=sys.stderr)
+    return EXIT_UNEXPECTED
+
+
+def _under_data_dir(filename: object) -> bool:
+    try:
+        return Path(str(filename)).resolve().is_relative_to(settings.data_dir())
+    except (OSError, ValueError):
+        return False
 
 
 if __name__ == "__main__":

@@ -9,7 +9,6 @@ otherwise at ``DEFAULT_START``.
 from __future__ import annotations
 
 import json
-import os
 from datetime import date, datetime, timedelta
 
 import dagster as dg
@@ -20,15 +19,16 @@ DEFAULT_START = "2026-01-01"
 
 
 def partition_start() -> str:
-    explicit = os.environ.get("ADP_PARTITION_START")
+    explicit = settings.partition_start_override()
     if explicit:
-        date.fromisoformat(explicit)
         return explicit
     manifest = settings.paths().landing_manifest
-    if manifest.exists():
+    if manifest.is_file():
         try:
-            return json.loads(manifest.read_text())["start"]
-        except (ValueError, KeyError):
+            start = json.loads(manifest.read_text())["start"]
+            if date.fromisoformat(start) >= date(2000, 1, 1):
+                return start
+        except (ValueError, KeyError, TypeError):  # an unreadable manifest: `adp materialize` names it
             pass
     return DEFAULT_START
 

@@ -6,15 +6,22 @@ Used by ``adp materialize`` and ``adp demo``: runs are recorded in the instance 
 
 from __future__ import annotations
 
+import difflib
 import json
 import os
+import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date
+from typing import NoReturn
 
 import dagster as dg
 
 from ai_data_platform import settings, warehouse
+from ai_data_platform.errors import InputError, shown
 from ai_data_platform.governance import audit
+
+_ASSET_KEY = re.compile(r"[A-Za-z0-9_]+(?:/[A-Za-z0-9_]+)*")
 
 
 def prepare_instance() -> dg.DagsterInstance:
@@ -36,10 +43,11 @@ def materialize_range(
     start: date,
     end: date,
     *,
-    selection: str | None = None,
+    selection: Sequence[dg.AssetKey] | None = None,
     log_level: str = "WARNING",
 ) -> dg.ExecuteInProcessResult:
-    """One single-run backfill of the nightly job over [start, end], in this process."""
+    """One single-run backfill of the nightly job over [start, end], in this process (``selection``:
+    only these assets, see :func:`asset_selection`)."""
     defs = load_defs()
     job = defs.resolve_job_def("nightly")
     tags = {
@@ -50,11 +58,69 @@ def materialize_range(
     }
     kwargs = {}
     if selection:
-        kwargs["asset_selection"] = [dg.AssetKey.from_user_string(k.strip()) for k in selection.split(",")]
+        kwargs["asset_selection"] = list(selection)
     # Step-by-step DEBUG events go to the instance (and the UI); the console shows warnings and up.
     run_config = {"loggers": {"console": {"config": {"log_level": log_level}}}}
     return job.execute_in_process(
         instance=instance, tags=tags, raise_on_error=False, run_config=run_config, **kwargs
+    )
+
+
+def asset_selection(text: str) -> list[dg.AssetKey]:
+    """The assets a ``--select`` list names (comma-separated ``schema/table`` keys of the nightly
+    job), judged before any run: an InputError names an empty item, a malformed or unknown key, a
+    check given as an asset, an asset outside the nightly job, or an asset computed together with
+    others that are not listed (Dagster cannot run a part of it)."""
+    from ai_data_platform.schedules import nightly_job
+
+    defs = load_defs()
+    graph = defs.resolve_asset_graph()
+    nightly = set(nightly_job.selection.resolve(graph))
+    keys: list[dg.AssetKey] = []
+    for position, item in enumerate(text.split(","), start=1):
+        name = item.strip()
+        if not name:
+            raise InputError(
+                f"--select {shown(text)}: item {position} is empty (list asset keys such as raw/events,raw/payments)"
+            )
+        key = _asset_key(name, graph, nightly)
+        if key not in keys:
+            keys.append(key)
+    for key in keys:
+        missing = sorted(k.to_user_string() for k in defs.resolve_assets_def(key).keys if k not in keys)
+        if missing and not defs.resolve_assets_def(key).can_subset:
+            raise InputError(f"--select: {key.to_user_string()} is computed together with {', '.join(missing)}: "
+                             "list them too")
+    return keys
+
+
+def _asset_key(name: str, graph, nightly: set[dg.AssetKey]) -> dg.AssetKey:
+    """The nightly job's asset named ``name`` (``schema/table``), or an InputError saying what it is."""
+    for separator in ("/", ":", "."):
+        asset, _, check = name.rpartition(separator)
+        if asset and _ASSET_KEY.fullmatch(asset) and any(
+            k.name == check and k.asset_key.to_user_string() == asset for k in graph.asset_check_keys
+        ):
+            return _refuse_check(name, asset)
+    checked = sorted({k.asset_key.to_user_string() for k in graph.asset_check_keys if k.name == name})
+    if checked:
+        return _refuse_check(name, ", ".join(checked[:5]))
+    if not _ASSET_KEY.fullmatch(name):
+        raise InputError(f"--select: {shown(name)} is not an asset key (schema/table: letters, digits and _)")
+    key = dg.AssetKey(name.split("/"))
+    if key in nightly:
+        return key
+    if key in graph.materializable_asset_keys:
+        raise InputError(f"--select: {name} is not part of the nightly job that adp materialize runs "
+                         "(training, scoring and streaming assets have their own jobs)")
+    close = difflib.get_close_matches(name, sorted(k.to_user_string() for k in nightly), n=3)
+    hint = f" (did you mean {', '.join(close)}?)" if close else ""
+    raise InputError(f"--select: unknown asset {shown(name)}{hint}")
+
+
+def _refuse_check(name: str, asset: str) -> NoReturn:
+    raise InputError(
+        f"--select: {shown(name)} is a check, not an asset: select its asset ({asset}); its checks run with it"
     )
 
 

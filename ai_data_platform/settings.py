@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import date, timedelta
 from pathlib import Path
-from urllib.parse import quote
+from urllib.parse import SplitResult, quote, urlsplit
+
+from ai_data_platform.errors import InputError, shown
 
 DEFAULT_DATA_DIR = "data"
 # Documented as NON-PRODUCTION: the demo key for pseudonymizing email/phone join keys.
@@ -67,8 +70,8 @@ class Paths:
 
 
 def data_dir() -> Path:
-    """The data directory, from ``ADP_DATA_DIR`` or ``./data``, made absolute."""
-    return Path(os.environ.get("ADP_DATA_DIR", DEFAULT_DATA_DIR)).expanduser().resolve()
+    """The data directory, from ``ADP_DATA_DIR`` (unset or empty: ``./data``), made absolute."""
+    return Path(os.environ.get("ADP_DATA_DIR") or DEFAULT_DATA_DIR).expanduser().resolve()
 
 
 def paths() -> Paths:
@@ -79,7 +82,7 @@ def environment() -> str:
     """``local`` (embedded default) or ``prod`` (services), from ``ADP_ENV``."""
     env = os.environ.get("ADP_ENV", "local").strip().lower()
     if env not in {"local", "prod"}:
-        raise ValueError(f"ADP_ENV must be 'local' or 'prod', got {env!r}")
+        raise InputError(f"ADP_ENV must be 'local' or 'prod', got {shown(env)}")
     return env
 
 
@@ -142,16 +145,15 @@ def retention_config_path() -> Path:
     return Path(explicit).expanduser().resolve() if explicit else PROJECT_ROOT / "ai_data_platform" / "governance" / "retention.toml"
 
 
-def env_int(name: str, default: int, *, minimum: int) -> int:
-    """A whole-number setting from the environment (``default`` when unset or blank), at least
-    ``minimum``; anything else is a ValueError naming the variable."""
+def env_int(name: str, default: int, *, minimum: int, maximum: int = 10**9) -> int:
+    """A whole-number setting from the environment (``default`` when unset or blank), from
+    ``minimum`` to ``maximum``; anything else is an InputError naming the variable."""
     raw = os.environ.get(name, "").strip() or str(default)
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ValueError(f"{name} must be a whole number, got {raw!r}") from None
-    if value < minimum:
-        raise ValueError(f"{name} must be at least {minimum}, got {value}")
+    if not re.fullmatch(r"[+-]?\d{1,30}", raw):
+        raise InputError(f"{name} must be a whole number, got {shown(raw)}")
+    value = int(raw)
+    if not minimum <= value <= maximum:
+        raise InputError(f"{name} must be from {minimum} to {maximum}, got {shown(raw)}")
     return value
 
 
@@ -164,13 +166,14 @@ def crm_database_url() -> str | None:
     Set, ``raw/customers`` is extracted from that database's ``customers`` table by an
     ``updated_at`` watermark; unset (the embedded default), from the daily CRM export files.
     """
-    return os.environ.get(CRM_DATABASE_URL_VAR, "").strip() or None
+    url = os.environ.get(CRM_DATABASE_URL_VAR, "").strip() or None
+    return None if url is None else judge_postgres_url(url, CRM_DATABASE_URL_VAR)
 
 
 def crm_overlap() -> timedelta:
     """How far below the watermark each CRM extraction reaches for late commits
-    (``CRM_OVERLAP_MINUTES``, default 60)."""
-    return timedelta(minutes=env_int("CRM_OVERLAP_MINUTES", 60, minimum=0))
+    (``CRM_OVERLAP_MINUTES``, default 60, at most a year)."""
+    return timedelta(minutes=env_int("CRM_OVERLAP_MINUTES", 60, minimum=0, maximum=366 * 24 * 60))
 
 
 # Dagster's instance storage moves to PostgreSQL when one of these is set (DAGSTER_PG_URL wins);
@@ -197,13 +200,13 @@ def _pg_parts() -> dict[str, str]:
         return {}
     missing = [var for var in _REQUIRED_PG_PARTS if var not in present]
     if missing:
-        raise ValueError(
+        raise InputError(
             f"{', '.join(sorted(present))} set but {', '.join(missing)} missing: set all of "
             f"{', '.join(_REQUIRED_PG_PARTS)} (DAGSTER_PG_PASSWORD, DAGSTER_PG_PORT optional) or DAGSTER_PG_URL"
         )
     port = present.get("DAGSTER_PG_PORT")
-    if port is not None and not (port.isdigit() and 0 < int(port) < 65536):
-        raise ValueError(f"DAGSTER_PG_PORT must be a TCP port number, got {port!r}")
+    if port is not None and not (port.isdigit() and len(port) <= 5 and 0 < int(port) < 65536):
+        raise InputError(f"DAGSTER_PG_PORT must be a TCP port number, got {shown(port)}")
     return present
 
 
@@ -215,12 +218,8 @@ def dagster_pg_url() -> str | None:
     """
     url = os.environ.get(DAGSTER_PG_URL_VAR)
     if url:
-        scheme, sep, rest = url.partition("://")
-        if not sep or scheme not in (*_BARE_PG_SCHEMES, DAGSTER_PG_SCHEME):
-            raise ValueError(
-                f"DAGSTER_PG_URL must be a postgresql:// (or {DAGSTER_PG_SCHEME}://) URL, got {url.split('@')[-1]!r}"
-            )
-        return f"{DAGSTER_PG_SCHEME}://{rest}"
+        judge_postgres_url(url, DAGSTER_PG_URL_VAR, driver=DAGSTER_PG_SCHEME, database_required=True)
+        return f"{DAGSTER_PG_SCHEME}://{url.partition('://')[2]}"
     parts = _pg_parts()
     if not parts:
         return None
@@ -289,7 +288,7 @@ def ensure_dagster_home(p: Paths | None = None) -> Path:
 def late_landing_interval_seconds() -> int:
     """How often the late-landing sensor may look for re-exported files (``ADP_LATE_SENSOR_INTERVAL_SECONDS``,
     default 60): lower it to pick late data up sooner, raise it to look less often."""
-    return env_int("ADP_LATE_SENSOR_INTERVAL_SECONDS", 60, minimum=1)
+    return env_int("ADP_LATE_SENSOR_INTERVAL_SECONDS", 60, minimum=1, maximum=7 * 24 * 3600)
 
 
 REDIS_URL_VAR = "REDIS_URL"
@@ -302,9 +301,139 @@ def redis_url() -> str | None:
     embedded default), segment files under ``$ADP_DATA_DIR/stream`` and SQLite under
     ``$ADP_DATA_DIR/online``. ``streaming.backends`` is the one place that reads it.
     """
-    return os.environ.get(REDIS_URL_VAR, "").strip() or None
+    url = os.environ.get(REDIS_URL_VAR, "").strip() or None
+    return None if url is None else judge_redis_url(url)
 
 
 def redis_prefix() -> str:
     """Key prefix of everything the platform keeps in Redis (``ADP_REDIS_PREFIX``, default ``adp``)."""
     return os.environ.get("ADP_REDIS_PREFIX", "").strip() or "adp"
+
+
+# ---------------------------------------------------------------- judging the environment
+
+_DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
+def _url_shown(url: str) -> str:
+    """A connection URL as a message may show it: scheme, host and path, never user or password."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return "a value without scheme://"
+    netloc, slash, path = rest.partition("/")
+    return shown(f"{scheme}://{netloc.rpartition('@')[2]}{slash}{path.partition('?')[0]}")
+
+
+def _split_url(url: str, name: str, schemes: tuple[str, ...], kind: str, expected: str) -> SplitResult:
+    """``url`` split, its scheme one of ``schemes`` (``expected`` says which) and its port (if any)
+    a TCP port number."""
+    scheme, sep, _ = url.partition("://")
+    if not sep or scheme not in schemes:
+        raise InputError(f"{name} must be a {expected} URL, got {_url_shown(url)}")
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - parsing the port is the check
+    except ValueError:
+        raise InputError(
+            f"{name} is not a valid {kind} URL (its host or port is malformed): {_url_shown(url)}"
+        ) from None
+    return parts
+
+
+def judge_postgres_url(url: str, name: str, *, driver: str | None = None, database_required: bool = False) -> str:
+    """``url`` if it is a PostgreSQL URL libpq can parse, else an InputError naming ``name`` (the
+    variable or option) that never shows the password."""
+    schemes = (*_BARE_PG_SCHEMES, driver) if driver else _BARE_PG_SCHEMES
+    expected = "postgresql://" + (f" (or {driver}://)" if driver else "")
+    parts = _split_url(url, name, schemes, "PostgreSQL", expected)
+    if database_required and not parts.path.strip("/"):
+        raise InputError(f"{name} names no database (postgresql://host:port/DATABASE): {_url_shown(url)}")
+    from psycopg.conninfo import conninfo_to_dict
+
+    try:
+        conninfo_to_dict(f"{parts.scheme.split('+')[0]}://{url.partition('://')[2]}")
+    except Exception:  # psycopg's message may quote the whole URL, password included
+        raise InputError(f"{name} is not a valid PostgreSQL connection string: {_url_shown(url)}") from None
+    return url
+
+
+def judge_redis_url(url: str, name: str = REDIS_URL_VAR) -> str:
+    """``url`` if it is a Redis URL (``redis://``, ``rediss://``, ``unix://``; the path a database
+    number), else an InputError naming ``name`` that never shows the password."""
+    parts = _split_url(url, name, ("redis", "rediss", "unix"), "Redis", "redis://, rediss:// or unix://")
+    if parts.scheme != "unix" and parts.path.strip("/") and not parts.path.strip("/").isdigit():
+        raise InputError(f"{name}: the path must be a database number (redis://host:port/0): {_url_shown(url)}")
+    return url
+
+
+PARTITION_START_VAR = "ADP_PARTITION_START"
+
+
+def partition_start_override() -> str | None:
+    """``ADP_PARTITION_START`` (a day ``YYYY-MM-DD`` from 2000-01-01 on) when set, else None."""
+    explicit = os.environ.get(PARTITION_START_VAR, "").strip()
+    if not explicit:
+        return None
+    try:
+        day = date.fromisoformat(explicit) if _DAY.fullmatch(explicit) else None
+    except ValueError:
+        day = None
+    if day is None or not date(2000, 1, 1) <= day <= date.today():
+        raise InputError(
+            f"{PARTITION_START_VAR} must be a day YYYY-MM-DD from 2000-01-01 to today, got {shown(explicit)}"
+        )
+    return explicit
+
+
+def _existing_ancestor(path: Path) -> Path:
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
+
+
+def check_directory(path: Path, name: str) -> None:
+    """``path`` (named by the variable ``name``) is a writable directory, or can be created as one."""
+    if path.exists():
+        if not path.is_dir():
+            raise InputError(f"{name}={shown(str(path), 200)} is not a directory")
+        if not os.access(path, os.R_OK | os.W_OK | os.X_OK):
+            raise InputError(f"{name}={shown(str(path), 200)} is not a directory this user can write to")
+        return
+    ancestor = _existing_ancestor(path)
+    if not ancestor.is_dir() or not os.access(ancestor, os.W_OK | os.X_OK):
+        raise InputError(
+            f"{name}={shown(str(path), 200)} cannot be created: {shown(str(ancestor), 200)} is not a writable directory"
+        )
+
+
+def _check_region_locations() -> None:
+    """The region variables that are set: a store is a file, a landing zone a directory."""
+    from ai_data_platform.sources.contracts import REGIONS
+
+    for region in REGIONS:
+        store = os.environ.get(REGION_STORE_VAR_PREFIX + region, "").strip()
+        if store and Path(store).expanduser().is_dir():
+            raise InputError(
+                f"{REGION_STORE_VAR_PREFIX}{region}={shown(store, 200)} is a directory; it names a DuckDB file"
+            )
+        landing = os.environ.get(REGION_LANDING_VAR_PREFIX + region, "").strip()
+        if landing:
+            check_directory(Path(landing).expanduser().resolve(), REGION_LANDING_VAR_PREFIX + region)
+
+
+def check_environment() -> None:
+    """Judge every platform variable that is set, before a command does any work: an InputError
+    names the first bad one. In ``prod`` the pseudonymization key must be usable."""
+    if environment() == "prod":
+        try:
+            pii_hmac_key()
+        except (RuntimeError, ValueError) as exc:
+            raise InputError(str(exc)) from None
+    check_directory(data_dir(), "ADP_DATA_DIR")
+    partition_start_override()
+    crm_database_url()
+    redis_url()
+    dagster_pg_url()
+    crm_overlap()
+    late_landing_interval_seconds()
+    _check_region_locations()

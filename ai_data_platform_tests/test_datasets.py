@@ -550,15 +550,19 @@ def test_cli_diff_text_and_json(root, capsys):
     assert parsed["rows"]["delta"] == 200 and parsed["schema"]["removed"] == ["plan"]
 
 
-def test_cli_reports_errors_on_stderr_with_exit_code_1(root, capsys):
+def test_cli_reports_errors_as_one_line_on_stderr_with_exit_code_2(root, capsys):
+    from ai_data_platform import cli
+
     write(make_frame())
-    code, out, err = run_cli(["datasets", "show", "churn", "2026-09-30"], capsys)
-    assert code == 1 and out == ""
-    assert err.startswith("error: ") and V1 in err
+    code = cli.main(["datasets", "show", "churn", "2026-09-30"])
+    out, err = capsys.readouterr()
+    assert code == 2 and out == "" and err.count("\n") == 1
+    assert err.startswith("adp datasets show: ") and V1 in err
 
     version_files(root)[0].write_bytes(b"not parquet")
-    code, _, err = run_cli(["datasets", "diff", "churn", V1, V1], capsys)
-    assert code == 1 and "content hash mismatch" in err
+    code = cli.main(["datasets", "diff", "churn", V1, V1])
+    out, err = capsys.readouterr()
+    assert code == 2 and err.startswith("adp datasets diff: ") and "content hash mismatch" in err
 
 
 def test_cli_rejects_invalid_version_as_usage_error(root, capsys):

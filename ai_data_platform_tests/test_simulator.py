@@ -23,6 +23,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from ai_data_platform import settings
+from ai_data_platform.errors import InputError
 from ai_data_platform.governance.stores import DEFAULT_REGION
 from ai_data_platform.sources.contracts import (
     CUSTOMERS,
@@ -610,8 +611,11 @@ def test_invalid_arguments_are_rejected(tmp_path):
         generate(zones, customers=10, days=3, end=END, seed=1, corrupt=[("customers", END, 0.1)])
     with pytest.raises(ValueError):
         generate(zones, customers=10, days=3, end=END, seed=1, corrupt=[("events", END + timedelta(days=1), 0.1)])
-    with pytest.raises(KeyError):
+    with pytest.raises(InputError, match="unknown source table 'nope'"):
         generate(zones, customers=10, days=3, end=END, seed=1, corrupt=[("nope", END, 0.1)])
+    with pytest.raises(InputError, match="end 0001-01-01 leaves no room"):  # no date arithmetic overflow
+        generate(zones, customers=10, days=3, end=date(1, 1, 1), seed=1)
+    assert not any(tmp_path.rglob("*.csv")), "rejected arguments write nothing"
 
 
 def test_default_end_is_yesterday_utc():

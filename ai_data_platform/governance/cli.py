@@ -15,9 +15,24 @@ import argparse
 import json
 import sys
 
+from ai_data_platform.cli_args import asset_key, text, whole
+from ai_data_platform.errors import shown
 from ai_data_platform.governance import audit
 
 COLUMNS = ("seq", "ts", "action", "actor", "asset", "partition", "status", "rows", "detail")
+MAX_SQL = 100_000  # characters of one statement
+
+action = text("an audit action such as materialization or erasure", pattern=r"[a-z][a-z_]{0,63}")
+lineage_target = text("an asset key or asset.column such as features/customer_daily.spend_30d",
+                      pattern=r"[A-Za-z0-9_]+(?:/[A-Za-z0-9_]+)*(?:\.[A-Za-z0-9_]+)?")
+
+
+def _sql(value: str) -> str:
+    if not value.strip() or len(value) > MAX_SQL or "\x00" in value:
+        raise argparse.ArgumentTypeError(
+            f"expected one SQL statement of at most {MAX_SQL} characters, got {shown(value)}"
+        )
+    return value
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
@@ -157,9 +172,9 @@ def add_governance_parsers(sub: argparse._SubParsersAction) -> None:
     v = asub.add_parser("verify", help="recompute the hash chain; exit 1 naming the first broken line")
     v.set_defaults(func=cmd_verify)
     s = asub.add_parser("show", help="print audit records, oldest first")
-    s.add_argument("--asset", help="only this asset (e.g. staging/payments)")
-    s.add_argument("--action", help="only this action (materialization, check, run_failed, step_failed, erasure, retention, ...)")
-    s.add_argument("--limit", type=int, default=50, help="the newest N matching records (default 50; 0: all)")
+    s.add_argument("--asset", type=asset_key, help="only this asset (e.g. staging/payments)")
+    s.add_argument("--action", type=action, help="only this action (materialization, check, run_failed, step_failed, erasure, retention, ...)")
+    s.add_argument("--limit", type=whole(0, 10**9), default=50, help="the newest N matching records (default 50; 0: all)")
     s.add_argument("--json", action="store_true", help="machine-readable output")
     s.set_defaults(func=cmd_show)
 
@@ -168,7 +183,7 @@ def add_governance_parsers(sub: argparse._SubParsersAction) -> None:
         help="where a column or asset comes from, back to the landing files",
         description="e.g. `adp lineage ml/churn_training_set.payment_failures_30d` or `adp lineage features/customer_daily`",
     )
-    g.add_argument("target", metavar="COLUMN_OR_ASSET", help="asset key (schema/table) or asset.column")
+    g.add_argument("target", metavar="COLUMN_OR_ASSET", type=lineage_target, help="asset key (schema/table) or asset.column")
     g.add_argument("--json", action="store_true", help="machine-readable output")
     g.set_defaults(func=cmd_lineage)
 
@@ -179,6 +194,6 @@ def add_governance_parsers(sub: argparse._SubParsersAction) -> None:
         + " Tables keep their names (marts.customer_360); the role decides what is in them.",
     )
     q.add_argument("--role", required=True, choices=sorted(ROLES), help="the access role to query as")
-    q.add_argument("sql", metavar="SQL", help="one SELECT statement")
+    q.add_argument("sql", metavar="SQL", type=_sql, help="one SELECT statement")
     q.add_argument("--json", action="store_true", help="machine-readable output")
     q.set_defaults(func=cmd_query)

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import argparse
 import sys
-from datetime import date, datetime, timezone
+from datetime import datetime, timezone
+
+from ai_data_platform.cli_args import day, text
+from ai_data_platform.errors import InputError
 
 ERASE_EPILOG = """exit codes:
   0  erased, or nothing left to erase (already erased): verified by searching every store
@@ -14,11 +17,7 @@ ERASE_EPILOG = """exit codes:
 """
 
 
-def _day(value: str) -> date:
-    try:
-        return date.fromisoformat(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a date YYYY-MM-DD, got {value!r}") from None
+_reason = text("a reason such as a ticket number (printable, at most 500 characters)", limit=500, echo=False)
 
 
 def cmd_erase(args: argparse.Namespace) -> int:
@@ -45,12 +44,11 @@ def cmd_retention(args: argparse.Namespace) -> int:
     from ai_data_platform import settings
     from ai_data_platform.governance import retention
 
-    try:
-        policy = retention.load_policy()
-    except retention.RetentionConfigError as exc:
-        print(f"adp retention: {exc}", file=sys.stderr)
-        return 2
-    as_of = args.as_of or datetime.now(timezone.utc).date()
+    today = datetime.now(timezone.utc).date()
+    as_of = args.as_of or today
+    if as_of > today and not args.dry_run:
+        raise InputError(f"--as-of {as_of} is after today ({today}): only a --dry-run may count ages from a future day")
+    policy = retention.load_policy()  # a RetentionConfigError names the file, the asset and the key
     report = retention.run(policy, as_of, dry_run=args.dry_run, paths=settings.paths())
     print("\n".join(report.lines()))
     return 0
@@ -64,8 +62,10 @@ def add_lifecycle_parser(subparsers) -> None:
         epilog=ERASE_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    e.add_argument("--customer-id", required=True, help="the CRM customer id")
-    e.add_argument("--reason", help="why (a ticket number): kept in the audit log, so never personal data")
+    e.add_argument("--customer-id", required=True, type=text("a customer id (printable, at most 200 characters)", echo=False),
+                   help="the CRM customer id")
+    e.add_argument("--reason", type=_reason,
+                   help="why (a ticket number): kept in the audit log, so never personal data")
     e.add_argument(
         "--print-ref", action="store_true",
         help="only print the subject reference (subject:<HMAC>) to pass to the erase_customer Dagster job",
@@ -74,5 +74,5 @@ def add_lifecycle_parser(subparsers) -> None:
 
     r = subparsers.add_parser("retention", help="delete what the retention policy (governance/retention.toml) says has expired")
     r.add_argument("--dry-run", action="store_true", help="print exactly what would be deleted and change nothing")
-    r.add_argument("--as-of", type=_day, help="the day ages are counted from (default: today, UTC)")
+    r.add_argument("--as-of", type=day, help="the day ages are counted from (default: today, UTC)")
     r.set_defaults(func=cmd_retention)

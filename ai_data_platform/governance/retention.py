@@ -20,13 +20,16 @@ Dagster job and ``adp retention`` call :func:`run`.
 
 from __future__ import annotations
 
+import difflib
+import os
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime, timezone
 from pathlib import Path
 
 from ai_data_platform import settings, warehouse
+from ai_data_platform.errors import InputError, shown
 from ai_data_platform.governance import audit
 from ai_data_platform.governance.stores import PERSONAL_TABLES, RegionalStores
 from ai_data_platform.sources.contracts import SOURCE_TABLES
@@ -35,6 +38,9 @@ from ai_data_platform.sources.landing import LandingZones
 
 UNTIL_ERASURE = "erasure"
 KEYS = ("days", "until", "keep_latest", "note")
+MAX_DAYS = 36_500
+MAX_KEEP_LATEST = 100_000
+SHOWN_ERRORS = 5  # problems a config error lists in full
 # Assets that must never expire by age, and why: deleting them would silently break something else.
 MUST_STAY_UNTIL_ERASURE = {
     "raw/customers": "every customer's region is read from their CRM rows: without them their personal data would be routed to the default store",
@@ -77,7 +83,7 @@ def _storage() -> dict[str, Storage]:
 STORAGE = _storage()
 
 
-class RetentionConfigError(ValueError):
+class RetentionConfigError(InputError):
     """The retention policy file is missing an entry, has an unknown one, or a malformed value."""
 
 
@@ -90,7 +96,9 @@ class Policy:
 
     def cutoff(self, as_of: date) -> date | None:
         """Data of a day before this is expired (None: never by age)."""
-        return None if self.days is None else as_of - timedelta(days=self.days)
+        if self.days is None:
+            return None
+        return date.fromordinal(max(as_of.toordinal() - self.days, date.min.toordinal()))
 
     def describe(self) -> str:
         rule = "until erasure" if self.days is None else f"{self.days} days"
@@ -100,53 +108,89 @@ class Policy:
 def load_policy(path: Path | None = None) -> dict[str, Policy]:
     """Read and validate the policy file; {asset: Policy} for every asset in :data:`STORAGE`."""
     path = path or settings.retention_config_path()
-    try:
-        data = tomllib.loads(path.read_text())
-    except FileNotFoundError:
-        raise RetentionConfigError(f"retention policy file {path} does not exist") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise RetentionConfigError(f"{path}: not valid TOML: {exc}") from None
+    data = _read_toml(path)
     unknown_top = sorted(set(data) - {"assets"})
     if unknown_top:
-        raise RetentionConfigError(f"{path}: unknown top-level key(s) {unknown_top}; policies go under [assets.\"<asset key>\"]")
+        raise RetentionConfigError(
+            f"{path}: unknown top-level key(s) {shown(unknown_top)}; policies go under [assets.\"<asset key>\"]"
+        )
     entries = data.get("assets", {})
-    errors = [f"[assets.\"{a}\"]: unknown asset (known: {', '.join(sorted(STORAGE))})" for a in sorted(set(entries) - set(STORAGE))]
-    errors += [f"[assets.\"{a}\"]: missing: every asset storing data needs days = N or until = \"erasure\"" for a in sorted(set(STORAGE) - set(entries))]
+    if not isinstance(entries, Mapping):
+        raise RetentionConfigError(
+            f"{path}: assets must be a table of [assets.\"<asset key>\"] entries, got {shown(entries)}"
+        )
+    errors = [f"[assets.{_quoted(a)}]: unknown asset{_suggest(a)}" for a in sorted(set(entries) - set(STORAGE))]
     policies = {}
     for asset in sorted(set(entries) & set(STORAGE)):
         try:
             policies[asset] = _policy(asset, entries[asset])
         except RetentionConfigError as exc:
             errors.append(str(exc))
+    errors += [f"[assets.\"{a}\"]: missing: every asset storing data needs days = N or until = \"erasure\"" for a in sorted(set(STORAGE) - set(entries))]
     if errors:
-        raise RetentionConfigError(f"{path}: " + "; ".join(errors))
+        more = f"; and {len(errors) - SHOWN_ERRORS} more" if len(errors) > SHOWN_ERRORS else ""
+        raise RetentionConfigError(f"{path}: " + "; ".join(errors[:SHOWN_ERRORS]) + more)
     return policies
+
+
+def _read_toml(path: Path) -> dict:
+    """The policy file's TOML; a RetentionConfigError naming the file (and the variable that
+    chose it) when it is missing, not a file, not UTF-8 or not TOML."""
+    chosen = f" ({settings.RETENTION_CONFIG_VAR})" if os.environ.get(settings.RETENTION_CONFIG_VAR, "").strip() else ""
+    try:
+        return tomllib.loads(path.read_bytes().decode("utf-8"))
+    except FileNotFoundError:
+        raise RetentionConfigError(f"retention policy file {path}{chosen} does not exist") from None
+    except IsADirectoryError:
+        raise RetentionConfigError(f"retention policy file {path}{chosen} is a directory, not a TOML file") from None
+    except OSError as exc:
+        raise RetentionConfigError(f"retention policy file {path}{chosen} cannot be read: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise RetentionConfigError(f"{path}{chosen}: not UTF-8 text (byte {exc.start})") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise RetentionConfigError(f"{path}{chosen}: not valid TOML: {exc}") from None
+
+
+def _quoted(key: str) -> str:
+    """A TOML key as the file spells it, bounded (hostile keys can be long or unprintable)."""
+    return f'"{key}"' if len(key) <= 60 and key.isprintable() and '"' not in key else shown(key)
+
+
+def _suggest(asset: str) -> str:
+    close = difflib.get_close_matches(asset, STORAGE, n=3)
+    if close:
+        return f" (did you mean {', '.join(close)}?)"
+    return " (every key is an asset that stores data, e.g. raw/events)"
 
 
 def _policy(asset: str, entry: object) -> Policy:
     where = f"[assets.\"{asset}\"]"
     if not isinstance(entry, Mapping):
-        raise RetentionConfigError(f"{where} must be a table of keys, got {entry!r}")
+        raise RetentionConfigError(f"{where} must be a table of keys, got {shown(entry)}")
     unknown = sorted(set(entry) - set(KEYS))
     if unknown:
-        raise RetentionConfigError(f"{where}: unknown key(s) {unknown}; allowed: {list(KEYS)}")
+        raise RetentionConfigError(f"{where}: unknown key(s) {shown(unknown)}; allowed: {list(KEYS)}")
     if ("days" in entry) == ("until" in entry):
         raise RetentionConfigError(f"{where}: give exactly one of days = N or until = \"erasure\"")
     days = entry.get("days")
     if "days" in entry and (not isinstance(days, int) or isinstance(days, bool) or days < 1):
-        raise RetentionConfigError(f"{where}.days must be a whole number of days >= 1, got {days!r}")
+        raise RetentionConfigError(f"{where}.days must be a whole number of days >= 1, got {shown(days)}")
+    if "days" in entry and days > MAX_DAYS:
+        raise RetentionConfigError(f"{where}.days must be at most {MAX_DAYS} (100 years), got {days}")
     if "until" in entry and entry["until"] != UNTIL_ERASURE:
-        raise RetentionConfigError(f"{where}.until must be \"erasure\", got {entry['until']!r}")
+        raise RetentionConfigError(f"{where}.until must be \"erasure\", got {shown(entry['until'])}")
     keep = entry.get("keep_latest", 0)
-    if not isinstance(keep, int) or isinstance(keep, bool) or keep < 0:
-        raise RetentionConfigError(f"{where}.keep_latest must be a whole number >= 0, got {keep!r}")
+    if not isinstance(keep, int) or isinstance(keep, bool) or not 0 <= keep <= MAX_KEEP_LATEST:
+        raise RetentionConfigError(
+            f"{where}.keep_latest must be a whole number from 0 to {MAX_KEEP_LATEST}, got {shown(keep)}"
+        )
     if keep and STORAGE[asset].kind not in ("datasets", "models"):
         raise RetentionConfigError(f"{where}.keep_latest applies to dataset versions and models only")
     if "days" in entry and asset in MUST_STAY_UNTIL_ERASURE:
         raise RetentionConfigError(f"{where}.days: {asset} must be until = \"erasure\": {MUST_STAY_UNTIL_ERASURE[asset]}")
     note = entry.get("note", "")
     if not isinstance(note, str):
-        raise RetentionConfigError(f"{where}.note must be text, got {note!r}")
+        raise RetentionConfigError(f"{where}.note must be text, got {shown(note)}")
     return Policy(asset, days if "days" in entry else None, keep, note)
 
 

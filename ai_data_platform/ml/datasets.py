@@ -474,12 +474,24 @@ def _immutable_message(existing: dict, new: dict) -> str:
 # ---------------------------------------------------------------- read
 
 
+# What readers of a manifest rely on: a file without them is damaged, not a dataset.
+_MANIFEST_KEYS = ("name", "version", "schema", "row_count", "key_columns", "label", "label_balance", "features",
+                  "code_version", "upstream", "content_hash", "created_at")
+
+
 def _read_manifest_at(directory: Path) -> dict:
     path = directory / MANIFEST_FILE
     try:
-        return json.loads(path.read_text())
+        manifest = json.loads(path.read_bytes().decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise DatasetError(f"manifest {path} is not UTF-8 text (byte {exc.start})") from None
     except json.JSONDecodeError as exc:
         raise DatasetError(f"manifest {path} is not valid JSON: {exc}") from None
+    missing = [k for k in _MANIFEST_KEYS if k not in manifest] if isinstance(manifest, dict) else list(_MANIFEST_KEYS)
+    if missing:
+        more = " ..." if len(missing) > 5 else ""
+        raise DatasetError(f"manifest {path} is damaged: it lacks {', '.join(missing[:5])}{more}")
+    return manifest
 
 
 def _read_manifest_if_present(directory: Path) -> dict | None:

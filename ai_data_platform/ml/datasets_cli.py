@@ -1,16 +1,17 @@
 """``adp datasets``: list, show and diff the versioned training datasets.
 
-Each subcommand prints a readable table by default and JSON with ``--json``. Errors (unknown
-dataset or version, tampered file) go to stderr with exit code 1.
+Each subcommand prints a readable table by default and JSON with ``--json``. An error (unknown
+dataset or version, a damaged or tampered file) is an ``InputError``: ``adp`` prints it as one line
+on stderr and exits 2.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import sys
 from collections.abc import Callable
 
+from ai_data_platform.errors import InputError
 from ai_data_platform.ml import datasets
 
 
@@ -147,14 +148,13 @@ def cmd_diff(args: argparse.Namespace) -> int:
 
 
 def _reporting_errors(command: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
-    """Turn dataset errors into a message on stderr and exit code 1."""
+    """Turn a dataset error into an ``InputError`` naming the dataset, the version or the file."""
 
     def run(args: argparse.Namespace) -> int:
         try:
             return command(args)
         except datasets.DatasetError as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 1
+            raise InputError(str(exc)) from exc
 
     return run
 

@@ -31,6 +31,7 @@ from collections.abc import Sequence
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
+from ai_data_platform.errors import InputError, shown
 from ai_data_platform.sources.contracts import DIRT_KINDS, SOURCE_TABLES, SourceTable, table
 from ai_data_platform.sources.landing import LandingZones
 from ai_data_platform.sources.simulator_clock import Window, stream
@@ -42,6 +43,7 @@ from ai_data_platform.sources.simulator_writers import csv_header, write_lines, 
 
 GENERATOR_VERSION = "1.3.0"  # 1.1: events carry received_at; 1.2: 3% refunds; 1.3: CRM exports per region
 MANIFEST_NAME = "manifest.json"
+MAX_DAYS = 3660  # ten years of daily exports
 _EARLIEST_SIGNUP = date(2000, 1, 2)
 
 
@@ -67,7 +69,7 @@ def generate(
             module docstring), and ``manifest.json`` in the shared zone. Existing landing files
             of the source tables are removed from every zone first.
         customers: size of the customer base (1 .. 7,999,999).
-        days: number of days in the window (>= 1).
+        days: number of days in the window (1 .. ``MAX_DAYS``).
         end: last day of the window.
         seed: seed of every random draw; same arguments give byte-identical files.
         dirty_rate: per file and per dirt kind, the expected share of the clean row count
@@ -82,9 +84,8 @@ def generate(
     """
     if not isinstance(zones, LandingZones):
         raise TypeError(f"zones must be a sources.landing.LandingZones (LandingZones.from_settings(paths)), got {zones!r}")
-    _check_arguments(customers, days, end, dirty_rate)
+    corrupt_rates = check_arguments(customers, days, end, dirty_rate, corrupt)
     window = Window.ending(end, days)
-    corrupt_rates = _corruption_plan(corrupt, window)
     remove_landing_files(zones)
     injector = DirtInjector(dirty_rate)
     files: dict[str, dict] = {}
@@ -160,34 +161,50 @@ def _totals(files: dict[str, dict]) -> dict[str, dict]:
     return totals
 
 
+def check_arguments(
+    customers: int, days: int, end: date, dirty_rate: float, corrupt: Sequence[tuple[str, date, float]] = ()
+) -> dict[tuple[str, date], float]:
+    """Judge ``generate``'s arguments without writing anything: an InputError (a ValueError)
+    names the first bad one and its rule. Returns the corruption plan {(table, day): rate}."""
+    _check_arguments(customers, days, end, dirty_rate)
+    return _corruption_plan(corrupt, Window.ending(end, days))
+
+
 def _check_arguments(customers: int, days: int, end: date, dirty_rate: float) -> None:
-    if not isinstance(customers, int) or not 1 <= customers <= MAX_CUSTOMERS:
-        raise ValueError(f"customers must be an int in [1, {MAX_CUSTOMERS}], got {customers!r}")
-    if not isinstance(days, int) or days < 1:
-        raise ValueError(f"days must be a positive int, got {days!r}")
+    if not isinstance(customers, int) or isinstance(customers, bool) or not 1 <= customers <= MAX_CUSTOMERS:
+        raise InputError(f"customers must be an int in [1, {MAX_CUSTOMERS}], got {shown(customers)}")
+    if not isinstance(days, int) or isinstance(days, bool) or not 1 <= days <= MAX_DAYS:
+        raise InputError(f"days must be a positive int of at most {MAX_DAYS}, got {shown(days)}")
     if not isinstance(end, date) or isinstance(end, datetime):
         raise TypeError(f"end must be a datetime.date, got {end!r}")
-    if not 0.0 <= dirty_rate < 1.0:
-        raise ValueError(f"dirty_rate must lie in [0, 1), got {dirty_rate!r}")
+    if not isinstance(dirty_rate, (int, float)) or not 0.0 <= dirty_rate < 1.0:
+        raise InputError(f"dirty_rate must lie in [0, 1), got {shown(dirty_rate)}")
     history = max(HISTORY_DAYS, days + 60)
-    if end + timedelta(days=1) - timedelta(days=history) < _EARLIEST_SIGNUP:
-        raise ValueError(f"end {end} leaves no room for {history} days of history after 2000-01-01")
+    earliest_end = date.fromordinal(_EARLIEST_SIGNUP.toordinal() + history - 1)
+    if end < earliest_end:
+        raise InputError(
+            f"end {end} leaves no room for {history} days of history after 2000-01-01 "
+            f"(the earliest end is {earliest_end})"
+        )
 
 
 def _corruption_plan(corrupt: Sequence[tuple[str, date, float]], window: Window) -> dict[tuple[str, date], float]:
     plan: dict[tuple[str, date], float] = {}
     for entry in corrupt:
         name, day, rate = entry
+        if name not in {t.name for t in SOURCE_TABLES}:
+            known = ", ".join(t.name for t in SOURCE_TABLES)
+            raise InputError(f"corrupt: unknown source table {shown(name)}; known: {known}")
         contract = table(name)
         day = date.fromisoformat(day) if isinstance(day, str) else day
         if contract.customer_ref is None:
-            raise ValueError(f"{name} has no customer reference to corrupt")
+            raise InputError(f"corrupt: {name} has no customer reference to corrupt")
         if not window.start <= day <= window.end:
-            raise ValueError(f"corrupt day {day} lies outside the window {window.start}..{window.end}")
+            raise InputError(f"corrupt day {day} lies outside the window {window.start}..{window.end}")
         if not 0.0 <= float(rate) <= 1.0:
-            raise ValueError(f"corrupt rate must lie in [0, 1], got {rate!r}")
+            raise InputError(f"corrupt rate must lie in [0, 1], got {shown(rate)}")
         if (name, day) in plan:
-            raise ValueError(f"{name} on {day} is listed twice in corrupt")
+            raise InputError(f"corrupt: {name} on {day} is listed twice")
         plan[(name, day)] = float(rate)
     return plan
 

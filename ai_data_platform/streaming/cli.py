@@ -12,18 +12,12 @@ import json
 import signal
 import sys
 
+from ai_data_platform.cli_args import host, port, positive, seed, whole
+from ai_data_platform.sources.simulator_ids import MAX_CUSTOMERS
 
-def _positive(kind):
-    def parse(value: str):
-        try:
-            v = kind(value)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a positive number, got {value!r}") from None
-        if v <= 0:
-            raise argparse.ArgumentTypeError(f"expected a positive number, got {value!r}")
-        return v
 
-    return parse
+HOUR, YEAR = 3600, 366 * 24 * 3600
+customers = whole(1, MAX_CUSTOMERS)
 
 
 def cmd_produce(args: argparse.Namespace) -> int:
@@ -90,28 +84,28 @@ def add_stream_parsers(sub) -> None:
     commands = stream.add_subparsers(dest="stream_command", required=True)
 
     p = commands.add_parser("produce", help="emit behavioural events (the simulator's schema and signal) at a rate")
-    p.add_argument("--rate", type=_positive(float), required=True, help="events per second")
-    p.add_argument("--duration", type=_positive(float), help="stop after this many seconds (default: run until Ctrl-C)")
-    p.add_argument("--count", type=_positive(int), help="stop after this many events")
-    p.add_argument("--customers", type=_positive(int), default=3000, help="the first N simulated customers (default 3000, as adp demo)")
-    p.add_argument("--seed", type=int, default=42, help="the simulator seed the customers come from (default 42, as adp demo)")
+    p.add_argument("--rate", type=positive(1_000_000), required=True, help="events per second")
+    p.add_argument("--duration", type=positive(YEAR), help="stop after this many seconds (default: run until Ctrl-C)")
+    p.add_argument("--count", type=whole(1, 10**12), help="stop after this many events")
+    p.add_argument("--customers", type=customers, default=3000, help="the first N simulated customers (default 3000, as adp demo)")
+    p.add_argument("--seed", type=seed, default=42, help="the simulator seed the customers come from (default 42, as adp demo)")
     p.set_defaults(func=cmd_produce)
 
     c = commands.add_parser("consume", help="apply events to the online store (exactly once) and land them in the warehouse")
-    c.add_argument("--max-seconds", type=_positive(float), help="stop after this many seconds")
-    c.add_argument("--max-records", type=_positive(int), help="stop after this many records")
+    c.add_argument("--max-seconds", type=positive(YEAR), help="stop after this many seconds")
+    c.add_argument("--max-records", type=whole(1, 10**12), help="stop after this many records")
     c.add_argument("--until-idle", action="store_true", help="stop once every record is applied, landed and materialized")
-    c.add_argument("--batch", type=_positive(int), default=5000, help="records per online-store transaction (default 5000)")
-    c.add_argument("--flush-seconds", type=_positive(float), default=1.0, help="warehouse micro-batch interval (default 1 s)")
-    c.add_argument("--flush-records", type=_positive(int), default=50_000, help="most records per warehouse micro-batch (default 50000)")
+    c.add_argument("--batch", type=whole(1, 1_000_000), default=5000, help="records per online-store transaction (default 5000)")
+    c.add_argument("--flush-seconds", type=positive(HOUR), default=1.0, help="warehouse micro-batch interval (default 1 s)")
+    c.add_argument("--flush-records", type=whole(1, 10_000_000), default=50_000, help="most records per warehouse micro-batch (default 50000)")
     c.add_argument("--no-warehouse", action="store_true",
                    help="online store only: no warehouse micro-batches (records are released after the retention period without landing)")
     c.add_argument("--no-report", action="store_true", help="do not report runless materializations to Dagster")
     c.set_defaults(func=cmd_consume)
 
     s = sub.add_parser("serve", help="HTTP API on 127.0.0.1: GET /features/{customer_id}, POST /score, GET /health")
-    s.add_argument("--host", default="127.0.0.1")
-    s.add_argument("--port", type=int, default=8000)
+    s.add_argument("--host", type=host, default="127.0.0.1")
+    s.add_argument("--port", type=port, default=8000)
     s.set_defaults(func=cmd_serve)
 
 
