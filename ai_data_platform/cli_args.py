@@ -10,6 +10,7 @@ each rejects anything outside its range with a message naming the value (bounded
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import math
 import re
 import sys
@@ -26,7 +27,8 @@ LATEST_DAY = date(2999, 12, 31)
 MAX_SEED = 2**32 - 1
 MAX_MESSAGE = 400  # characters of an argparse message (it quotes values whole, e.g. an invalid choice)
 _PROG = "_adp_command_prog"  # the namespace attribute naming the innermost command parsed
-_HOST = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?|\[?[0-9A-Fa-f:.]{2,45}\]?")
+_DECIMAL = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]{1,3})?")
+_LABEL = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
 
 
 def one_line(message: str, limit: int = MAX_MESSAGE) -> str:
@@ -72,7 +74,7 @@ def whole(low: int, high: int) -> Callable[[str], int]:
 
     def parse(value: str) -> int:
         text = value.strip()
-        if not re.fullmatch(r"[+-]?\d{1,30}", text):
+        if not re.fullmatch(r"[+-]?[0-9]{1,30}", text):
             _fail(f"a whole number from {low} to {high}", value)
         number = int(text)
         if not low <= number <= high:
@@ -87,10 +89,8 @@ def number(low: float, high: float, *, low_open: bool = False, high_open: bool =
     bounds = f"{'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
 
     def parse(value: str) -> float:
-        try:
-            result = float(value) if len(value) <= 40 else math.nan
-        except ValueError:
-            result = math.nan
+        text = value.strip()
+        result = float(text) if len(text) <= 40 and _DECIMAL.fullmatch(text) else math.nan
         above = result > low if low_open else result >= low
         below = result < high if high_open else result <= high
         if not (math.isfinite(result) and above and below):
@@ -108,7 +108,7 @@ def positive(high: float) -> Callable[[str], float]:
 def day(value: str) -> date:
     """A calendar day ``YYYY-MM-DD`` from :data:`EARLIEST_DAY` to :data:`LATEST_DAY`."""
     try:
-        parsed = date.fromisoformat(value) if re.fullmatch(r"\d{4}-\d{2}-\d{2}", value) else None
+        parsed = date.fromisoformat(value) if re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", value) else None
     except ValueError:  # e.g. 2026-02-30
         parsed = None
     if parsed is None:
@@ -123,8 +123,13 @@ port = whole(1, 65535)
 
 
 def host(value: str) -> str:
-    """A host name or IP address to listen on (not resolved here)."""
-    if not _HOST.fullmatch(value):
+    """A host name (RFC 1123 labels) or an IP address to listen on; not resolved here."""
+    try:
+        return str(ipaddress.ip_address(value.strip("[]")))
+    except ValueError:
+        pass
+    labels = value.rstrip(".").split(".")
+    if len(value) > 253 or not all(_LABEL.fullmatch(label) for label in labels) or labels[-1].isdigit():
         _fail("a host name or IP address (e.g. 127.0.0.1)", value)
     return value
 

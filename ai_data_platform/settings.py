@@ -149,7 +149,7 @@ def env_int(name: str, default: int, *, minimum: int, maximum: int = 10**9) -> i
     """A whole-number setting from the environment (``default`` when unset or blank), from
     ``minimum`` to ``maximum``; anything else is an InputError naming the variable."""
     raw = os.environ.get(name, "").strip() or str(default)
-    if not re.fullmatch(r"[+-]?\d{1,30}", raw):
+    if not re.fullmatch(r"[+-]?[0-9]{1,30}", raw):
         raise InputError(f"{name} must be a whole number, got {shown(raw)}")
     value = int(raw)
     if not minimum <= value <= maximum:
@@ -312,7 +312,7 @@ def redis_prefix() -> str:
 
 # ---------------------------------------------------------------- judging the environment
 
-_DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
+_DAY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 
 
 def _url_shown(url: str) -> str:

@@ -293,6 +293,55 @@ def test_the_installed_script_prints_no_traceback(name, data_dir, tmp_path, monk
     _assert_one_clean_line(proc.returncode, proc.stdout, proc.stderr, case.names)
 
 
+def _parsers(parser, path=()):
+    """(command path, parser) of ``parser`` and every subcommand under it."""
+    yield path, parser
+    for action in parser._subparsers._group_actions if parser._subparsers else []:
+        for name, sub in action.choices.items():
+            yield from _parsers(sub, (*path, name))
+
+
+# What every typed option refuses, whatever its type (numbers, days, hosts, keys, free text) ...
+GARBAGE = ["", " ", "\x00", "\x1b[2J", "x" * 1000]
+# ... and what every option that is not free text refuses as well.
+NOT_A_NUMBER_OR_DAY = ["abc", "nan", "-inf", "1e999", "1_000", "0x10", "\u0661\u0662", "9" * 50, "2026-02-30"]
+FREE_TEXT = {"--customer-id", "--reason", "--asset", "--action", "--host"}
+REQUIRED = {("generate",): GEN[1:], ("stream", "produce"): ["--rate", "1"],
+            ("erase",): ["--customer-id", "C0000001", "--reason", "t-1"], ("query",): ["--role", "analyst", "SELECT 1"]}
+
+
+def _every_typed_option():
+    for path, parser in _parsers(cli.build_parser()):
+        for action in parser._actions:
+            if action.option_strings and action.type is not None:
+                free = action.option_strings[0] in FREE_TEXT
+                for value in GARBAGE + ([] if free else NOT_A_NUMBER_OR_DAY):
+                    yield path, action.option_strings[0], value
+
+
+def test_every_typed_option_of_every_command_refuses_garbage(data_dir, monkeypatch, capsys):
+    build = cli.build_parser
+
+    def never_started(args):
+        raise AssertionError(f"a command started with {args}")
+
+    def parser_whose_commands_never_start():
+        parser = build()
+        for _, sub in _parsers(parser):
+            if sub.get_default("func"):
+                sub.set_defaults(func=never_started)
+        return parser
+
+    monkeypatch.setattr(cli, "build_parser", parser_whose_commands_never_start)
+    cases = list(_every_typed_option())
+    assert len({(path, option) for path, option, _ in cases}) >= 35  # every typed option of every command
+    for path, option, value in cases:
+        code = cli.main([*path, *REQUIRED.get(path, []), option, value])
+        out, err = capsys.readouterr()
+        assert code == 2 and out == "" and err.count("\n") == 1, (path, option, value, err)
+        assert err.startswith(f"adp {' '.join(path)}: argument {option}") and len(err) < 600, err
+
+
 def test_a_data_dir_this_user_cannot_write_is_named(data_dir, monkeypatch, capsys):
     monkeypatch.setattr(cli.settings.os, "access", lambda path, mode: False)  # root may write anywhere
     assert cli.main(["env"]) == 2
