@@ -13,7 +13,6 @@ import argparse
 import ipaddress
 import math
 import re
-import sys
 from collections.abc import Callable
 from datetime import date
 from typing import NoReturn
@@ -159,7 +158,3 @@ def _described(value: str) -> str:
 
 asset_key = text("an asset key such as staging/payments", pattern=r"[A-Za-z0-9_]+(?:/[A-Za-z0-9_]+)*")
 
-
-def stderr_line(command: str, message: str) -> None:
-    """Print ``adp <command>: <message>`` as one line on stderr."""
-    print(f"adp {command}: {one_line(message)}", file=sys.stderr)
