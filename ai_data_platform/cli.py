@@ -206,6 +206,14 @@ def cmd_env(args: argparse.Namespace) -> int:
     return 0
 
 
+def _warn_if_exposed(command: str, host: str) -> None:
+    from ai_data_platform.exposure import exposure_warning
+
+    warning = exposure_warning(host, "the Dagster UI")
+    if warning:
+        print(f"adp {command}: {warning}", file=sys.stderr)
+
+
 def ui_command(args: argparse.Namespace) -> tuple[str, list[str]]:
     """``dagster dev`` (webserver and daemon), or for viewers a ``dagster-webserver --read-only``
     alone: no runs can be launched, no schedule or sensor toggled, from that UI."""
@@ -221,6 +229,7 @@ def cmd_ui(args: argparse.Namespace) -> int:
     process-group handling as `adp prod`)."""
     from ai_data_platform import production
 
+    _warn_if_exposed("ui", args.host)
     home = settings.ensure_dagster_home()
     env = dict(os.environ, DAGSTER_HOME=str(home), ADP_DATA_DIR=str(settings.data_dir()))
     name, cmd = ui_command(args)
@@ -239,6 +248,7 @@ def cmd_prod(args: argparse.Namespace) -> int:
     """Run the production profile: webserver and daemon as separate processes over PostgreSQL."""
     from ai_data_platform import production
 
+    _warn_if_exposed("prod", args.host)
     try:
         return production.run(args.host, args.port)
     except (RuntimeError, ValueError) as exc:
@@ -324,12 +334,21 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one command with an owner-only umask (inherited by every process it starts), after
+    checking the environment: an unknown ADP_ENV or, in prod, an unusable PII key stops every
+    command with one line."""
+    from ai_data_platform.private_files import restrict_umask
+
     args = build_parser().parse_args(argv)
+    previous_umask = restrict_umask()
     try:
+        settings.check_environment()
         return args.func(args)
     except InputError as exc:
         print(f"adp {args.command}: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    finally:
+        os.umask(previous_umask)
 
 
 if __name__ == "__main__":
