@@ -254,6 +254,14 @@ def cmd_env(args: argparse.Namespace) -> int:
     return 0
 
 
+def _warn_if_exposed(command: str, host: str) -> None:
+    from ai_data_platform.exposure import exposure_warning
+
+    warning = exposure_warning(host, "the Dagster UI")
+    if warning:
+        print(f"adp {command}: {warning}", file=sys.stderr)
+
+
 def ui_command(args: argparse.Namespace) -> tuple[str, list[str]]:
     """``dagster dev`` (webserver and daemon), or for viewers a ``dagster-webserver --read-only``
     alone: no runs can be launched, no schedule or sensor toggled, from that UI."""
@@ -269,6 +277,7 @@ def cmd_ui(args: argparse.Namespace) -> int:
     process-group handling as `adp prod`)."""
     from ai_data_platform import production
 
+    _warn_if_exposed("ui", args.host)
     home = settings.ensure_dagster_home()
     env = dict(os.environ, DAGSTER_HOME=str(home), ADP_DATA_DIR=str(settings.data_dir()))
     name, cmd = ui_command(args)
@@ -287,6 +296,7 @@ def cmd_prod(args: argparse.Namespace) -> int:
     """Run the production profile: webserver and daemon as separate processes over PostgreSQL."""
     from ai_data_platform import production
 
+    _warn_if_exposed("prod", args.host)
     try:
         return production.run(args.host, args.port)
     except (RuntimeError, ValueError) as exc:  # no usable PostgreSQL: the message names it, without a password
@@ -372,13 +382,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run one ``adp`` command: its exit code. Bad input (arguments, environment, config, state)
-    is one line on stderr and exit 2; anything else unforeseen one line and exit 1."""
+    """Run one ``adp`` command with an owner-only umask (inherited by every process it starts):
+    its exit code. The environment is checked first (an unknown ADP_ENV or, in prod, an unusable
+    PII key stops every command). Bad input (arguments, environment, config, state) is one line
+    on stderr and exit 2; anything else unforeseen one line and exit 1."""
+    from ai_data_platform.private_files import restrict_umask
+
     try:
         args = build_parser().parse_args(argv)
     except SystemExit as done:  # --help (0), or a usage error already printed as one line (2)
         return done.code if isinstance(done.code, int) else 0
     command = " ".join(filter(None, [args.command, getattr(args, f"{args.command}_command", None)]))
+    previous_umask = restrict_umask()
     try:
         settings.check_environment()
         return args.func(args)
@@ -390,6 +405,8 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_INTERRUPTED
     except Exception as exc:  # noqa: BLE001 - the last resort: one line, never a traceback unasked
         return _unforeseen(command, exc)
+    finally:
+        os.umask(previous_umask)
 
 
 def _unforeseen(command: str, exc: Exception) -> int:

@@ -12,6 +12,7 @@ from ai_data_platform.marts.assets import customer_360, customer_360_gx
 from ai_data_platform.ml.assets import ml_assets
 from ai_data_platform.ml.checks import ml_checks
 from ai_data_platform.observability.sensors import alert_sensor
+from ai_data_platform.private_files import restrict_umask
 from ai_data_platform.resources import resources_for_environment
 from ai_data_platform.schedules import jobs, schedules
 from ai_data_platform.sources.assets import raw_assets, staging_assets
@@ -19,6 +20,10 @@ from ai_data_platform.sources.checks import source_checks
 from ai_data_platform.sources.sensors import late_landing_sensor
 from ai_data_platform.streaming.assets import customer_features, online_bootstrap_job, online_bootstrap_schedule
 from ai_data_platform.streaming.checks import online_offline_skew
+
+# What libraries create in this code location's processes (DuckDB's and SQLite's logs, Dagster's
+# storage) is owner-only too; the platform's own files are created owner-only whatever the umask.
+restrict_umask()
 
 domain_assets = [*raw_assets, *staging_assets, customer_360, customer_daily, transaction, *ml_assets]
 assets = [*domain_assets, build_role_views_asset(domain_assets), AUDIT_LOG, customer_features]

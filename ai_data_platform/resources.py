@@ -48,9 +48,30 @@ class LandingResource(dg.ConfigurableResource):
 
 
 class PiiResource(dg.ConfigurableResource):
-    """The HMAC key that pseudonymizes email and phone join keys (``ADP_PII_HMAC_KEY``)."""
+    """The HMAC key that pseudonymizes email and phone join keys (``ADP_PII_HMAC_KEY``).
+
+    Configured as ``dg.EnvVar("ADP_PII_HMAC_KEY")`` (see :func:`pii_key_config`): Dagster resolves
+    it in the run's process and its UI and run config show the variable's name, never the key.
+    Read the key through :attr:`key`.
+    """
 
     hmac_key: str
+
+    @property
+    def key(self) -> str:
+        """The key itself. Inside a run Dagster has resolved the variable; outside one (a script, a
+        test) the field still holds the variable's name, so the key is read from the environment."""
+        if isinstance(self.hmac_key, dg.EnvVar):
+            return settings.pii_hmac_key()
+        return self.hmac_key
+
+
+def pii_key_config() -> str:
+    """The PII key as resource config: ``dg.EnvVar("ADP_PII_HMAC_KEY")`` when the variable is set,
+    after checking the key (in prod a missing or weak key is an InputError naming the variable);
+    outside prod with the variable unset, the public demo key itself."""
+    settings.pii_hmac_key()
+    return dg.EnvVar(settings.PII_KEY_VAR) if settings.pii_key_is_set() else settings.DEMO_PII_HMAC_KEY
 
 
 class RegionalStoresResource(dg.ConfigurableResource):
@@ -64,7 +85,7 @@ class RegionalStoresResource(dg.ConfigurableResource):
         return RegionalStores({r: Path(p) for r, p in self.paths.items()})
 
     def personal_data(self, pii: PiiResource) -> PersonalData:
-        return PersonalData(pii.hmac_key, self.stores)
+        return PersonalData(pii.key, self.stores)
 
 
 def build_resources(paths: settings.Paths | None = None) -> dict[str, object]:
@@ -76,12 +97,12 @@ def build_resources(paths: settings.Paths | None = None) -> dict[str, object]:
             shared=str(paths.landing),
             regional={r: str(p) for r, p in settings.region_landing_paths(paths).items()},
         ),
-        "pii": PiiResource(hmac_key=settings.pii_hmac_key()),
+        "pii": PiiResource(hmac_key=pii_key_config()),
         "regional_stores": RegionalStoresResource(paths={r: str(p) for r, p in settings.region_store_paths(paths).items()}),
     }
 
 
 def resources_for_environment() -> dict[str, object]:
     """The resources for ``ADP_ENV`` (``local`` default, or ``prod``)."""
-    settings.environment()  # validates ADP_ENV
+    settings.check_environment()  # ADP_ENV, and in prod the PII key
     return build_resources(settings.paths())

@@ -20,6 +20,7 @@ import dagster as dg
 from ai_data_platform import settings, warehouse
 from ai_data_platform.errors import InputError, shown
 from ai_data_platform.governance import audit
+from ai_data_platform.private_files import write_private
 
 _ASSET_KEY = re.compile(r"[A-Za-z0-9_]+(?:/[A-Za-z0-9_]+)*")
 
@@ -189,7 +190,7 @@ def run_alert_sensor(instance: dg.DagsterInstance) -> int:
     context = dg.build_sensor_context(instance=instance, cursor=cursor, definitions=defs)
     alert_sensor.evaluate_tick(context)
     if context.cursor:
-        cursor_path.write_text(context.cursor)
+        write_private(cursor_path, context.cursor.encode())
     return _count_lines(alerts_file) - before
 
 
@@ -205,7 +206,7 @@ def run_audit_sensor(instance: dg.DagsterInstance, *, max_ticks: int = 100) -> t
     for _ in range(max_ticks):
         result = evaluate_audit_once(instance, defs, cursor)
         records, events, cursor = records + result.records, events + result.lineage_events, result.cursor
-        cursor_path.write_text(cursor)
+        write_private(cursor_path, cursor.encode())
         if not result.more:
             break
     return records, events

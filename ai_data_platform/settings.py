@@ -18,6 +18,8 @@ from urllib.parse import SplitResult, quote, urlsplit
 
 from ai_data_platform.errors import InputError, shown
 
+from ai_data_platform.errors import InputError, shown
+
 DEFAULT_DATA_DIR = "data"
 # Documented as NON-PRODUCTION: the demo key for pseudonymizing email/phone join keys.
 DEMO_PII_HMAC_KEY = "adp-demo-key-NOT-FOR-PRODUCTION"
@@ -86,18 +88,85 @@ def environment() -> str:
     return env
 
 
+PII_KEY_VAR = "ADP_PII_HMAC_KEY"
+MIN_PII_KEY_BYTES = 32
+MIN_PII_KEY_DISTINCT_CHARACTERS = 8
+PII_KEY_RULE = f"ADP_ENV=prod needs at least {MIN_PII_KEY_BYTES} random bytes, e.g. `openssl rand -hex 32`"
+
+
+def _alphanumeric_folded(text: str) -> str:
+    return "".join(c for c in text.casefold() if c.isalnum())
+
+
+def _shortest_period(text: str) -> int:
+    """The length of the shortest block whose repetition spells ``text`` (``abcab``: 3)."""
+    border = [0] * len(text)  # Knuth-Morris-Pratt: longest proper prefix that is also a suffix
+    for i in range(1, len(text)):
+        k = border[i - 1]
+        while k and text[i] != text[k]:
+            k = border[k - 1]
+        border[i] = k + (text[i] == text[k])
+    return len(text) - (border[-1] if text else 0)
+
+
+def pii_key_weakness(key: str | None) -> str | None:
+    """Why ``key`` must not pseudonymize production data, or None when it may.
+
+    Refused: unset or blank, not UTF-8, the public demo key in any case or spacing or inside a
+    longer value, fewer than ``MIN_PII_KEY_BYTES`` bytes (UTF-8, surrounding whitespace not
+    counted), fewer than ``MIN_PII_KEY_DISTINCT_CHARACTERS`` different characters, or one block
+    repeated. The reason never quotes the key.
+    """
+    stripped = (key or "").strip()
+    if not stripped:
+        return "is not set"
+    try:
+        size = len(stripped.encode("utf-8"))
+    except UnicodeEncodeError:
+        return "is not valid UTF-8"
+    if _alphanumeric_folded(DEMO_PII_HMAC_KEY) in _alphanumeric_folded(stripped):
+        return "holds the public demo key"
+    if size < MIN_PII_KEY_BYTES:
+        return f"is {size} byte{'' if size == 1 else 's'} long"
+    distinct = len(set(stripped))
+    if distinct < MIN_PII_KEY_DISTINCT_CHARACTERS:
+        return f"has only {distinct} different character(s)"
+    period = _shortest_period(stripped)
+    if period <= len(stripped) // 2:
+        return f"repeats one block of {period} character(s)"
+    return None
+
+
+def pii_key_is_set() -> bool:
+    """Whether ``ADP_PII_HMAC_KEY`` holds a key (not blank)."""
+    return bool(os.environ.get(PII_KEY_VAR, "").strip())
+
+
 def pii_hmac_key() -> str:
     """The HMAC key for pseudonymized join keys (``ADP_PII_HMAC_KEY``).
 
-    Outside ``prod`` the documented demo key is used when none is set; in ``prod`` a missing key
-    is an error, so no production data is ever hashed with a public key.
+    In ``prod`` the key must be set and strong (see :func:`pii_key_weakness`): anything else is an
+    InputError naming the variable, so no production data is ever hashed with a public or
+    guessable key. Outside ``prod`` the documented demo key is used when none is set.
     """
-    key = os.environ.get("ADP_PII_HMAC_KEY")
-    if key:
-        return key
+    key = os.environ.get(PII_KEY_VAR, "")
     if environment() == "prod":
-        raise RuntimeError("ADP_PII_HMAC_KEY must be set when ADP_ENV=prod")
-    return DEMO_PII_HMAC_KEY
+        weakness = pii_key_weakness(key)
+        if weakness:
+            raise InputError(f"{PII_KEY_VAR} {weakness}: {PII_KEY_RULE}")
+        return key
+    if not key.strip():
+        return DEMO_PII_HMAC_KEY
+    try:
+        key.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InputError(f"{PII_KEY_VAR} is not valid UTF-8") from None
+    return key
+
+
+def check_environment() -> None:
+    """Refuse to start with an unknown ``ADP_ENV`` or, in ``prod``, an unusable PII key (InputError)."""
+    pii_hmac_key()
 
 
 REGION_STORE_VAR_PREFIX = "ADP_REGION_STORE_"
@@ -271,17 +340,19 @@ def ensure_dagster_home(p: Paths | None = None) -> Path:
     runs, events and schedules live in SQLite under the same directory, so all Dagster state
     follows ``ADP_DATA_DIR``. When ``DAGSTER_PG_URL`` (or ``DAGSTER_PG_HOST/USER/DB``) is set, a
     PostgreSQL ``storage`` section is appended (see ``dagster_instance_yaml``). The file is
-    rewritten whenever either changed, so switching needs no edit by hand.
+    rewritten whenever either changed, so switching needs no edit by hand. The folder is
+    owner-only (0700): Dagster's run and event storage lives in it.
     """
+    from ai_data_platform.private_files import make_private_dir, write_private  # (it imports settings)
+
     p = p or paths()
-    home = p.dagster_home
-    home.mkdir(parents=True, exist_ok=True)
+    home = make_private_dir(p.dagster_home)
     if os.environ.get(DAGSTER_PG_URL_VAR):
         os.environ[DAGSTER_PG_URL_VAR] = dagster_pg_url()  # the psycopg2 driver, see DAGSTER_PG_SCHEME
     target = home / "dagster.yaml"
     wanted = dagster_instance_yaml()
     if not target.exists() or target.read_text() != wanted:
-        target.write_text(wanted)
+        write_private(target, wanted.encode())
     return home
 
 

@@ -18,6 +18,8 @@ from pathlib import Path
 
 import duckdb
 
+from ai_data_platform.private_files import make_private_dir, restrict_database
+
 LAYER_SCHEMAS = ("raw", "staging", "quarantine", "identity", "marts", "features", "ml", "meta")
 
 # DuckDB takes one writer per database file; another process holding it makes connect() raise an
@@ -26,11 +28,16 @@ _LOCK_RETRY_SECONDS = 120.0
 
 
 def connect(path: Path | str, *, read_only: bool = False) -> duckdb.DuckDBPyConnection:
-    """Open the warehouse, waiting (with backoff) while another process holds the write lock."""
+    """Open the warehouse, waiting (with backoff) while another process holds the write lock.
+
+    The file, its ``.wal`` and a folder created for it are owner-only (``private_files``)."""
     path = str(path)
-    if path != ":memory:":
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-    return waiting_for_lock(lambda: duckdb.connect(path, read_only=read_only))
+    if path == ":memory:":
+        return waiting_for_lock(lambda: duckdb.connect(path, read_only=read_only))
+    make_private_dir(Path(path).parent)
+    con = waiting_for_lock(lambda: duckdb.connect(path, read_only=read_only))
+    restrict_database(path)
+    return con
 
 
 def waiting_for_lock(open_database):
@@ -217,6 +224,7 @@ def compact(path: Path | str) -> tuple[int, int]:
         con.execute("CHECKPOINT")
         database = con.execute("SELECT current_database()").fetchone()[0]
         con.execute(f"ATTACH {sql_literal(str(target))} AS _compacted")
+        restrict_database(target)
         try:
             con.execute(f"COPY FROM DATABASE {quote(database)} TO _compacted")
         finally:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import socket
 import time
 from datetime import timedelta
@@ -351,6 +352,22 @@ def test_unreachable_webhook_does_not_crash_the_tick(instance, data_dir, monkeyp
     assert "1 webhook delivery failure(s)" in result.skip_message
     (alert,) = alert_lines(data_dir)
     assert alert["run_id"] == run_id and alert["kind"] == "run_failed"
+
+
+def test_a_failing_secret_webhook_shows_in_no_tick_log_or_file(instance, data_dir, monkeypatch, caplog, capsys):
+    from ai_data_platform_tests.test_alerts import assert_no_secret, secret_url
+
+    monkeypatch.setenv("ADP_ALERT_WEBHOOK_URL", secret_url(closed_port_url().rsplit("/", 1)[0]))
+    fail_job(instance)
+    with caplog.at_level(logging.DEBUG):
+        result = tick(instance)
+    assert "1 webhook delivery failure(s)" in result.skip_message
+    captured = capsys.readouterr()
+    logged = "".join(dg.serialize_value(r.event_log_entry) for r in instance.get_event_records(
+        dg.EventRecordsFilter(event_type=dg.DagsterEventType.RUN_FAILURE), limit=100))
+    assert_no_secret(result.skip_message, caplog.text, captured.out, captured.err, logged,
+                     (data_dir / "alerts.jsonl").read_text())
+    assert "Alert webhook delivery to http://127.0.0.1:" in captured.err  # the sensor's Dagster log
 
 
 def test_webhook_receives_slack_payload(instance, data_dir, monkeypatch):

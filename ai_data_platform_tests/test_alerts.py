@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
 import logging
@@ -295,3 +296,161 @@ def test_webhook_total_time_is_bounded_for_a_hanging_server(tmp_path):
 def test_webhook_invalid_url_does_not_raise(tmp_path):
     result = AlertSink(tmp_path / "alerts.jsonl", "not a url").emit(make_alert())
     assert result.failed and result.error and result.attempts == 1  # permanent: not retried
+
+
+# -- the webhook URL is a secret -------------------------------------------------------------------
+
+TOKEN = "T0KEN-of-the-webhook-4f2a9c"
+PASSWORD = "hunter2-webhook-pass"
+
+
+def secret_url(base: str = "https://hooks.example.com") -> str:
+    """A webhook URL carrying secrets everywhere a URL can: credentials, path and query."""
+    scheme, _, host = base.partition("://")
+    return f"{scheme}://alerts:{PASSWORD}@{host}/services/T000/B000/{TOKEN}?token={TOKEN}&sig=s1gn4ture-{TOKEN}"
+
+
+BASIC_CREDENTIALS = base64.b64encode(f"alerts:{PASSWORD}".encode()).decode()  # as requests sends them
+
+
+def assert_no_secret(*texts: str) -> None:
+    for text in texts:
+        for secret in (TOKEN, PASSWORD, "s1gn4ture", "/services/T000", BASIC_CREDENTIALS):
+            assert secret not in text, (secret, text)
+
+
+class RaisingSession:
+    """A requests-like session whose post raises ``exc``; records the calls it got."""
+
+    def __init__(self, exc: BaseException):
+        self.exc = exc
+        self.calls: list[dict] = []
+
+    def post(self, url, **kwargs):
+        self.calls.append(kwargs)
+        raise self.exc
+
+
+def _failures(url: str) -> dict[str, BaseException]:
+    import urllib.error
+
+    import requests
+
+    response = requests.Response()
+    response.status_code, response.url = 404, url
+    http_error = requests.HTTPError(f"404 Client Error: Not Found for url: {url}", response=response)
+    wrapped = requests.ConnectionError(f"HTTPSConnectionPool(host='hooks.example.com', port=443): Max retries exceeded with url: {url}")
+    wrapped.__context__ = ConnectionRefusedError(111, "Connection refused")
+    return {
+        "ConnectionError": wrapped,
+        "Timeout": requests.Timeout(f"HTTPSConnectionPool: Read timed out. url: {url}"),
+        "ConnectTimeout": requests.ConnectTimeout(f"connect timeout to {url}"),
+        "InvalidURL": requests.exceptions.InvalidURL(f"Invalid URL {url!r}: No host supplied"),
+        "MissingSchema": requests.exceptions.MissingSchema(f"Invalid URL {url!r}: No scheme supplied"),
+        "HTTPError": http_error,
+        "TooManyRedirects": requests.TooManyRedirects(f"Exceeded 30 redirects: {url}"),
+        "urllib URLError": urllib.error.URLError(OSError(111, f"refused by {url}")),
+        "urllib HTTPError": urllib.error.HTTPError(url, 403, f"Forbidden: {url}", {}, None),
+        "OSError quoting the URL": OSError(5, f"I/O error on {url}"),
+        "anything else": RuntimeError(f"adapter broke on {url}"),
+    }
+
+
+@pytest.mark.parametrize("failure", list(_failures(secret_url())))
+def test_a_failing_post_never_shows_the_webhook_secrets(tmp_path, caplog, capsys, failure):
+    url = secret_url()
+    session = RaisingSession(_failures(url)[failure])
+    sink = AlertSink(tmp_path / "alerts.jsonl", url, session=session, backoff_seconds=0.01)
+    with caplog.at_level(logging.DEBUG):
+        result = sink.emit(make_alert())
+    assert result.failed and result.error and session.calls
+    assert all(call["allow_redirects"] is False for call in session.calls)
+    captured = capsys.readouterr()
+    assert_no_secret(result.error, caplog.text, captured.out, captured.err, (tmp_path / "alerts.jsonl").read_text())
+    assert f"Alert webhook delivery to https://hooks.example.com failed for {make_alert().id}" in caplog.text
+    assert result.error.startswith(type(_failures(url)[failure]).__name__)
+
+
+@contextlib.contextmanager
+def echoing_server(status: int) -> Iterator[tuple[str, list[str]]]:
+    """A local server answering every request with ``status`` and a body (and for 3xx a Location)
+    quoting the request's path; yields (base URL, request lines received)."""
+    seen: list[str] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def _answer(self) -> None:
+            seen.append(f"{self.command} {self.path}")
+            self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            body = f"no such hook: {self.path} ({self.headers.get('Authorization')})".encode()
+            self.send_response(status)
+            if 300 <= status < 400:
+                self.send_header("Location", self.path + "/moved")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        do_POST = do_GET = _answer
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", seen
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.mark.parametrize(("status", "attempts"), [(500, 3), (404, 1), (302, 1), (307, 1)])
+def test_an_error_page_echoing_the_path_is_scrubbed_and_redirects_are_not_followed(tmp_path, caplog, capsys, status, attempts):
+    with echoing_server(status) as (base, seen), caplog.at_level(logging.DEBUG):
+        url = secret_url(base)
+        result = AlertSink(tmp_path / "alerts.jsonl", url, backoff_seconds=0.01).emit(make_alert())
+    assert result.failed and result.status_code == status and result.attempts == attempts
+    assert len(seen) == attempts and all(line.startswith("POST /services/T000/B000/") for line in seen)  # never the Location
+    assert result.error.startswith(f"HTTP {status}: ")
+    assert ("not followed" in result.error) == (status in (302, 307))
+    captured = capsys.readouterr()
+    assert_no_secret(result.error, caplog.text, captured.out, captured.err, (tmp_path / "alerts.jsonl").read_text())
+    assert f"delivery to {base} failed" in caplog.text
+
+
+def test_an_unreachable_secret_webhook_is_logged_as_scheme_and_host(tmp_path, caplog, capsys):
+    url = secret_url(closed_port_url().rsplit("/", 1)[0])
+    with caplog.at_level(logging.DEBUG):
+        result = AlertSink(tmp_path / "alerts.jsonl", url, backoff_seconds=0.01).emit(make_alert())
+    assert result.error == "ConnectionError: Connection refused"
+    captured = capsys.readouterr()
+    assert_no_secret(result.error, caplog.text, captured.out, captured.err)
+
+
+def test_lineage_delivery_never_shows_its_endpoint_secrets(tmp_path, caplog):
+    from ai_data_platform.governance.openlineage import LineageSink
+
+    url = secret_url(closed_port_url().rsplit("/", 1)[0])
+    sink = LineageSink(tmp_path / "lineage", url, backoff_seconds=0.01)
+    sink.write([{"eventType": "START"}])
+    with caplog.at_level(logging.DEBUG):
+        report = sink.deliver()
+    assert report.error and report.pending == 1
+    assert_no_secret(report.error, caplog.text)
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("https://hooks.slack.com/services/T/B/x", "https://hooks.slack.com"),
+        ("https://u:p@Hooks.Example.com:8443/x?token=t#f", "https://hooks.example.com:8443"),
+        ("http://[::1]:9000/x", "http://[::1]:9000"),
+        ("not a url", "<malformed URL>"),
+        ("http://host:99999/x", "<malformed URL>"),
+        ("", "<malformed URL>"),
+    ],
+)
+def test_shown_url_is_scheme_and_host_only(url, shown):
+    from ai_data_platform.observability.redaction import shown_url
+
+    assert shown_url(url) == shown

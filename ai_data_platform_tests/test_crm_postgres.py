@@ -391,7 +391,7 @@ def test_staging_from_postgres_equals_staging_from_the_file_export(crm_url, land
     # From the file export, by the same functions the file-based asset calls.
     file_con = warehouse.connect(tmp_path / "file.duckdb")
     warehouse.ensure_schemas(file_con)
-    file_personal = PersonalData(build_resources()["pii"].hmac_key, RegionalStores.from_settings(settings.Paths(tmp_path)))
+    file_personal = PersonalData(build_resources()["pii"].key, RegionalStores.from_settings(settings.Paths(tmp_path)))
     raw_load.load_days(file_con, CUSTOMERS, landing[0], DAYS, file_personal)
     staging.stage_days(file_con, CUSTOMERS, DAYS, file_personal)
 

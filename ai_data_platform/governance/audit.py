@@ -33,6 +33,7 @@ from typing import Any
 from ai_data_platform import settings
 from ai_data_platform.file_lock import locked
 from ai_data_platform.governance import pii
+from ai_data_platform.private_files import open_private, write_private
 
 GENESIS_HASH = "0" * 64
 AUDIT_FILE = "audit.jsonl"
@@ -144,12 +145,7 @@ def _head_of(path: Path) -> tuple[int, str]:
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    with tmp.open("wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    write_private(path, data)
 
 
 def _new_record(action: str, fields: dict[str, Any]) -> dict[str, Any]:
@@ -193,7 +189,7 @@ def append_many(entries: Iterable[tuple[str, Mapping[str, Any]]], *, directory: 
             record["hash"] = prev = record_hash(record)
             seq += 1
             lines.append(json.dumps(record, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode() + b"\n")
-        with path.open("ab") as fh:
+        with open_private(path, "ab") as fh:
             fh.write(b"".join(lines))
             fh.flush()
             os.fsync(fh.fileno())

@@ -30,6 +30,7 @@ import pyarrow.parquet as pq
 
 from ai_data_platform.governance.personal_data import SUBJECT_EMAIL_COLUMN
 from ai_data_platform.governance.pii import normalize_email
+from ai_data_platform.private_files import make_private_dir, open_private
 from ai_data_platform.sources.contracts import CUSTOMERS, SOURCE_TABLES, SourceTable
 from ai_data_platform.sources.landing import LandingZones
 
@@ -123,13 +124,13 @@ def _without(t: SourceTable, text: str, subject: SubjectRecords) -> tuple[str, i
 
 
 def write_keeping_mtime(path: Path, data: bytes, mtime_ns: int | None = None) -> None:
-    """Replace ``path``'s content atomically (temp file, fsync, rename), keeping its modification
-    time (or setting ``mtime_ns``, for a file that did not exist)."""
+    """Replace ``path``'s content atomically (owner-only temp file, fsync, rename), keeping its
+    modification time (or setting ``mtime_ns``, for a file that did not exist)."""
     stat = path.stat() if path.exists() else None
     mtime = stat.st_mtime_ns if stat is not None else mtime_ns
-    path.parent.mkdir(parents=True, exist_ok=True)
+    make_private_dir(path.parent)
     tmp = path.with_name(f".{path.name}.rewriting")
-    with open(tmp, "wb") as fh:
+    with open_private(tmp, "wb") as fh:
         fh.write(data)
         fh.flush()
         os.fsync(fh.fileno())

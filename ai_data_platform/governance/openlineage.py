@@ -34,6 +34,8 @@ from typing import Any
 
 from ai_data_platform import settings
 from ai_data_platform.observability.alerts import post_json
+from ai_data_platform.observability.redaction import scrub, shown_url
+from ai_data_platform.private_files import make_private_dir, private_fd, write_private
 
 SPEC_URL = "https://openlineage.io/spec/2-0-2/OpenLineage.json"
 RUN_EVENT_SCHEMA_URL = f"{SPEC_URL}#/$defs/RunEvent"
@@ -260,9 +262,9 @@ class LineageSink:
         """Append events, one compact JSON line each, in one write, fsynced."""
         if not events:
             return
-        self.directory.mkdir(parents=True, exist_ok=True)
+        make_private_dir(self.directory)
         data = b"".join(json.dumps(e, sort_keys=True, separators=(",", ":")).encode() + b"\n" for e in events)
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        fd = private_fd(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
         try:
             written = 0
             while written < len(data):
@@ -292,10 +294,7 @@ class LineageSink:
             return {}
 
     def _write_offsets(self, offsets: Mapping[str, int]) -> None:
-        path = self._offsets_path()
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text(json.dumps(dict(offsets), sort_keys=True))
-        os.replace(tmp, path)
+        write_private(self._offsets_path(), json.dumps(dict(offsets), sort_keys=True).encode())
 
     def deliver(self, max_events: int = 5000) -> DeliveryReport:
         """POST undelivered events in file order (at most ``max_events``); stop at the first one
@@ -334,10 +333,10 @@ class LineageSink:
             offsets[self._endpoint_id()] = offset
             self._write_offsets(offsets)
         except Exception as exc:  # delivery is best effort: the file keeps every event
-            report.error = f"{type(exc).__name__}: {exc}"
+            report.error = scrub(f"{type(exc).__name__}: {exc}", self.url)
         if report.error:
             self.log.warning(
-                f"OpenLineage delivery to {self.url} stopped: {report.error}. {report.pending} event(s) wait "
+                f"OpenLineage delivery to {shown_url(self.url)} stopped: {report.error}. {report.pending} event(s) wait "
                 f"in {self.path} and are retried on the next evaluation."
             )
         return report

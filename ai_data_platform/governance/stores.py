@@ -29,6 +29,7 @@ import duckdb
 
 from ai_data_platform import settings, warehouse
 from ai_data_platform.governance.personal_data import regional_columns
+from ai_data_platform.private_files import make_private_dir, restrict_database
 from ai_data_platform.sources.contracts import CUSTOMERS, REGIONS, SUPPORT_TICKETS, SourceTable
 
 # Where a record whose region cannot be determined goes: the strictest regime.
@@ -186,10 +187,12 @@ class RegionalStores:
 
 
 def _attach_waiting(con: duckdb.DuckDBPyConnection, path: Path, name: str, read_only: bool) -> None:
-    """ATTACH a store, waiting (with backoff) while another process holds its write lock."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """ATTACH a store, waiting (with backoff) while another process holds its write lock; the
+    store's file, its ``.wal`` and a folder created for it are owner-only."""
+    make_private_dir(path.parent)
     mode = " (READ_ONLY)" if read_only else ""
     warehouse.waiting_for_lock(lambda: con.execute(f"ATTACH {warehouse.sql_literal(str(path))} AS {name}{mode}"))
+    restrict_database(path)
 
 
 def union_sql(table: PersonalTable, aliases: Mapping[str, str], columns: str = "*") -> str:

@@ -51,6 +51,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from ai_data_platform import settings
+from ai_data_platform.private_files import make_private_dir, new_private_dir, open_private
 
 DATA_FILE = "data.parquet"
 MANIFEST_FILE = "manifest.json"
@@ -291,7 +292,7 @@ def _history_event(event: str, previous_content_hash: str, reason: str | None, *
 
 
 def _write_file(path: Path, data: bytes) -> None:
-    with open(path, "wb") as handle:
+    with open_private(path, "wb") as handle:
         handle.write(data)
         handle.flush()
         os.fsync(handle.fileno())
@@ -306,10 +307,10 @@ def _fsync_dir(directory: Path) -> None:
 
 
 def _stage(parent: Path, version: str, data: bytes, manifest: bytes) -> Path:
-    """Write both files into a hidden temp directory under ``parent``; return it."""
-    parent.mkdir(parents=True, exist_ok=True)
+    """Write both files into a hidden owner-only temp directory under ``parent``; return it."""
+    make_private_dir(parent)
     staging = parent / f".tmp-{version}-{uuid.uuid4().hex}"
-    staging.mkdir()
+    new_private_dir(staging)
     try:
         _write_file(staging / DATA_FILE, data)
         _write_file(staging / MANIFEST_FILE, manifest)
@@ -568,7 +569,7 @@ def retire_directory(target: Path, tombstone: dict) -> None:
     """Delete a version directory (datasets and models alike), leaving ``tombstone`` in its place:
     written first, then the directory renamed aside (readers stop seeing it at once) and removed."""
     path = tombstone_path(target.parent, target.name)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    make_private_dir(path.parent)
     _write_file(path, _manifest_bytes(tombstone))
     retired = target.parent / f".retired-{target.name}-{uuid.uuid4().hex}"
     os.rename(target, retired)

@@ -47,6 +47,7 @@ import pandas as pd
 from threadpoolctl import threadpool_limits  # a hard dependency of scikit-learn
 
 from ai_data_platform import settings
+from ai_data_platform.private_files import make_private_dir, new_private_dir, open_private
 
 MODEL_FILE = "model.joblib"
 CARD_FILE = "model_card.json"
@@ -377,7 +378,7 @@ def _sha256(data: bytes) -> str:
 
 
 def _write_file(path: Path, data: bytes) -> None:
-    with open(path, "wb") as f:
+    with open_private(path, "wb") as f:
         f.write(data)
         f.flush()
         os.fsync(f.fileno())
@@ -458,9 +459,9 @@ def save_model(
     replaces it: models are derived from the (immutable) dataset version.
     """
     target = _version_dir(root, trained.name, trained.version)
-    target.parent.mkdir(parents=True, exist_ok=True)
+    make_private_dir(target.parent)
     staged = target.with_name(f".{target.name}.tmp-{uuid.uuid4().hex}")
-    staged.mkdir()
+    new_private_dir(staged)
     try:
         import joblib
 

@@ -7,9 +7,10 @@ without an instance. The Dagster side lives in :mod:`ai_data_platform.observabil
   what happened (kind + subject + a state-change marker), so re-processing the same event yields
   the same id and can be deduplicated.
 * :class:`AlertSink` delivers alerts: it appends one JSON line per alert to
-  ``$ADP_DATA_DIR/alerts.jsonl`` (append-only, fsynced, never rewritten) and, when a webhook URL is
+  ``$ADP_DATA_DIR/alerts.jsonl`` (append-only, fsynced, never rewritten, owner-only) and, when a webhook URL is
   configured, POSTs a Slack-compatible payload with a few bounded retries. Webhook problems are
-  logged and recorded, never raised.
+  logged and recorded, never raised; the webhook URL (a credential) appears in them only as scheme
+  and host (see :mod:`ai_data_platform.observability.redaction`).
 * :func:`transitions` is the pure state machine that decides which freshness state changes are
   alert-worthy.
 """
@@ -26,10 +27,11 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import urlsplit
 
 import requests
 
+from ai_data_platform.observability.redaction import describe_failure, hide_urls_in_http_client_logs, scrub, shown_url
+from ai_data_platform.private_files import make_private_dir, private_fd
 from ai_data_platform.settings import paths
 
 AlertKind = Literal["freshness", "check_failed", "run_failed"]
@@ -63,6 +65,9 @@ _PERMANENT_REQUEST_ERRORS = (
     requests.exceptions.InvalidSchema,
     requests.exceptions.InvalidURL,
 )
+# How much of an error response's body is searched for echoes of the URL, and how much is kept.
+_RESPONSE_SCRUB_CHARS = 65536
+_RESPONSE_KEEP_CHARS = 200
 
 
 def utc_iso(timestamp: float | datetime | None = None) -> str:
@@ -251,8 +256,12 @@ def post_json(
 
     Up to ``attempts`` tries with exponential backoff (``backoff_seconds``, doubled each time),
     each with a ``timeout_seconds`` timeout, all within roughly ``max_total_seconds``. Retried on
-    connection errors, timeouts, HTTP 429 and 5xx; other 4xx and malformed URLs are permanent.
+    connection errors, timeouts, HTTP 429 and 5xx; other 4xx, redirects (never followed: the
+    payload goes to the configured host or nowhere) and malformed URLs are permanent. The outcome's
+    ``error`` and every log line name the failure without the URL's secret parts (credentials,
+    path, query), whatever the exception or the response said.
     """
+    hide_urls_in_http_client_logs()
     log = log or logger
     started = time.monotonic()
     deadline = started + max_total_seconds
@@ -268,19 +277,21 @@ def post_json(
         tries += 1
         retryable = True
         try:
-            response = poster(url, json=payload, headers=dict(headers or {}), timeout=min(timeout_seconds, remaining))
+            response = poster(
+                url, json=payload, headers=dict(headers or {}), timeout=min(timeout_seconds, remaining), allow_redirects=False
+            )
             status_code = response.status_code
             if 200 <= status_code < 300:
                 return PostOutcome(True, tries, status_code, None, time.monotonic() - started)
-            error = f"HTTP {status_code}: {response.text[:200]}"
+            error = _http_error(status_code, response, url)
             retryable = status_code == 429 or status_code >= 500
         except _PERMANENT_REQUEST_ERRORS as exc:  # a malformed URL will not get better
-            error = f"{type(exc).__name__}: {exc}"
+            error = describe_failure(exc, url)
             retryable = False
         except requests.RequestException as exc:  # connection refused, timeout, ...
-            error = f"{type(exc).__name__}: {exc}"
+            error = describe_failure(exc, url)
         except Exception as exc:  # a broken URL or adapter must not crash the caller
-            error = f"{type(exc).__name__}: {exc}"
+            error = describe_failure(exc, url)
             retryable = False
         if not retryable or tries >= attempts:
             break
@@ -292,13 +303,16 @@ def post_json(
     return PostOutcome(False, tries, status_code, error, time.monotonic() - started)
 
 
-def _redact(url: str) -> str:
-    """Scheme and host of a URL only: webhook paths (e.g. Slack's) are secrets."""
+def _http_error(status_code: int, response: requests.Response, url: str) -> str:
+    """``HTTP <status>: <start of the body>`` on one line, the body scrubbed of the URL's secret
+    parts (an error page may echo the request path or credentials)."""
+    if 300 <= status_code < 400:
+        return f"HTTP {status_code}: a redirect, not followed"
     try:
-        parts = urlsplit(url)
-        return f"{parts.scheme}://{parts.netloc}/…" if parts.netloc else "<webhook>"
-    except ValueError:
-        return "<webhook>"
+        body = response.text[:_RESPONSE_SCRUB_CHARS]
+    except Exception:  # an undecodable body is no reason to fail
+        body = ""
+    return f"HTTP {status_code}: {' '.join(scrub(body, url).split())[:_RESPONSE_KEEP_CHARS]}"
 
 
 class AlertSink:
@@ -352,9 +366,9 @@ class AlertSink:
 
     def write(self, alert: Alert) -> None:
         """Append ``alert`` as one JSON line and fsync. Never truncates or rewrites the file."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        make_private_dir(self.path.parent)
         line = (alert.to_json() + "\n").encode("utf-8")
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        fd = private_fd(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
         try:
             written = 0
             while written < len(line):  # os.write may write partially; loop until done
@@ -429,7 +443,7 @@ class AlertSink:
         if not outcome.delivered:
             self.delivery_failures.append(result)
             self.log.warning(
-                f"Alert webhook delivery to {_redact(self.webhook_url)} failed for {alert.id} after "
+                f"Alert webhook delivery to {shown_url(self.webhook_url)} failed for {alert.id} after "
                 f"{outcome.attempts} attempt(s) in {outcome.elapsed_seconds:.2f}s: {outcome.error}. "
                 f"The alert is recorded in {self.path}."
             )

@@ -32,6 +32,7 @@ from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
 from ai_data_platform.errors import InputError, shown
+from ai_data_platform.private_files import write_private
 from ai_data_platform.sources.contracts import DIRT_KINDS, SOURCE_TABLES, SourceTable, table
 from ai_data_platform.sources.landing import LandingZones
 from ai_data_platform.sources.simulator_clock import Window, stream
@@ -121,8 +122,7 @@ def generate(
         "files": files,
         "totals": _totals(files),
     }
-    zones.shared.mkdir(parents=True, exist_ok=True)
-    (zones.shared / MANIFEST_NAME).write_text(json.dumps(manifest, sort_keys=True, indent=2) + "\n")
+    write_private(zones.shared / MANIFEST_NAME, (json.dumps(manifest, sort_keys=True, indent=2) + "\n").encode())
     return manifest
 
 

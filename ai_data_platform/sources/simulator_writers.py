@@ -20,6 +20,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from ai_data_platform.private_files import make_private_dir, open_private
 from ai_data_platform.sources.contracts import SourceTable
 from ai_data_platform.sources.simulator_arrow import iso_timestamps
 
@@ -132,14 +133,16 @@ def _joined_bytes(lines: pa.Array) -> memoryview:
 
 
 def write_lines(path: Path, lines: pa.Array, header: bytes = b"") -> None:
-    """Write a header then every line; the file is byte-for-byte what the arrays hold."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "wb") as out:
+    """Write a header then every line; the file is byte-for-byte what the arrays hold (owner-only,
+    like its folders: landing files hold personal data)."""
+    make_private_dir(path.parent)
+    with open_private(path, "wb") as out:
         out.write(header)
         out.write(_joined_bytes(lines))
 
 
 def write_parquet(path: Path, table: pa.Table) -> None:
-    """Write a Parquet file with fixed options (no timestamps or host details in metadata)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    pq.write_table(table, path, **PARQUET_OPTIONS)
+    """Write a Parquet file with fixed options (no timestamps or host details in metadata), owner-only."""
+    make_private_dir(path.parent)
+    with open_private(path, "wb") as out:
+        pq.write_table(table, out, **PARQUET_OPTIONS)

@@ -73,8 +73,12 @@ def cmd_consume(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    from ai_data_platform.exposure import exposure_warning
     from ai_data_platform.streaming.serve import serve
 
+    warning = exposure_warning(args.host, "the online features and scoring API")
+    if warning:
+        print(f"adp serve: {warning}", file=sys.stderr)
     serve(args.host, args.port)
     return 0
 
@@ -104,7 +108,7 @@ def add_stream_parsers(sub) -> None:
     c.set_defaults(func=cmd_consume)
 
     s = sub.add_parser("serve", help="HTTP API on 127.0.0.1: GET /features/{customer_id}, POST /score, GET /health")
-    s.add_argument("--host", type=host, default="127.0.0.1")
+    s.add_argument("--host", type=host, default="127.0.0.1", help="address to listen on (default 127.0.0.1; anything else warns: no authentication)")
     s.add_argument("--port", type=port, default=8000)
     s.set_defaults(func=cmd_serve)
 

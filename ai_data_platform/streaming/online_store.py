@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from ai_data_platform.features.registry import SOURCES
+from ai_data_platform.private_files import make_private_dir, open_private, restrict_database
 from ai_data_platform.streaming.online_features import ONLINE, FeatureInterpreter
 from ai_data_platform.streaming.transport import from_us, now_us, to_us
 
@@ -219,7 +220,11 @@ class SqliteOnlineStore(OnlineStore):
 
     def __init__(self, path: Path):
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        make_private_dir(self.path.parent)
+        # Created owner-only before SQLite opens it: SQLite gives its -wal and -shm files the
+        # database file's mode.
+        open_private(self.path, "ab").close()
+        restrict_database(self.path)
         self.label = f"sqlite:{self.path}"
         self._local = threading.local()
         self._con().executescript(_SCHEMA)

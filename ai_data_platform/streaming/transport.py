@@ -36,6 +36,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 from ai_data_platform.file_lock import locked
+from ai_data_platform.private_files import make_private_dir, open_private
 
 SEGMENT_RECORDS = 100_000
 POLL_SECONDS = 0.005
@@ -125,8 +126,7 @@ class FileSegmentTransport(Transport):
     def __init__(self, root: Path, topic: str = "events", clock=now_us):
         if not topic.isidentifier():
             raise ValueError(f"topic must be an identifier, got {topic!r}")
-        self.dir = Path(root) / topic
-        self.dir.mkdir(parents=True, exist_ok=True)
+        self.dir = make_private_dir(Path(root) / topic)  # events hold customer ids: owner-only
         self.label = f"file/{topic}"
         self.clock = clock  # µs since the epoch (UTC): the receipt stamp
         # per reader ("read": the online consumer, "scan": a secondary sink): where it stopped,
@@ -175,11 +175,12 @@ class FileSegmentTransport(Transport):
                 head["last_us"] = stamp
                 stamp += 1
             data = b"".join(chunks)
-            with open(segment, "ab") as fh:
+            with open_private(segment, "ab") as fh:
                 fh.write(data)
             head["size"] += len(data)
             tmp = self.dir / ".head.tmp"
-            tmp.write_text(json.dumps(head))
+            with open_private(tmp, "wb") as fh:
+                fh.write(json.dumps(head).encode())
             os.replace(tmp, self.dir / ".head")
         return records
 
@@ -280,7 +281,7 @@ class FileSegmentTransport(Transport):
                     continue
                 stat = path.stat()
                 tmp = path.with_name(path.name + ".erasing")
-                with open(tmp, "wb") as fh:
+                with open_private(tmp, "wb") as fh:
                     fh.write(b"".join(line + b"\n" for line in lines) + tail)
                     fh.flush()
                     os.fsync(fh.fileno())

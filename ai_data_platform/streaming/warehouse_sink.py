@@ -35,6 +35,7 @@ import pyarrow as pa
 
 from ai_data_platform import warehouse as wh
 from ai_data_platform.governance import suppression
+from ai_data_platform.private_files import restrict_database
 from ai_data_platform.sources.contracts import EVENTS
 from ai_data_platform.streaming.erased import ErasedSubjects, Judged, judge_record
 from ai_data_platform.streaming.transport import Record, Transport
@@ -153,6 +154,7 @@ class WarehouseSink:
             self.busy_count += 1
             return FlushResult(busy=True, position=self.position)
         try:
+            restrict_database(self.warehouse)
             ensure_tables(con)
             with wh.transaction(con):  # the erased subjects read in it hold until the commit
                 result = self._land(con, polled_at)
