@@ -164,11 +164,6 @@ def pii_hmac_key() -> str:
     return key
 
 
-def check_environment() -> None:
-    """Refuse to start with an unknown ``ADP_ENV`` or, in ``prod``, an unusable PII key (InputError)."""
-    pii_hmac_key()
-
-
 REGION_STORE_VAR_PREFIX = "ADP_REGION_STORE_"
 REGION_LANDING_VAR_PREFIX = "ADP_REGION_LANDING_"
 

@@ -177,7 +177,7 @@ def test_every_adp_command_stops_in_prod_without_a_usable_key(prod, monkeypatch,
     for path, parser in commands:
         assert cli.main(_valid_argv(path, parser)) == 2, path
         err = capsys.readouterr().err
-        assert err.startswith(f"adp {path[0]}: ADP_PII_HMAC_KEY ") and err.count("\n") == 1, (path, err)
+        assert err.startswith(f"adp {' '.join(path)}: ADP_PII_HMAC_KEY ") and err.count("\n") == 1, (path, err)
         assert key is None or len(key) < 6 or key not in err
 
 
