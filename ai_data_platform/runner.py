@@ -38,8 +38,15 @@ def materialize_range(
     *,
     selection: str | None = None,
     log_level: str = "WARNING",
+    allow_shrink: bool = False,
 ) -> dg.ExecuteInProcessResult:
-    """One single-run backfill of the nightly job over [start, end], in this process."""
+    """One single-run backfill of the nightly job over [start, end], in this process.
+
+    ``allow_shrink`` tags the run ``adp/allow_shrink=true``: days the landing guard would stop (a
+    re-load emptying or shrinking a loaded day, a first load cut short or far below the trailing
+    days) are loaded anyway, each with an audit record (``sources/landing_guard.py``)."""
+    from ai_data_platform.sources.landing_guard import ALLOW_SHRINK_TAG
+
     defs = load_defs()
     job = defs.resolve_job_def("nightly")
     tags = {
@@ -48,6 +55,8 @@ def materialize_range(
         "adp/trigger": "adp materialize",
         "adp/actor": audit.default_actor(),
     }
+    if allow_shrink:
+        tags[ALLOW_SHRINK_TAG] = "true"
     kwargs = {}
     if selection:
         kwargs["asset_selection"] = [dg.AssetKey.from_user_string(k.strip()) for k in selection.split(",")]
@@ -56,6 +65,18 @@ def materialize_range(
     return job.execute_in_process(
         instance=instance, tags=tags, raise_on_error=False, run_config=run_config, **kwargs
     )
+
+
+def failure_messages(result: dg.ExecuteInProcessResult) -> list[str]:
+    """One line per failed step of a run: the step and its ``dg.Failure`` description (the error's
+    message for any other exception)."""
+    lines = []
+    for event in result.get_step_failure_events():
+        data = event.step_failure_data
+        described = data.user_failure_data.description if data.user_failure_data else None
+        text = described or (data.error.message if data.error else "failed")
+        lines.append(f"{event.step_key}: {' '.join(text.split())}")
+    return lines
 
 
 def run_job(
