@@ -160,12 +160,14 @@ def cmd_materialize(args: argparse.Namespace) -> int:
     start, end = _materialize_window(args)
     instance = runner.prepare_instance()
     print(f"materializing {start}..{end} through Dagster (run stored in {instance.root_directory})")
-    result = runner.materialize_range(instance, start, end, selection=selection)
+    result = runner.materialize_range(instance, start, end, selection=selection, allow_shrink=args.allow_shrink)
     alerts = runner.run_alert_sensor(instance)
     records, events = runner.run_audit_sensor(instance)
     print(runner.format_summary(runner.summarize(instance), alerts))
     print(f"audit trail: {records} record(s) appended; lineage: {events} OpenLineage event(s) (see `adp audit show`)")
     print(f"run {result.run_id}: {'SUCCESS' if result.success else 'FAILURE'}")
+    for line in runner.failure_messages(result):
+        print(f"  failed step {line}", file=sys.stderr)
     return 0 if result.success else 1
 
 
@@ -326,6 +328,12 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--partition", type=day, help="just this day")
     m.add_argument("--select", help="comma-separated asset keys of the nightly job (e.g. raw/events,staging/events,"
                    "quarantine/events: assets computed together are selected together); default: all")
+    m.add_argument(
+        "--allow-shrink",
+        action="store_true",
+        help="load days the landing guard stops (a re-load that would empty or shrink a loaded day, a file cut short, "
+        "a day far below the trailing days): tags the run adp/allow_shrink=true; each forced day is audited",
+    )
     m.set_defaults(func=cmd_materialize)
 
     d = sub.add_parser("demo", help="generate the default data set, materialize everything, print a summary")

@@ -46,9 +46,16 @@ def materialize_range(
     *,
     selection: Sequence[dg.AssetKey] | None = None,
     log_level: str = "WARNING",
+    allow_shrink: bool = False,
 ) -> dg.ExecuteInProcessResult:
     """One single-run backfill of the nightly job over [start, end], in this process (``selection``:
-    only these assets, see :func:`asset_selection`)."""
+    only these assets, see :func:`asset_selection`).
+
+    ``allow_shrink`` tags the run ``adp/allow_shrink=true``: days the landing guard would stop (a
+    re-load emptying or shrinking a loaded day, a first load cut short or far below the trailing
+    days) are loaded anyway, each with an audit record (``sources/landing_guard.py``)."""
+    from ai_data_platform.sources.landing_guard import ALLOW_SHRINK_TAG
+
     defs = load_defs()
     job = defs.resolve_job_def("nightly")
     tags = {
@@ -57,6 +64,8 @@ def materialize_range(
         "adp/trigger": "adp materialize",
         "adp/actor": audit.default_actor(),
     }
+    if allow_shrink:
+        tags[ALLOW_SHRINK_TAG] = "true"
     kwargs = {}
     if selection:
         kwargs["asset_selection"] = list(selection)
@@ -123,6 +132,18 @@ def _refuse_check(name: str, asset: str) -> NoReturn:
     raise InputError(
         f"--select: {shown(name)} is a check, not an asset: select its asset ({asset}); its checks run with it"
     )
+
+
+def failure_messages(result: dg.ExecuteInProcessResult) -> list[str]:
+    """One line per failed step of a run: the step and its ``dg.Failure`` description (the error's
+    message for any other exception)."""
+    lines = []
+    for event in result.get_step_failure_events():
+        data = event.step_failure_data
+        described = data.user_failure_data.description if data.user_failure_data else None
+        text = described or (data.error.message if data.error else "failed")
+        lines.append(f"{event.step_key}: {' '.join(text.split())}")
+    return lines
 
 
 def run_job(

@@ -47,7 +47,11 @@ ASSET_GROUP = "behavioral"
 LANDING_FILE = "behavioral/events/{day}.jsonl"  # the newest day's file: one raw row per line
 ASSET = "/".join(ASSET_PATH)
 # The raw asset's checks and a phrase of the description each writes when it passes.
-CHECKS = {"schema_drift": "1 file(s) match the contract", "volume_anomaly": "no baseline yet"}
+CHECKS = {
+    "schema_drift": "1 file(s) match the contract",
+    "landing_complete": "none cut short",
+    "volume_anomaly": "no baseline yet",
+}
 DAYS = 3
 UI_START_TIMEOUT_S = 90
 RUN_TIMEOUT_MS = 90_000
@@ -189,7 +193,7 @@ def test_graphql_catalog_lists_every_group_and_the_raw_assets_checks(ui):
     assert {n["groupName"] for n in nodes} == set(GROUPS)
     assert by_key[ASSET]["groupName"] == ASSET_GROUP and by_key[ASSET]["isPartitioned"]
     checks = {c["name"]: c["blocking"] for c in by_key[ASSET]["assetChecksOrError"]["checks"]}
-    assert checks == {"schema_drift": True, "volume_anomaly": False}
+    assert checks == {"schema_drift": True, "landing_complete": True, "volume_anomaly": False}
     assert {"features/customer_daily", "marts/customer_360", "ml/churn_model"} <= set(by_key)
 
 

@@ -13,19 +13,24 @@ present in every regional store; its metadata gives the rows per region.
 
 
 from datetime import timedelta
+from pathlib import Path
 
 import dagster as dg
 
 from ai_data_platform import settings
+from ai_data_platform.errors import InputError
+from ai_data_platform.governance import audit
+from ai_data_platform.governance.audit_events import actor_of
 from ai_data_platform.governance.classification import highest_of_columns
 from ai_data_platform.metadata import OWNERS, PROFILE_KEY, column_lineage, column_schema, partition_profile, table_metadata
 from ai_data_platform.partitions import daily_partitions, days_in
 from ai_data_platform.governance.personal_data import hash_column, hashed_columns, holds_personal_data, warehouse_raw_columns
 from ai_data_platform.governance.stores import IDENTITY, QUARANTINE_PERSONAL, RAW_PERSONAL, PersonalTable
 from ai_data_platform.resources import LandingResource, PiiResource, RegionalStoresResource, WarehouseResource
-from ai_data_platform.sources import raw_load, staging
+from ai_data_platform.sources import landing_guard, raw_load, staging
 from ai_data_platform.sources import staging_sql as sql
 from ai_data_platform.sources.contracts import CUSTOMERS, SOURCE_TABLES, SourceTable
+from ai_data_platform.sources.landing import LandingFileMissing
 from ai_data_platform.quality.gx_runner import prewarm as prewarm_gx
 
 WAREHOUSE_POOL = "duckdb_warehouse"
@@ -224,7 +229,23 @@ def build_raw_asset(t: SourceTable) -> dg.AssetsDefinition:
                 asset=key,
                 blocking=True,
                 partitions_def=daily_partitions,
-                description="The landed file's columns equal the source contract's (missing columns fail, extra ones warn).",
+                description=(
+                    "The landed file's columns equal the source contract's (missing columns and Parquet columns "
+                    "of the wrong type fail, extra ones warn)."
+                ),
+            ),
+            dg.AssetCheckSpec(
+                "landing_complete",
+                asset=key,
+                blocking=True,
+                partitions_def=daily_partitions,
+                description=(
+                    "No landing file of the day is cut short (a CSV without its header, a last record cut off, "
+                    "a quoted field never closed) and the day's well-formed records are not far below the "
+                    "trailing days' median. A re-load that would empty or shrink a loaded day is refused "
+                    f"before anything is replaced. The run tag {landing_guard.ALLOW_SHRINK_TAG}=true forces "
+                    "such a day through; the override is audited."
+                ),
             ),
             dg.AssetCheckSpec(
                 "volume_anomaly",
@@ -244,11 +265,15 @@ def build_raw_asset(t: SourceTable) -> dg.AssetsDefinition:
         personal = regional_stores.personal_data(pii)
         days = days_in(context)
         crm_database_url = settings.crm_database_url() if t is CUSTOMERS else None
+        force = _audited_override(context, key, Path(landing.data_dir))
         with warehouse.get_connection() as con:
             if crm_database_url:
                 loads = raw_load.load_crm_days(con, crm_database_url, days, settings.crm_overlap(), personal)
             else:
-                loads = raw_load.load_days(con, t, landing.zones, days, personal)
+                try:
+                    loads = raw_load.load_days(con, t, landing.zones, days, personal, force=force)
+                except (InputError, LandingFileMissing) as exc:  # names the file and the rule: no traceback
+                    raise dg.Failure(description=str(exc)) from None
             volumes = [raw_load.volume_verdict(con, sql.raw_table(t), d) for d in days]
             profile = partition_profile(con, sql.raw_table(t), days)
         rows = sum(load.rows for load in loads)
@@ -285,19 +310,27 @@ def build_raw_asset(t: SourceTable) -> dg.AssetsDefinition:
             ),
         )
         drifted = [load for load in loads if load.drift.drifted]
-        missing = [load for load in drifted if load.drift.missing]
+        failing = [load for load in drifted if load.drift.failing]
         messages = [load.drift.describe(t, load.day) for load in drifted]
         yield dg.AssetCheckResult(
             asset_key=key,
             check_name="schema_drift",
             passed=not drifted,
-            severity=dg.AssetCheckSeverity.ERROR if missing else dg.AssetCheckSeverity.WARN,
+            severity=dg.AssetCheckSeverity.ERROR if failing else dg.AssetCheckSeverity.WARN,
             description="; ".join(messages) or f"{len(loads)} file(s) match the contract",
             metadata={
                 "message": "; ".join(messages) or "columns match the contract",
-                "drift": {str(load.day): {"missing": list(load.drift.missing), "added": list(load.drift.added)} for load in drifted},
+                "drift": {
+                    str(load.day): {
+                        "missing": list(load.drift.missing),
+                        "added": list(load.drift.added),
+                        "wrong_type": {c: {"expected": e, "found": f} for c, e, f in load.drift.retyped},
+                    }
+                    for load in drifted
+                },
             },
         )
+        yield _landing_check(key, [load.guard for load in loads if load.guard is not None], actor_of(context.run))
         anomalies = [v for v in volumes if v.anomalous]
         yield dg.AssetCheckResult(
             asset_key=key,
@@ -313,6 +346,69 @@ def build_raw_asset(t: SourceTable) -> dg.AssetsDefinition:
         )
 
     return _raw
+
+
+def _audited_override(context: dg.AssetExecutionContext, key: dg.AssetKey, data_dir: Path):
+    """The ``force`` of ``raw_load.load_days`` when the run carries ``adp/allow_shrink=true``: it
+    appends the audit record of each day forced through; else None (stopped days stay stopped)."""
+    try:
+        allowed = landing_guard.allow_shrink(context.run.tags)
+    except InputError as exc:
+        raise dg.Failure(description=str(exc)) from None
+    if not allowed:
+        return None
+    actor, run_id = actor_of(context.run), context.run_id
+
+    def record(verdict: landing_guard.DayVerdict) -> None:
+        audit.append(
+            landing_guard.AUDIT_ACTION,
+            directory=data_dir / "audit",
+            actor=actor,
+            run_id=run_id,
+            **landing_guard.audit_fields(verdict, key.to_user_string()),
+        )
+        context.log.warning(f"{_forced_by(actor)}: {verdict.describe()}")
+
+    return record
+
+
+def _forced_by(actor: str) -> str:
+    return f"forced by {actor} with {landing_guard.ALLOW_SHRINK_TAG}=true (audited)"
+
+
+def _landing_check(key: dg.AssetKey, verdicts: list[landing_guard.DayVerdict], actor: str) -> dg.AssetCheckResult:
+    """The ``landing_complete`` result: fails on a day the guard stopped, passes with a warning on
+    one an operator forced (an extraction from a database has no landing files to judge)."""
+    stopped = [v for v in verdicts if v.stopped]
+    blocking = [v for v in stopped if not v.forced]
+    if blocking:
+        message = "; ".join(v.describe() for v in blocking) + f"; {landing_guard.FORCE_HINT}"
+    elif stopped:
+        message = f"{_forced_by(actor)}: " + "; ".join(v.describe() for v in stopped)
+    elif verdicts:
+        message = verdicts[-1].describe()
+    else:
+        message = "extracted from a database: no landing files to judge"
+    return dg.AssetCheckResult(
+        asset_key=key,
+        check_name="landing_complete",
+        passed=not blocking,
+        severity=dg.AssetCheckSeverity.ERROR if blocking else dg.AssetCheckSeverity.WARN,
+        description=message[:2000],
+        metadata={
+            "message": message,
+            "by_day": {
+                str(v.day): {
+                    "well_formed": v.well_formed,
+                    "loaded_well_formed": v.loaded if v.loaded is not None else -1,
+                    "trailing_median": v.median if v.median is not None else -1,
+                    "findings": list(v.findings) + ([v.refusal] if v.refusal else []),
+                    "forced": v.forced,
+                }
+                for v in verdicts
+            },
+        },
+    )
 
 
 def build_staging_asset(t: SourceTable) -> dg.AssetsDefinition:

@@ -10,17 +10,26 @@ table's day is the list of its files, one per zone, in region order (EU, US, APA
 :func:`landing_files` is the one place that says which files hold a table's day.
 
 **Reading.** Every format is read to the same shape: the contract's columns as text (missing columns null),
-``_row_number`` (1-based record number in the file; for CSV the header is not counted) and
-``_raw_line`` (the raw text of a record that could not be split into fields: a CSV row with the
-wrong number of fields or a JSON-lines record that is not a JSON object; null otherwise).
-Parsing into types and validating happens later, in staging, where failures are quarantined with
-a reason. The columns actually found in the file are reported so schema drift can be named.
+``_row_number`` (1-based record number in the file; for CSV the header is not counted, blank lines
+are no records) and ``_raw_line`` (the raw text of a record that could not be split into fields: a
+CSV row with the wrong number of fields or a JSON-lines record that is not a JSON object; null
+otherwise). Parsing into types and validating happens later, in staging, where failures are
+quarantined with a reason. The columns actually found in the file (and, for Parquet, their stored
+types) are reported so schema drift can be named.
+
+Text files are UTF-8, with or without a byte order mark, with LF or CRLF line ends; a UTF-16 or
+UTF-32 file, or a Parquet file that cannot be opened or decoded, is a :class:`LandingFileUnreadable`
+naming the file. A file that looks cut short (a CSV without its header, a last record cut off with
+no final newline, a quoted field never closed) is read as it is and says why in
+:attr:`LandedFile.incomplete`: the load's guard (``landing_guard``) decides what that stops.
 """
 
 from __future__ import annotations
 
 import csv
+import io
 import json
+import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, replace
 from datetime import date
@@ -31,11 +40,16 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
+from ai_data_platform.errors import InputError
 from ai_data_platform.sources.contracts import REGIONS, SourceTable
 
 
 class LandingFileMissing(FileNotFoundError):
     """The export for a table and day has not landed."""
+
+
+class LandingFileUnreadable(InputError):
+    """A landing file that cannot be read as its contract's format; the message names the file and why."""
 
 
 def lands_per_region(t: SourceTable) -> bool:
@@ -115,10 +129,17 @@ class LandedFile:
     path: Path
     table: pa.Table  # contract columns (string), _row_number (int64), _raw_line (string)
     observed_columns: tuple[str, ...]
+    observed_types: Mapping[str, pa.DataType] | None = None  # Parquet: each column's stored type; None for text
+    incomplete: str | None = None  # why the file looks cut short (see the module docstring); None when whole
 
     @property
     def rows(self) -> int:
         return self.table.num_rows
+
+    @property
+    def well_formed(self) -> int:
+        """Records that could be split into fields (``_raw_line`` null)."""
+        return self.table.column("_raw_line").null_count
 
 
 def read_landing_file(contract: SourceTable, path: Path) -> LandedFile:
@@ -127,8 +148,7 @@ def read_landing_file(contract: SourceTable, path: Path) -> LandedFile:
             f"no landing file for {contract.source}/{contract.name}: expected {path}"
         )
     reader = {"csv": _read_csv, "parquet": _read_parquet, "jsonl": _read_jsonl}[contract.file_format]
-    table, observed = reader(contract, path)
-    return LandedFile(path=path, table=table, observed_columns=tuple(observed))
+    return reader(contract, path)
 
 
 def read_landing_day(contract: SourceTable, paths: list[Path]) -> list[LandedFile]:
@@ -167,9 +187,56 @@ def _conform(
     )
 
 
-def _read_csv(contract: SourceTable, path: Path) -> tuple[pa.Table, list[str]]:
-    with path.open("r", encoding="utf-8", errors="replace", newline="") as fh:
-        observed = next(csv.reader(fh), [])
+# Byte order marks of encodings other than UTF-8; UTF-32 LE begins like UTF-16 LE, so it is tried first.
+_FOREIGN_BOMS = (
+    (b"\x00\x00\xfe\xff", "UTF-32 (big-endian)"),
+    (b"\xff\xfe\x00\x00", "UTF-32 (little-endian)"),
+    (b"\xfe\xff", "UTF-16 (big-endian)"),
+    (b"\xff\xfe", "UTF-16 (little-endian)"),
+)
+_UTF8_BOM = b"\xef\xbb\xbf"
+_NEWLINES = (b"\n", b"\r")
+
+
+def _utf8(path: Path) -> tuple[bytes, str]:
+    """The file's bytes as UTF-8 without a byte order mark, and their text. A UTF-16 or UTF-32 mark
+    is an error naming the file; bytes that are not UTF-8 become U+FFFD, as in every text format."""
+    data = path.read_bytes()
+    for bom, encoding in _FOREIGN_BOMS:
+        if data.startswith(bom):
+            raise LandingFileUnreadable(
+                f"{path}: the file is {encoding} (byte order mark {bom.hex(' ')}); landing text files must be UTF-8"
+            )
+    data = data.removeprefix(_UTF8_BOM)
+    try:
+        return data, data.decode("utf-8")
+    except UnicodeDecodeError:
+        text = data.decode("utf-8", errors="replace")
+        return text.encode("utf-8"), text
+
+
+def _cut_last_record(data: bytes, table: pa.Table) -> str | None:
+    """Why a text file's end looks cut: its last record could not be split and no newline ends it."""
+    if table.num_rows == 0 or data.endswith(_NEWLINES):
+        return None
+    last = table.column("_raw_line")[table.num_rows - 1]
+    if not last.is_valid:
+        return None
+    return f"ends mid-record: its last record ({table.num_rows}) is cut off, with no final newline"
+
+
+def _read_csv(contract: SourceTable, path: Path) -> LandedFile:
+    data, text = _utf8(path)
+    if not data.strip():
+        empty = pa.array([], pa.int64())
+        why = "is empty" if not data else "holds only blank lines"
+        return LandedFile(
+            path, _conform(contract, {}, empty, pa.array([], pa.string())), (), incomplete=f"{why}: no CSV header"
+        )
+    try:
+        observed = next((row for row in csv.reader(io.StringIO(text, newline="")) if row), [])
+    except csv.Error as exc:
+        raise LandingFileUnreadable(f"{path}: not a readable CSV header ({exc})") from None
 
     invalid: list[tuple[int, str]] = []
 
@@ -177,62 +244,121 @@ def _read_csv(contract: SourceTable, path: Path) -> tuple[pa.Table, list[str]]:
         invalid.append((row.number, row.text))
         return "skip"
 
-    if not observed:
-        empty = pa.array([], pa.int64())
-        return _conform(contract, {}, empty, pa.array([], pa.string())), observed
-    table = pacsv.read_csv(
-        path,
-        read_options=pacsv.ReadOptions(use_threads=False),
-        parse_options=pacsv.ParseOptions(invalid_row_handler=on_invalid),
-        convert_options=pacsv.ConvertOptions(
-            column_types={c: pa.string() for c in observed},
-            strings_can_be_null=True,
-            null_values=[""],
-            quoted_strings_can_be_null=False,
-        ),
-    )
-    # pyarrow numbers rows by physical line (header = line 1); records are numbered from 1.
-    bad_records = {number - 1: text for number, text in invalid}
+    try:
+        table = pacsv.read_csv(
+            pa.BufferReader(data if data.endswith(_NEWLINES) else data + b"\n"),  # a header alone needs its line end
+            read_options=pacsv.ReadOptions(use_threads=False),
+            parse_options=pacsv.ParseOptions(invalid_row_handler=on_invalid),
+            convert_options=pacsv.ConvertOptions(
+                column_types={c: pa.string() for c in observed},
+                strings_can_be_null=True,
+                null_values=[""],
+                quoted_strings_can_be_null=False,
+            ),
+        )
+    except pa.ArrowException as exc:
+        raise LandingFileUnreadable(f"{path}: not a readable CSV file ({_arrow_problem(exc)})") from None
+    # pyarrow numbers the rows it hands the handler by record (header = 1); records are numbered from 1.
+    bad_records = {number - 1: line for number, line in invalid}
     total = table.num_rows + len(bad_records)
     good_numbers = [i for i in range(1, total + 1) if i not in bad_records]
-    good = {c: table.column(c).combine_chunks() for c in table.column_names}
-    good_part = _conform(
+    good: dict[str, pa.Array] = {}
+    for i, name in enumerate(table.column_names):
+        good.setdefault(name, table.column(i).combine_chunks())  # a repeated name: the first column holds it
+    merged = _conform(
         contract, good, pa.array(good_numbers, pa.int64()), pa.nulls(table.num_rows, pa.string())
     )
-    if not bad_records:
-        return good_part, observed
-    bad_numbers = sorted(bad_records)
-    bad_part = _conform(
-        contract,
-        {},
-        pa.array(bad_numbers, pa.int64()),
-        pa.array([bad_records[i] for i in bad_numbers], pa.string()),
+    if bad_records:
+        bad_numbers = sorted(bad_records)
+        bad_part = _conform(
+            contract,
+            {},
+            pa.array(bad_numbers, pa.int64()),
+            pa.array([bad_records[i] for i in bad_numbers], pa.string()),
+        )
+        merged = pa.concat_tables([merged, bad_part]).sort_by("_row_number")
+    incomplete = (
+        "ends inside a quoted field that is never closed: cut mid-record"
+        if _ends_in_open_quote(text)
+        else _cut_last_record(data, merged)
     )
-    merged = pa.concat_tables([good_part, bad_part])
-    return merged.sort_by("_row_number"), observed
+    return LandedFile(path, merged, tuple(observed), incomplete=incomplete)
 
 
-def _read_parquet(contract: SourceTable, path: Path) -> tuple[pa.Table, list[str]]:
-    table = pq.read_table(path)
-    observed = list(table.column_names)
-    columns = {}
-    for name in observed:
-        col = table.column(name).combine_chunks()
-        if pa.types.is_timestamp(col.type):
-            # Render timestamps the way the text exports do, so staging parses one format.
-            col = pc.strftime(col, format="%Y-%m-%dT%H:%M:%S")
-        columns[name] = col
+def _ends_in_open_quote(text: str) -> bool:
+    """Whether CSV text ends inside a quoted field, read as Arrow reads it: a quote opens a field
+    only at the field's start (elsewhere it is a character), and inside one ``""`` is a quote."""
+    inside, escaped = False, -1
+    for match in re.finditer('"', text):
+        i = match.start()
+        if i == escaped:
+            continue
+        if inside:
+            if text.startswith('"', i + 1):
+                escaped = i + 1
+            else:
+                inside = False
+        elif i == 0 or text[i - 1] in ",\r\n":
+            inside = True
+    return inside
+
+
+def _arrow_problem(exc: Exception) -> str:
+    """The reason an Arrow error gives, without the path it repeats, on one bounded line."""
+    lines = re.sub(r"^Could not open Parquet input source '.*?': ", "", str(exc)).splitlines()
+    reason = lines[0] if lines else type(exc).__name__
+    return reason if len(reason) <= 200 else reason[:197] + "..."
+
+
+def _as_text(values: pa.Array) -> pa.Array:
+    """A Parquet column as the text exports write it: timestamps as UTC ``YYYY-MM-DDTHH:MM:SS``,
+    anything Arrow cannot cast to text (nested values, bytes that are not UTF-8) as JSON or
+    decoded text, so a column of the wrong type is still loaded whole."""
+    if pa.types.is_dictionary(values.type):
+        values = values.dictionary_decode()
+    if pa.types.is_timestamp(values.type):
+        if values.type.tz is not None:
+            values = values.cast(pa.timestamp(values.type.unit, "UTC"))
+        return pc.strftime(values, format="%Y-%m-%dT%H:%M:%S")
+    try:
+        return pc.cast(values, pa.string())
+    except (pa.ArrowNotImplementedError, pa.ArrowInvalid):
+        return pa.array([_json_text(v) for v in values.to_pylist()], pa.string())
+
+
+def _json_text(value: object) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, bytes):
+        return value.decode("utf-8", errors="replace")
+    return json.dumps(value, default=str, ensure_ascii=False)
+
+
+def _read_parquet(contract: SourceTable, path: Path) -> LandedFile:
+    try:
+        table = pq.ParquetFile(path).read()
+    except (pa.ArrowException, OSError) as exc:
+        raise LandingFileUnreadable(f"{path}: not a readable Parquet file ({_arrow_problem(exc)})") from None
+    columns: dict[str, pa.Array] = {}
+    types: dict[str, pa.DataType] = {}
+    for i, field in enumerate(table.schema):
+        if field.name not in columns:  # a repeated name: the first column holds it
+            columns[field.name] = _as_text(table.column(i).combine_chunks())
+            types[field.name] = field.type
     n = table.num_rows
-    return (
+    return LandedFile(
+        path,
         _conform(contract, columns, pa.array(range(1, n + 1), pa.int64()), pa.nulls(n, pa.string())),
-        observed,
+        tuple(columns),
+        observed_types=types,
     )
 
 
-def _read_jsonl(contract: SourceTable, path: Path) -> tuple[pa.Table, list[str]]:
-    lines = path.read_bytes().decode("utf-8", errors="replace").split("\n")
-    if lines and lines[-1] == "":
-        lines.pop()
+def _read_jsonl(contract: SourceTable, path: Path) -> LandedFile:
+    data, text = _utf8(path)
+    # a line end is LF or CRLF; a blank line holds no record
+    lines = [line.removesuffix("\r") for line in text.split("\n")]
+    lines = [line for line in lines if line.strip()]
     values: dict[str, list] = {name: [] for name in contract.column_names}
     raw_lines: list[str | None] = []
     observed: dict[str, None] = {}
@@ -254,7 +380,5 @@ def _read_jsonl(contract: SourceTable, path: Path) -> tuple[pa.Table, list[str]]
             values[name].append(None if v is None else (v if isinstance(v, str) else json.dumps(v)))
     n = len(lines)
     columns = {name: pa.array(vals, pa.string()) for name, vals in values.items() if name in observed}
-    return (
-        _conform(contract, columns, pa.array(range(1, n + 1), pa.int64()), pa.array(raw_lines, pa.string())),
-        list(observed),
-    )
+    table = _conform(contract, columns, pa.array(range(1, n + 1), pa.int64()), pa.array(raw_lines, pa.string()))
+    return LandedFile(path, table, tuple(observed), incomplete=_cut_last_record(data, table))

@@ -2,8 +2,13 @@
 
 A table's day is every file :func:`landing.landing_files` names for it (one per region for the
 CRM's tables, which land in each region's zone), read as one partition: ``_row_number`` continues
-across the files in region order, ``_file`` names each record's own file, schema drift is judged
-file by file.
+across the files in region order, ``_file`` names each record's own file, schema drift (missing,
+unexpected and, for Parquet, wrongly typed columns) is judged file by file.
+
+Before a day replaces its partition, ``landing_guard`` judges it against what the partition holds
+and the trailing days: a re-load that would empty or shrink the day is refused (nothing is
+replaced), a first load that looks cut short or far too small is loaded and reported for the raw
+asset's blocking check, unless an operator forces it (see ``landing_guard``).
 
 Two compliance rules apply to every load. Records of erased subjects (``governance/suppression.py``)
 are dropped, so no re-run or backfill brings a subject back. Tables holding personal data
@@ -18,6 +23,7 @@ from __future__ import annotations
 
 import math
 import statistics
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 
@@ -31,7 +37,9 @@ from ai_data_platform.governance.stores import RAW_PERSONAL, PersonalData
 from ai_data_platform.sources import crm_database
 from ai_data_platform.sources import crm_postgres as crm
 from ai_data_platform.sources.contracts import CUSTOMERS, EVENTS, SOURCE_TABLES, SourceTable
+from ai_data_platform.sources import landing_guard
 from ai_data_platform.sources.landing import LandedFile, LandingZones, read_landing_day
+from ai_data_platform.sources.landing_guard import DayVerdict, FileIntake, LoadRefused
 from ai_data_platform.sources.staging import check_layout, require_personal
 from ai_data_platform.sources.staging_sql import raw_ddl, raw_table
 
@@ -44,11 +52,17 @@ class SchemaDrift:
     missing: tuple[str, ...]
     added: tuple[str, ...]
     observed: bool = True  # False when the file had no records to observe columns from
-    by_file: tuple[tuple[str, SchemaDrift], ...] = ()  # of a day of several files: each drifted file's own
+    by_file: tuple[tuple[str, SchemaDrift], ...] = ()  # of a day's files: each drifted file's own
+    retyped: tuple[tuple[str, str, str], ...] = ()  # Parquet: (column, contract type, stored type) that disagree
 
     @property
     def drifted(self) -> bool:
-        return bool(self.missing or self.added)
+        return bool(self.missing or self.added or self.retyped)
+
+    @property
+    def failing(self) -> bool:
+        """Drift the day must not pass with: a missing column or one of the wrong type (extra ones warn)."""
+        return bool(self.missing or self.retyped)
 
     def _parts(self) -> str:
         parts = []
@@ -56,6 +70,8 @@ class SchemaDrift:
             parts.append(f"missing {list(self.missing)}")
         if self.added:
             parts.append(f"unexpected {list(self.added)}")
+        parts += [f"column {c} has the wrong type: expected {expected}, found {found}"
+                  for c, expected, found in self.retyped]
         return "; ".join(parts)
 
     def describe(self, t: SourceTable, day: date) -> str:
@@ -67,13 +83,12 @@ class SchemaDrift:
 
 
 def day_drift(per_file: list[tuple[str, SchemaDrift]]) -> SchemaDrift:
-    """The drift of a day of several files: the union of theirs, naming each drifted file."""
-    if len(per_file) == 1:
-        return per_file[0][1]
+    """The drift of a day's files: the union of theirs, naming each drifted file."""
     drifted = tuple((f, d) for f, d in per_file if d.drifted)
     missing = tuple(dict.fromkeys(c for _, d in drifted for c in d.missing))
     added = tuple(sorted({c for _, d in drifted for c in d.added}))
-    return SchemaDrift(missing, added, any(d.observed for _, d in per_file), drifted)
+    retyped = tuple(dict.fromkeys(r for _, d in drifted for r in d.retyped))
+    return SchemaDrift(missing, added, any(d.observed for _, d in per_file), drifted, retyped)
 
 
 @dataclass
@@ -84,6 +99,23 @@ class RawLoad:
     malformed: int
     drift: SchemaDrift
     extra: dict = field(default_factory=dict)
+    guard: DayVerdict | None = None  # the landing guard's verdict (None: extracted from a database)
+
+
+# The Parquet types a contract type's values may be stored as; an all-null (null-typed) column fits any.
+_PARQUET_TYPES: dict[str, tuple[Callable[[pa.DataType], bool], ...]] = {
+    "VARCHAR": (pa.types.is_string, pa.types.is_large_string, pa.types.is_string_view),
+    "DOUBLE": (pa.types.is_floating, pa.types.is_integer, pa.types.is_decimal),
+    "TIMESTAMP": (pa.types.is_timestamp,),
+    "BOOLEAN": (pa.types.is_boolean,),
+}
+
+
+def parquet_type_fits(dtype: str, stored: pa.DataType) -> bool:
+    """Whether a Parquet column stored as ``stored`` holds values of the contract type ``dtype``."""
+    if pa.types.is_dictionary(stored):
+        stored = stored.value_type
+    return pa.types.is_null(stored) or any(fits(stored) for fits in _PARQUET_TYPES[dtype])
 
 
 def schema_drift(t: SourceTable, landed: LandedFile) -> SchemaDrift:
@@ -93,9 +125,15 @@ def schema_drift(t: SourceTable, landed: LandedFile) -> SchemaDrift:
         return SchemaDrift((), (), observed=False)
     observed = set(landed.observed_columns)
     expected = set(t.column_names)
+    types = landed.observed_types or {}
     return SchemaDrift(
         missing=tuple(c for c in t.column_names if c not in observed),
         added=tuple(sorted(observed - expected)),
+        retyped=tuple(
+            (c.name, c.dtype, str(types[c.name]))
+            for c in t.columns
+            if c.name in types and not parquet_type_fits(c.dtype, types[c.name])
+        ),
     )
 
 
@@ -178,28 +216,45 @@ class _RawWriter:
 
 
 def load_days(
-    con: duckdb.DuckDBPyConnection, t: SourceTable, zones: LandingZones, days: list[date], personal: PersonalData | None = None
+    con: duckdb.DuckDBPyConnection,
+    t: SourceTable,
+    zones: LandingZones,
+    days: list[date],
+    personal: PersonalData | None = None,
+    force: Callable[[DayVerdict], None] | None = None,
 ) -> list[RawLoad]:
     """Replace ``raw.<table>`` for ``days`` with their landing files (every zone's), one transaction for all.
 
     ``personal`` (HMAC key and regional stores) is required for tables holding personal data and
     whenever subjects have been erased; the regional stores are written after the warehouse commit.
+
+    Each day is judged by ``landing_guard`` before its rows go in: a refused re-load raises
+    :class:`LoadRefused` and nothing is replaced; a first load's findings are in ``RawLoad.guard``.
+    Given ``force`` (an operator's override), a day the guard would stop is loaded anyway, after
+    ``force`` was called with its verdict (the audit record; if it raises, nothing is replaced).
     """
     writer = _RawWriter(con, t, personal)
+    loaded = loaded_counts(con, t, min(days), max(days))  # what the partitions hold before they are replaced
     loads: list[RawLoad] = []
     with warehouse.transaction(con):
         con.execute(
             f"DELETE FROM {raw_table(t)} WHERE _partition_date BETWEEN ? AND ?", [min(days), max(days)]
         )
         for day in days:
+            landed_files = read_landing_day(t, zones.files(t, day))
+            names = [zones.name(landed.path) for landed in landed_files]
+            verdict = judge_day(con, t, day, list(zip(names, landed_files)), loaded.get(day, {}))
+            if verdict.stopped and force is not None:
+                verdict = landing_guard.forced(verdict)
+                force(verdict)
+            elif verdict.refusal:
+                raise LoadRefused(verdict.refusal)
             kept = suppressed = malformed = records = 0
-            names, drifts = [], []
-            for landed in read_landing_day(t, zones.files(t, day)):
-                name = zones.name(landed.path)
+            drifts = []
+            for name, landed in zip(names, landed_files):
                 rows_kept, rows_suppressed = writer.insert(landed.table, day, name)
                 kept, suppressed, records = kept + rows_kept, suppressed + rows_suppressed, records + landed.rows
-                malformed += landed.rows - landed.table.column("_raw_line").null_count
-                names.append(name)
+                malformed += landed.rows - landed.well_formed
                 drifts.append((name, schema_drift(t, landed)))
             extra = {}
             if t is EVENTS:  # the stream records received that day (issue 5): same rules, same conservation
@@ -208,12 +263,61 @@ def load_days(
                 extra["stream_records"] = streamed
             if suppressed:
                 extra["erased_subject_rows_dropped"] = suppressed
-            loads.append(RawLoad(day, tuple(names), kept, malformed, day_drift(drifts), extra))
+            loads.append(RawLoad(day, tuple(names), kept, malformed, day_drift(drifts), extra, verdict))
     placed = writer.route_personal(days, zones)
     for load in loads:
         if placed:
             load.extra["residency"] = placed
     return loads
+
+
+# Rows the event stream put into raw.events carry ``_file = 'stream:<transport>/<segment>'``
+# (``streaming/warehouse_sink``): they are not landing records and are not counted by the guard.
+_LANDED_ROWS = "_file NOT LIKE 'stream:%'"
+
+
+def loaded_counts(
+    con: duckdb.DuckDBPyConnection, t: SourceTable, lo: date, hi: date
+) -> dict[date, dict[str, tuple[int, int]]]:
+    """Per day in [lo, hi] and per ``_file``: (rows, well-formed rows) that ``raw.<table>`` holds."""
+    rows = con.execute(
+        f"SELECT _partition_date, _file, count(*), count(*) FILTER (WHERE _raw_line IS NULL) FROM {raw_table(t)} "
+        "WHERE _partition_date BETWEEN ? AND ? GROUP BY ALL",
+        [lo, hi],
+    ).fetchall()
+    out: dict[date, dict[str, tuple[int, int]]] = {}
+    for day, file, total, well_formed in rows:
+        out.setdefault(day, {})[file] = (total, well_formed)
+    return out
+
+
+def trailing_counts(con: duckdb.DuckDBPyConnection, t: SourceTable, day: date) -> list[int]:
+    """Well-formed landing rows of each loaded day among the ``VOLUME_HISTORY_DAYS`` before ``day``,
+    oldest first, leaving out the table's first partition (an initial full export for some sources)."""
+    table = raw_table(t)
+    rows = con.execute(
+        f"SELECT _partition_date, count(*) FILTER (WHERE _raw_line IS NULL) FROM {table} "
+        f"WHERE _partition_date BETWEEN ? AND ? AND {_LANDED_ROWS} "
+        f"AND _partition_date > (SELECT min(_partition_date) FROM {table}) GROUP BY 1 ORDER BY 1",
+        [day - timedelta(days=landing_guard.VOLUME_HISTORY_DAYS), day - timedelta(days=1)],
+    ).fetchall()
+    return [n for _, n in rows]
+
+
+def judge_day(
+    con: duckdb.DuckDBPyConnection,
+    t: SourceTable,
+    day: date,
+    landed: list[tuple[str, LandedFile]],
+    loaded: dict[str, tuple[int, int]],
+) -> DayVerdict:
+    """The guard's verdict on ``day``'s named landing files, given what its partition held from
+    each file (``loaded``, from :func:`loaded_counts`) and the trailing days in ``raw.<table>``."""
+    intakes = [
+        FileIntake(name, f.rows, f.well_formed, f.incomplete, *loaded.get(name, (0, 0)))
+        for name, f in landed
+    ]
+    return landing_guard.judge(raw_table(t), day, intakes, trailing_counts(con, t, day))
 
 
 def load_crm_days(
