@@ -1,15 +1,16 @@
-"""Access levels: each role sees what its policy grants through its views, and nothing else."""
+"""Access levels: each role sees what its policy grants, in its own database, and nothing else."""
 
 import argparse
 import re
 import shutil
+import stat
 
 import duckdb
 import pytest
 
 from ai_data_platform import settings, warehouse
 from ai_data_platform.cli import main, ui_command
-from ai_data_platform.governance import access, classification
+from ai_data_platform.governance import access, classification, role_databases, role_sandbox
 from ai_data_platform.sources.assets import IDENTITY_SCHEMA
 
 IDENTITY_LEVELS = classification.levels(IDENTITY_SCHEMA)
@@ -37,19 +38,40 @@ def test_the_policy_omits_direct_and_masks_indirect_pii_below_compliance():
     assert "identity" not in access.ROLES["analyst"].layers + access.ROLES["data_scientist"].layers
 
 
-def test_the_pipeline_created_each_roles_views(world):
+def _tables(database):
+    con = duckdb.connect(str(database), read_only=True)
+    try:
+        return {f"{s}.{t}" for s, t in con.execute("SELECT schema_name, table_name FROM duckdb_tables()").fetchall()}
+    finally:
+        con.close()
+
+
+def test_the_pipeline_built_each_roles_database(world):
+    directory = access.roles_directory(world.warehouse)
+    assert stat.S_IMODE(directory.stat().st_mode) == 0o700
+    tables = {}
+    for name in access.ROLES:
+        database = access.role_database(name, world.warehouse)
+        assert stat.S_IMODE(database.stat().st_mode) == 0o600
+        tables[name] = _tables(database)
     con = warehouse.connect(world.warehouse, read_only=True)
     try:
-        views = {f"{s}.{v}" for s, v in con.execute("SELECT schema_name, view_name FROM duckdb_views() WHERE NOT internal").fetchall()}
-        analyst_360 = {r[0] for r in con.execute("DESCRIBE analyst_marts.customer_360").fetchall()}
+        views = con.execute("SELECT schema_name, view_name FROM duckdb_views() WHERE NOT internal").fetchall()
         catalog = con.execute("SELECT treatment FROM meta.role_views WHERE role = 'data_scientist' AND relation = 'staging.customers' AND column_name = 'country'").fetchall()
     finally:
         con.close()
-    assert {"analyst_marts.customer_360", "analyst_features.customer_daily", "data_scientist_staging.events",
-            "compliance_raw.customers"} <= views
-    # identity lives only in the regional stores: the cross-region warehouse has no view of it
-    assert not any(v.endswith("identity.customer_pii") for v in views)
-    assert not any(v.startswith(("analyst_raw.", "analyst_staging.", "analyst_identity.", "data_scientist_identity.", "data_scientist_raw.")) for v in views)
+    assert {"marts.customer_360", "features.customer_daily", "meta.role_views"} <= tables["analyst"]
+    assert "staging.events" in tables["data_scientist"] and "raw.customers" in tables["compliance"]
+    # identity lives only in the regional stores: no role database holds a copy of it
+    assert not any(t.startswith("identity.") for ts in tables.values() for t in ts)
+    assert not any(t.startswith(("raw.", "staging.", "quarantine.")) for t in tables["analyst"])
+    assert not any(t.startswith(("raw.", "quarantine.")) for t in tables["data_scientist"])
+    assert not views  # the warehouse keeps no role views (their SQL would hold the role keys)
+    con = duckdb.connect(str(access.role_database("analyst", world.warehouse)), read_only=True)
+    try:
+        analyst_360 = {r[0] for r in con.execute("DESCRIBE marts.customer_360").fetchall()}
+    finally:
+        con.close()
     assert "country" in analyst_360 and "customer_id" in analyst_360
     assert set(catalog) == {("pseudonymize",)}
 
@@ -97,9 +119,10 @@ def test_bypass_attempts_are_refused(world, sql):
         query("analyst", sql)
 
 
-def test_the_role_connection_itself_cannot_read_files_or_unlock(world):
-    con, exposed = access.open_role_connection("analyst", IDENTITY_LEVELS)
+def test_the_sandbox_itself_cannot_read_files_or_unlock(world, tmp_path):
+    con = role_sandbox.open_sandbox(access.role_database("analyst", world.warehouse), role_sandbox.Limits(), tmp_path)
     try:
+        exposed = role_sandbox.readable(con)
         assert "identity.customer_pii" not in exposed and "marts.customer_360" in exposed
         with pytest.raises(duckdb.PermissionException):
             con.execute(f"SELECT * FROM read_csv('{world.default_region_landing('EU')}/crm/customers/2026-11-18.csv')").fetchall()
@@ -143,20 +166,29 @@ def test_compliance_reads_the_full_identity_table_wherever_it_lives(world, tmp_p
     assert len(rows) == 31 and rows[0] == ("C7000001", "eu.person@example.eu")
 
 
-def test_stale_views_are_dropped_when_the_policy_narrows(world, tmp_path, monkeypatch):
+def test_a_narrowed_policy_leaves_nothing_behind_and_old_warehouse_views_go(world, tmp_path, monkeypatch):
     shutil.copyfile(world.warehouse, tmp_path / "warehouse.duckdb")
-    relation = access.Relation("ml.churn_scores", {"customer_id": "none"})
-    narrowed = access.Role("analyst", "no scores", ("marts",), access.ROLES["analyst"].treatment)
+    relation = access.Relation("features.customer_daily", {"customer_id": "none"})
+    narrowed = access.Role("analyst", "no features", ("marts",), access.ROLES["analyst"].treatment)
     monkeypatch.setitem(access.ROLES, "analyst", narrowed)
+    retired = access.role_database("compliance", tmp_path / "warehouse.duckdb")
+    retired.parent.mkdir()
+    shutil.copyfile(access.role_database("compliance", world.warehouse), retired)
+    monkeypatch.delitem(access.ROLES, "compliance")
     con = warehouse.connect(tmp_path / "warehouse.duckdb")
     try:
-        access.refresh_role_views(con, [access.Relation("marts.customer_360", {}), relation])
-        views = {f"{s}.{v}" for s, v in con.execute("SELECT schema_name, view_name FROM duckdb_views() WHERE NOT internal").fetchall()}
+        con.execute("CREATE SCHEMA analyst_marts")
+        con.execute("CREATE VIEW analyst_marts.customer_360 AS SELECT sha256(unhex('00') || 'x') AS keyed")
+        role_databases.refresh_role_views(con, [access.Relation("marts.customer_360", {}), relation], tmp_path / "warehouse.duckdb")
+        views = con.execute("SELECT view_name FROM duckdb_views() WHERE NOT internal").fetchall()
+        schemas = {r[0] for r in con.execute("SELECT schema_name FROM duckdb_schemas()").fetchall()}
     finally:
         con.close()
-    assert "analyst_features.customer_daily" not in views
-    # marts.customer_360 declared with no classification: analysts get no column of it, so no view
-    assert "analyst_marts.customer_360" not in views
+    assert not views and "analyst_marts" not in schemas
+    # marts.customer_360 declared with no classification: analysts get no column of it, so no table
+    assert _tables(access.role_database("analyst", tmp_path / "warehouse.duckdb")) == set()
+    assert _tables(access.role_database("data_scientist", tmp_path / "warehouse.duckdb")) == {"features.customer_daily"}
+    assert not retired.exists()  # a role the policy no longer has keeps no copy of anything
 
 
 def test_adp_query_prints_rows_or_refuses(world, capsys):

@@ -15,6 +15,16 @@ def test_sql_hmac_equals_python_hmac(key, value):
     assert len(got) == 64
 
 
+@pytest.mark.parametrize("key", ["k", "x" * 100])
+def test_sql_hmac_with_the_key_bound_as_parameters_equals_python_hmac(key):
+    ipad, opad = pii.hmac_pads(key)
+    expression = pii.hmac_sql_with("v", "$ipad", "$opad")
+    assert ipad.hex() not in expression and opad.hex() not in expression
+    con = duckdb.connect()
+    got = con.execute(f"SELECT {expression} FROM (SELECT $v::VARCHAR AS v)", {"v": "ann@example.com", "ipad": ipad, "opad": opad}).fetchall()
+    assert got == [(pii.hmac_hex(key, "ann@example.com"),)]
+
+
 def test_hmac_depends_on_the_key_and_null_stays_null():
     assert pii.hmac_hex("a", "x@y.z") != pii.hmac_hex("b", "x@y.z")
     con = duckdb.connect()

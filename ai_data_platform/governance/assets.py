@@ -1,9 +1,10 @@
 """Governance assets.
 
-- ``meta/role_views``: the access policy applied to the warehouse after every batch. Built from
-  the asset definitions (:func:`build_role_views_asset`): every warehouse table of a layer some
-  role may read is a relation, classified by its own ``dagster/column_schema``, so a table added
-  later gets its role views (and its masking) without touching this module.
+- ``meta/role_views``: the access policy applied after every batch: each role's database
+  (``governance/role_databases.py``) rebuilt from the warehouse, and the catalog of what each role
+  sees. Built from the asset definitions (:func:`build_role_views_asset`): every warehouse table of
+  a layer some role may read is a relation, classified by its own ``dagster/column_schema``, so a
+  table added later gets its role relations (and its masking) without touching this module.
 - ``meta/audit_log``: the audit trail, an external asset (written by the audit sensor and the
   erasure and retention jobs, not materialized). The sensor records the chain's head on it as an
   observation after every append, so the head also lives in Dagster's storage, where the audit
@@ -14,7 +15,7 @@ import dagster as dg
 import pandas as pd
 
 from ai_data_platform import warehouse as wh
-from ai_data_platform.governance import access, classification
+from ai_data_platform.governance import access, classification, role_databases
 from ai_data_platform.governance.audit import CHAIN_FIELDS, RECORD_FIELDS
 from ai_data_platform.governance.audit_sensor import AUDIT_LOG_KEY
 from ai_data_platform.metadata import OWNERS, asset_storage, column_schema, specs_of, table_metadata
@@ -37,7 +38,7 @@ CATALOG_SCHEMA = column_schema(
     {
         "role": "access role (analyst, data_scientist, compliance)",
         "relation": "the warehouse table, schema.table",
-        "view": "the role's view of it in the warehouse",
+        "view": "where the role reads it: <role>.<schema>.<table>, in $ADP_DATA_DIR/roles/<role>.duckdb",
         "column_name": "a column of the table",
         "pii": "its classification: direct, indirect, none or unclassified",
         "treatment": "what the role sees: show, pseudonymize, redact or omit",
@@ -83,11 +84,11 @@ def build_role_views_asset(assets) -> dg.AssetsDefinition:
         key=ROLE_VIEWS_KEY,
         group_name="governance",
         description=(
-            "Role views: for every access role (governance/access.py) and every warehouse table it may "
-            "read, a view <role>_<layer>.<table> with direct PII omitted and indirect PII redacted "
-            "(analyst) or pseudonymized (data_scientist), or everything (compliance); `adp query --role` "
-            "reads through them. The table lists what each role sees. Grain: one row per role, relation "
-            "and column, per refresh day."
+            "Role databases: for every access role (governance/access.py) a DuckDB database "
+            "$ADP_DATA_DIR/roles/<role>.duckdb holding each warehouse table it may read, direct PII omitted "
+            "and indirect PII redacted (analyst) or pseudonymized (data_scientist), or everything "
+            "(compliance), rebuilt from the warehouse; `adp query --role` reads that database only. The "
+            "table lists what each role sees. Grain: one row per role, relation and column, per refresh day."
         ),
         deps=[dg.AssetKey(r.name.split(".")) for r in relations],
         **daily_sql_table(),
@@ -99,7 +100,7 @@ def build_role_views_asset(assets) -> dg.AssetsDefinition:
         columns = ", ".join(f"{wh.quote(n)} {t}" for n, t in CATALOG_COLUMNS)
         with warehouse.get_connection() as con:
             con.execute(f"CREATE TABLE IF NOT EXISTS {access.CATALOG_TABLE} ({columns})")
-            catalog = access.refresh_role_views(con, [*relations, catalog_relation])
+            catalog = role_databases.catalog_rows(con, [*relations, catalog_relation])
             frame = pd.DataFrame(catalog, columns=[n for n, _ in CATALOG_COLUMNS if n != "_partition_date"])
             con.register("_role_views", frame)
             try:
@@ -109,15 +110,16 @@ def build_role_views_asset(assets) -> dg.AssetsDefinition:
                 )
             finally:
                 con.unregister("_role_views")
-        views: dict[str, int] = {}
-        for row in {(r["role"], r["view"]) for r in catalog}:
-            views[row[0]] = views.get(row[0], 0) + 1
+            built = role_databases.refresh_role_views(con, [*relations, catalog_relation], warehouse.database)
         return dg.MaterializeResult(
             metadata=table_metadata(
                 row_count=sum(counts.values()),
                 schema=CATALOG_SCHEMA,
                 table=access.CATALOG_TABLE,
-                extra={"views_by_role": views, "rows_by_day": {str(d): n for d, n in counts.items()}},
+                extra={
+                    "relations_by_role": {r: len(names) for r, names in built.items()},
+                    "rows_by_day": {str(d): n for d, n in counts.items()},
+                },
             )
         )
 

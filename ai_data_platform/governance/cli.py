@@ -4,9 +4,9 @@
   prints the newest records (filtered by asset and action) oldest first, as a table or ``--json``.
 - ``adp lineage COLUMN_OR_ASSET`` prints where a column (or asset) comes from, back to the
   landing files, as a tree or ``--json``.
-- ``adp query --role ROLE "SQL"`` runs one SELECT through the role's views only
-  (:mod:`ai_data_platform.governance.access`); a refusal exits 3 naming role, relation and what
-  the role may read.
+- ``adp query --role ROLE "SQL"`` runs one SELECT in the role's sandbox, over the role's database
+  only (:mod:`ai_data_platform.governance.access`); a refusal exits 3 naming role, relation and
+  what the role may read, any other error exits 2; either is one line on stderr.
 """
 
 from __future__ import annotations
@@ -145,15 +145,16 @@ def _print_table(columns: list[str], rows: list[tuple]) -> None:
 
 def cmd_query(args: argparse.Namespace) -> int:
     from ai_data_platform.governance import access, classification
+    from ai_data_platform.governance.role_sql import one_line
     from ai_data_platform.sources.assets import IDENTITY_SCHEMA
 
     try:
         columns, rows = access.run_query(args.role, args.sql, classification.levels(IDENTITY_SCHEMA))
     except access.AccessDenied as exc:
-        print(f"access denied: {exc}", file=sys.stderr)
+        print(f"access denied: {one_line(str(exc))}", file=sys.stderr)
         return 3
-    except Exception as exc:  # a SQL error in an allowed query: DuckDB's message is the answer
-        print(f"query failed: {exc}", file=sys.stderr)
+    except Exception as exc:  # a SQL error in an allowed query, or a limit: DuckDB's message is the answer
+        print(f"query failed: {one_line(str(exc) or type(exc).__name__)}", file=sys.stderr)
         return 2
     if args.json:
         print(json.dumps([dict(zip(columns, row)) for row in rows], indent=2, default=str))
@@ -189,7 +190,7 @@ def add_governance_parsers(sub: argparse._SubParsersAction) -> None:
 
     q = sub.add_parser(
         "query",
-        help="run one SELECT as an access role, through that role's views only",
+        help="run one SELECT as an access role, over that role's database only",
         description="Roles: " + "; ".join(f"{r.name}: {r.description}" for r in ROLES.values())
         + " Tables keep their names (marts.customer_360); the role decides what is in them.",
     )

@@ -17,7 +17,8 @@
    ``ml/datasets.erase_rows`` (new content hash, an ``erasure`` event in its history naming the
    subject only by ``subject_ref``); then every :class:`ErasureTarget`: the platform's own in
    :data:`TARGET_MODULES` (the stream transport, the ``stream`` tables and the online store:
-   ``streaming/erasure.py``) and any registered with :func:`register_target`.
+   ``streaming/erasure.py``; then the role databases, rebuilt from the warehouse:
+   ``role_databases.py``) and any registered with :func:`register_target`.
 4. **Compact** every DuckDB file that changed, so the deleted rows' bytes are gone.
 5. **Verify by searching** (``search.py``): every file under ``$ADP_DATA_DIR`` and every
    regional store and landing zone configured outside it, whatever it is (DuckDB, SQLite such
@@ -79,7 +80,7 @@ class ErasureTarget:
 # [ErasureTarget]``: imported and asked at every erasure (so the targets read settings, e.g.
 # REDIS_URL, at call time). Listed here, not registered by an import side effect that a code path
 # could miss: an erasure never runs without them.
-TARGET_MODULES = ("ai_data_platform.streaming.erasure",)
+TARGET_MODULES = ("ai_data_platform.streaming.erasure", "ai_data_platform.governance.role_databases")
 
 _TARGETS: dict[str, ErasureTarget] = {}
 

@@ -50,17 +50,28 @@ def _blob_literal(data: bytes) -> str:
     return "unhex('" + data.hex() + "')"
 
 
-def hmac_sql(key: str, expr: str) -> str:
-    """A DuckDB expression computing ``hmac_hex(key, expr)`` (NULL stays NULL).
+def hmac_pads(key: str) -> tuple[bytes, bytes]:
+    """``(K ^ ipad, K ^ opad)`` of RFC 2104: what :func:`hmac_sql_with` hashes the value with."""
+    padded = _padded_key(key)
+    return bytes(b ^ 0x36 for b in padded), bytes(b ^ 0x5C for b in padded)
+
+
+def hmac_sql_with(expr: str, ipad_sql: str, opad_sql: str) -> str:
+    """A DuckDB expression computing the HMAC of ``expr`` from the key's two pads given as SQL:
+    BLOB literals, or parameters (``$ipad``) so that the key never enters the statement's text.
 
     HMAC(K, m) = H((K ^ opad) || H((K ^ ipad) || m)); DuckDB's sha256 accepts BLOBs and returns
-    hex, and ``unhex`` turns it back into bytes for the outer hash.
+    hex, and ``unhex`` turns it back into bytes for the outer hash. NULL stays NULL.
     """
-    padded = _padded_key(key)
-    ipad = bytes(b ^ 0x36 for b in padded)
-    opad = bytes(b ^ 0x5C for b in padded)
-    inner = f"sha256({_blob_literal(ipad)} || encode({expr}))"
-    return f"CASE WHEN ({expr}) IS NULL THEN NULL ELSE sha256({_blob_literal(opad)} || unhex({inner})) END"
+    inner = f"sha256({ipad_sql} || encode({expr}))"
+    return f"CASE WHEN ({expr}) IS NULL THEN NULL ELSE sha256({opad_sql} || unhex({inner})) END"
+
+
+def hmac_sql(key: str, expr: str) -> str:
+    """A DuckDB expression computing ``hmac_hex(key, expr)`` with the key's pads as literals: for
+    statements that run and are gone (a view or macro holding it would keep the key readable)."""
+    ipad, opad = hmac_pads(key)
+    return hmac_sql_with(expr, _blob_literal(ipad), _blob_literal(opad))
 
 
 def normalize_email_sql(expr: str) -> str:

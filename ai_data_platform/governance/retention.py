@@ -13,7 +13,8 @@ naming the asset and the key. Where each asset's data lives is :data:`STORAGE`:
   newest ``keep_latest``; each leaves a tombstone, so loading it later says when and why it went.
 
 Then every DuckDB file that changed is compacted (``warehouse.compact``), so the deleted rows'
-bytes are gone, and one audit record lists the counts per asset. A dry run computes the same
+bytes are gone, the role databases are rebuilt from the warehouse (``role_databases.rebuild``), and
+one audit record lists the counts per asset. A dry run computes the same
 list, prints it, and changes nothing (no audit record either). Pure Python and DuckDB; the
 Dagster job and ``adp retention`` call :func:`run`.
 """
@@ -353,6 +354,10 @@ def run(
 
     for path in sorted(changed):
         report.compacted[path.name if path.parent == paths.root else str(path)] = warehouse.compact(path)
+    if paths.warehouse in changed:  # the role databases hold copies of warehouse rows
+        from ai_data_platform.governance import role_databases
+
+        role_databases.rebuild(paths)
     if not dry_run:
         audit.append(
             "retention",
