@@ -550,7 +550,7 @@ def test_a_query_past_a_limit_is_stopped_with_a_clear_message(env, sql, limits, 
         ("SELECT no_such_column FROM marts.customer_360", 2, "query failed: Binder Error"),
         ("SELEKT 1", 3, "access denied: cannot parse the query"),
         ('SELECT "\x1b[2J\x1b[31m" FROM marts.customer_360', 2, "query failed: Binder Error"),  # terminal codes
-        ("SELECT 1 WHERE " + " OR ".join(["true"] * 30_000), 3, "access denied: the query is 2"),
+        ("SELECT 1 WHERE " + " OR ".join(["true"] * 30_000), 2, "adp query: argument SQL: expected one SQL statement of at most"),
     ],
 )
 def test_adp_query_refusals_and_errors_are_one_line(env, capsys, sql, code, err):
