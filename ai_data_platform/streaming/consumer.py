@@ -1,12 +1,16 @@
 """The stream consumer: transport -> online store (and, in a background thread, the warehouse).
 
 Each step reads the next batch after the online store's committed position, judges every event
-(``events.judge``; a malformed one is skipped here and quarantined by the warehouse sink, it
-never stops the stream; a tombstone of an erased record and any event of an erased subject are
-dropped and counted, ``erased.py``), turns valid ones into state rows (``online_store.state_row``:
-only rows a declaration can use) and applies them, the new position and the new coverage in ONE
-store transaction; the transport is acknowledged after that commit. Killed at any moment, the
-consumer resumes after the committed position: each event's effect is applied exactly once.
+(``events.judge``, which never raises; a rejected one is skipped here and quarantined by the
+warehouse sink; a tombstone of an erased record and any event of an erased subject are dropped and
+counted, ``erased.py``), turns valid ones into state rows (``online_store.state_row``: only rows a
+declaration can use) and applies them, the new position and the new coverage in ONE store
+transaction; the transport is acknowledged after that commit. No record stops the stream: one whose
+state row cannot be built is quarantined too (:data:`UNPROCESSABLE`) and the position passes it.
+An error of the store or the transport (Redis down, a full disk) is no record's fault: nothing is
+quarantined, it stops the consumer with nothing of the batch committed, and a restart reads the
+batch again. Killed at any moment, the consumer resumes after the committed position: each
+event's effect is applied exactly once.
 
 Between batches, within a time budget, it materializes the values of customers whose state
 changed (exact as of the coverage watermark), prunes rows past their lookback, releases
@@ -20,11 +24,13 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from ai_data_platform.streaming.erased import ERASED_SUBJECT, TOMBSTONE, ErasedSubjects, judge_record
+from ai_data_platform.errors import shown
+from ai_data_platform.streaming.erased import ERASED_SUBJECT, TOMBSTONE, ErasedSubjects, Judged, judge_record
+from ai_data_platform.streaming.events import Violation
 from ai_data_platform.streaming.online_features import ONLINE, FeatureInterpreter
 from ai_data_platform.streaming.online_store import ONLINE_SINK, ErasedSubjectsChanged, OnlineStore, state_row
 from ai_data_platform.streaming.reporting import Reporter
-from ai_data_platform.streaming.transport import Transport
+from ai_data_platform.streaming.transport import Record, Transport
 from ai_data_platform.streaming.warehouse_sink import SinkThread, WarehouseSink
 
 # An idle poll proves completeness only up to shortly before it: an append stamps its records
@@ -32,6 +38,7 @@ from ai_data_platform.streaming.warehouse_sink import SinkThread, WarehouseSink
 COVERAGE_MARGIN = timedelta(seconds=1)
 HOUSEKEEPING_SECONDS = 2.0
 MATERIALIZE_CHUNK = 100  # customers per materialization transaction
+UNPROCESSABLE = "unprocessable_record"  # the rule of a valid event the online store could not take
 
 
 def retention() -> timedelta:
@@ -136,9 +143,13 @@ class Consumer:
         while True:
             judged = [judge_record(r, self.erased) for r in records]
             rows = []
-            for r, j in zip(records, judged):
+            for i, (r, j) in enumerate(zip(records, judged)):
                 if j.typed is not None:
-                    row = state_row("events", {**j.typed, "_available_at": r.received_at}, self.interpreter)
+                    try:
+                        row = state_row("events", {**j.typed, "_available_at": r.received_at}, self.interpreter)
+                    except Exception as exc:  # no record stops the stream: this one is quarantined
+                        judged[i] = self._unprocessable(r, exc)
+                        continue
                     if row is not None:
                         rows.append(row)
             try:
@@ -159,6 +170,12 @@ class Consumer:
         self.stats.position = last.position
         self.stats.lag_seconds = (utc_now() - last.received_at).total_seconds()
         return len(records)
+
+    def _unprocessable(self, record: Record, exc: Exception) -> Judged:
+        """A valid event the online store could not take (a defect, not bad input): quarantined
+        under :data:`UNPROCESSABLE` with its payload, the error kept in the stats."""
+        self.stats.errors.append(f"record {record.position}: {type(exc).__name__}: {shown(str(exc), 200)}")
+        return Judged(None, Violation(UNPROCESSABLE, None, record.payload.decode("utf-8", "replace")))
 
     def housekeeping(self, force: bool = False) -> None:
         if not force and time.monotonic() - self._housekeeping_at < HOUSEKEEPING_SECONDS:

@@ -14,7 +14,8 @@ replaces their retained stream records by tombstones. From then on:
   positions are committed past them, exactly once like any record.
 
 A record belongs to a subject by its ``customer_id`` (for a rejected JSON object too); a payload
-that is not a JSON object cannot be attributed, as with an unsplittable line of a landing file.
+the judge cannot read as one JSON object (``events.read_object``) cannot be attributed, as with an
+unsplittable line of a landing file.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ai_data_platform.governance.pii import hmac_hex
-from ai_data_platform.streaming.events import Violation, judge
+from ai_data_platform.streaming.events import Violation, judge, read_object
 from ai_data_platform.streaming.transport import Record
 
 CACHE_LIMIT = 1_000_000  # customer ids whose verdict is remembered (one HMAC each otherwise)
@@ -81,11 +82,8 @@ class Judged:
 
 def customer_id_of(payload: bytes) -> str | None:
     """The ``customer_id`` of a payload that is a JSON object (as text), else None."""
-    try:
-        record = json.loads(payload)
-    except (ValueError, UnicodeDecodeError):
-        return None
-    value = record.get("customer_id") if isinstance(record, dict) else None
+    record = read_object(payload)
+    value = None if record is None else record.get("customer_id")
     return value if isinstance(value, str) or value is None else json.dumps(value)
 
 
