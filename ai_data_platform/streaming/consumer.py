@@ -1,16 +1,17 @@
 """The stream consumer: transport -> online store (and, in a background thread, the warehouse).
 
 Each step reads the next batch after the online store's committed position, judges every event
-(``events.judge``, which never raises; a rejected one is skipped here and quarantined by the
-warehouse sink; a tombstone of an erased record and any event of an erased subject are dropped and
-counted, ``erased.py``), turns valid ones into state rows (``online_store.state_row``: only rows a
-declaration can use) and applies them, the new position and the new coverage in ONE store
-transaction; the transport is acknowledged after that commit. No record stops the stream: one whose
-state row cannot be built is quarantined too (:data:`UNPROCESSABLE`) and the position passes it.
-An error of the store or the transport (Redis down, a full disk) is no record's fault: nothing is
-quarantined, it stops the consumer with nothing of the batch committed, and a restart reads the
-batch again. Killed at any moment, the consumer resumes after the committed position: each
-event's effect is applied exactly once.
+and turns valid ones into state rows (``erased.judge_record``: ``events.judge``, then
+``online_store.state_row``, only rows a declaration can use; a tombstone of an erased record and
+any event of an erased subject are dropped and counted) and applies them, the new position and the
+new coverage in ONE store transaction; the transport is acknowledged after that commit.
+
+No record stops the stream: judging never raises; a rejected record is skipped here and
+quarantined by the warehouse sink, and so is a valid one whose state row cannot be built
+(``unprocessable_record``, its error in the stats). An error of the store or the transport (Redis
+down, a full disk) is no record's fault: nothing is quarantined, it stops the consumer with nothing
+of the batch committed, and a restart reads the batch again. Killed at any moment, the consumer
+resumes after the committed position: each event's effect is applied exactly once.
 
 Between batches, within a time budget, it materializes the values of customers whose state
 changed (exact as of the coverage watermark), prunes rows past their lookback, releases
@@ -24,13 +25,11 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from ai_data_platform.errors import shown
-from ai_data_platform.streaming.erased import ERASED_SUBJECT, TOMBSTONE, ErasedSubjects, Judged, judge_record
-from ai_data_platform.streaming.events import Violation
+from ai_data_platform.streaming.erased import ERASED_SUBJECT, TOMBSTONE, ErasedSubjects, judge_record
 from ai_data_platform.streaming.online_features import ONLINE, FeatureInterpreter
-from ai_data_platform.streaming.online_store import ONLINE_SINK, ErasedSubjectsChanged, OnlineStore, state_row
+from ai_data_platform.streaming.online_store import ONLINE_SINK, ErasedSubjectsChanged, OnlineStore
 from ai_data_platform.streaming.reporting import Reporter
-from ai_data_platform.streaming.transport import Record, Transport
+from ai_data_platform.streaming.transport import Transport
 from ai_data_platform.streaming.warehouse_sink import SinkThread, WarehouseSink
 
 # An idle poll proves completeness only up to shortly before it: an append stamps its records
@@ -38,7 +37,6 @@ from ai_data_platform.streaming.warehouse_sink import SinkThread, WarehouseSink
 COVERAGE_MARGIN = timedelta(seconds=1)
 HOUSEKEEPING_SECONDS = 2.0
 MATERIALIZE_CHUNK = 100  # customers per materialization transaction
-UNPROCESSABLE = "unprocessable_record"  # the rule of a valid event the online store could not take
 
 
 def retention() -> timedelta:
@@ -124,7 +122,8 @@ class Consumer:
         # materialization gets at most ``materialize_share`` of the time spent applying a batch,
         # and up to ``materialize_budget`` seconds per idle poll: ingestion always comes first
         self.materialize_budget, self.materialize_share = materialize_budget, materialize_share
-        self.sink = SinkThread(WarehouseSink(transport, warehouse, flush_records), flush_seconds) if warehouse else None
+        sink = WarehouseSink(transport, warehouse, flush_records, interpreter=interpreter) if warehouse else None
+        self.sink = SinkThread(sink, flush_seconds) if sink else None
         self.stats = ConsumeStats()
         self.erased = ErasedSubjects(store.erased_subjects())
         self._housekeeping_at = 0.0
@@ -141,17 +140,8 @@ class Consumer:
             return 0
         last = records[-1]
         while True:
-            judged = [judge_record(r, self.erased) for r in records]
-            rows = []
-            for i, (r, j) in enumerate(zip(records, judged)):
-                if j.typed is not None:
-                    try:
-                        row = state_row("events", {**j.typed, "_available_at": r.received_at}, self.interpreter)
-                    except Exception as exc:  # no record stops the stream: this one is quarantined
-                        judged[i] = self._unprocessable(r, exc)
-                        continue
-                    if row is not None:
-                        rows.append(row)
+            judged = [judge_record(r, self.erased, interpreter=self.interpreter) for r in records]
+            rows = [j.row for j in judged if j.row is not None]
             try:
                 self.store.apply(ONLINE_SINK, last.position, last.received_at, rows, {"events": last.received_at},
                                  expect_erased=len(self.erased))
@@ -162,6 +152,7 @@ class Consumer:
         if self.sink is not None:
             self.sink.sink.offer(records, judged)  # the sink lands them without judging again
         self.stats.rejected += sum(j.violation is not None for j in judged)
+        self.stats.errors += [f"record {r.position}: {j.error}" for r, j in zip(records, judged) if j.error is not None]
         self.stats.erased_subject_dropped += sum(j.dropped == ERASED_SUBJECT for j in judged)
         self.stats.tombstones += sum(j.dropped == TOMBSTONE for j in judged)
         self.stats.records += len(records)
@@ -170,12 +161,6 @@ class Consumer:
         self.stats.position = last.position
         self.stats.lag_seconds = (utc_now() - last.received_at).total_seconds()
         return len(records)
-
-    def _unprocessable(self, record: Record, exc: Exception) -> Judged:
-        """A valid event the online store could not take (a defect, not bad input): quarantined
-        under :data:`UNPROCESSABLE` with its payload, the error kept in the stats."""
-        self.stats.errors.append(f"record {record.position}: {type(exc).__name__}: {shown(str(exc), 200)}")
-        return Judged(None, Violation(UNPROCESSABLE, None, record.payload.decode("utf-8", "replace")))
 
     def housekeeping(self, force: bool = False) -> None:
         if not force and time.monotonic() - self._housekeeping_at < HOUSEKEEPING_SECONDS:

@@ -104,7 +104,7 @@ def _stddev_samp(values: list[float]) -> float | None:
     if len(values) < 2:
         return None
     m = _fmean(values)
-    return math.sqrt(sum((v - m) ** 2 for v in values) / (len(values) - 1))
+    return math.sqrt(sum((v - m) * (v - m) for v in values) / (len(values) - 1))  # ``**`` raises on overflow; ``*`` gives inf
 
 
 class FeatureInterpreter:

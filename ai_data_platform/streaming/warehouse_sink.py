@@ -38,6 +38,7 @@ from ai_data_platform.governance import suppression
 from ai_data_platform.sources.contracts import EVENTS
 from ai_data_platform.streaming.erased import ErasedSubjects, Judged, judge_record
 from ai_data_platform.streaming.events import raw_text, read_object
+from ai_data_platform.streaming.online_features import ONLINE, FeatureInterpreter
 from ai_data_platform.streaming.transport import Record, Transport
 
 SCHEMA = "stream"
@@ -103,8 +104,10 @@ class WarehouseSink:
     the sink falls behind, the oldest are dropped); a flush uses them when they continue its
     committed position exactly, and otherwise re-reads and judges from the transport."""
 
-    def __init__(self, transport: Transport, warehouse: Path, max_records: int = 50_000, hmac_key: str | None = None):
+    def __init__(self, transport: Transport, warehouse: Path, max_records: int = 50_000, hmac_key: str | None = None,
+                 interpreter: FeatureInterpreter = ONLINE):
         self.transport, self.warehouse, self.max_records = transport, Path(warehouse), max_records
+        self.interpreter = interpreter  # the online consumer's: a re-read record is judged as it judged it
         self.position: int | None = None  # last committed (known after the first flush)
         self.busy_count = 0
         self.reread = 0  # records judged again because no hand-off continued the position
@@ -141,7 +144,7 @@ class WarehouseSink:
             return [(r, judge_record(r, erased, known=j)) for r, j in batch]
         records = self.transport.scan(self.position, self.max_records)
         self.reread += len(records)
-        return [(r, judge_record(r, erased)) for r in records]
+        return [(r, judge_record(r, erased, interpreter=self.interpreter)) for r in records]
 
     def flush(self) -> FlushResult:
         """Write the next micro-batch after the committed position; never waits for the lock."""
