@@ -26,11 +26,11 @@ import re
 
 # Unicode category Zs: what DuckDB's trim() removes from both ends
 SQL_SPACES = "\u0020\u00a0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a\u202f\u205f\u3000"
-NUMBER_PATTERN = r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?"
-_HOUR = "([01][0-9]|2[0-3])"
+NUMBER_PATTERN = r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?"
+_HOUR = "(?:[01][0-9]|2[0-3])"
 TIMESTAMP_PATTERN = (
-    rf"[0-9]{{4}}-[0-9]{{2}}-[0-9]{{2}}([T ]{_HOUR}:[0-5][0-9](:[0-5][0-9](\.[0-9]+)?)?"
-    rf"(Z|[+-]{_HOUR}(:?[0-5][0-9])?)?)?"
+    rf"[0-9]{{4}}-[0-9]{{2}}-[0-9]{{2}}(?:[T ]{_HOUR}:[0-5][0-9](?::[0-5][0-9](?:\.[0-9]+)?)?"
+    rf"(?:Z|[+-]{_HOUR}(?::?[0-5][0-9])?)?)?"
 )
 MAX_ID_LENGTH = 128
 _CONTROL = r"\x00-\x1f\x7f-\x9f"
@@ -62,8 +62,9 @@ def is_timestamp_text(text: str) -> bool:
 
 def is_id(text: str) -> bool:
     """Whether a (trimmed) text is a valid id; Python text must also be valid Unicode (no lone
-    surrogate), which DuckDB text always is."""
-    return _ID.fullmatch(text) is not None
+    surrogate), which DuckDB text always is. (Letters and digits alone always are one: the
+    stream's hot path skips the pattern for them.)"""
+    return (len(text) <= MAX_ID_LENGTH and text.isalnum()) or _ID.fullmatch(text) is not None
 
 
 def number_sql(text_sql: str) -> str:

@@ -151,7 +151,7 @@ def parse_timestamp(text: str) -> datetime | None:
     nightly batch quarantines. A time an offset moves out of years 1..9999 is None (outside the
     range staging accepts).
     """
-    text = sql_trim(text)
+    text = text.strip(SQL_SPACES)
     if not is_timestamp_text(text):
         return None
     try:
@@ -210,7 +210,7 @@ def _judge_fields(record: dict[str, Any], received_at: datetime, form: Form) -> 
     typed: dict[str, Any] = {}
     for name in form.text:
         value = get(name)
-        typed[name] = None if value is None else sql_trim(value if type(value) is str else json.dumps(value)) or None
+        typed[name] = None if value is None else (value if type(value) is str else json.dumps(value)).strip(SQL_SPACES) or None
     for name in form.ids:
         if typed[name] is not None and not is_id(typed[name]):
             return None, Violation("invalid_id", name, raw_text(get(name)))
