@@ -218,9 +218,11 @@ def test_adp_serve_limits_the_body_and_echoes_only_a_prefix(server):
             yield b" " * 1000
 
     assert client.post("/score", content=chunks()).status_code == 413
-    with socket.create_connection(("127.0.0.1", port), timeout=30) as s:  # a declared 100 MB: refused before reading
-        s.sendall(b"POST /score HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100000000\r\n\r\n")
-        assert s.recv(1000).startswith(b"HTTP/1.1 413")
+    for declared in (b"100000000", b"9" * 5000):  # declared sizes, refused before reading (or by the HTTP parser)
+        with socket.create_connection(("127.0.0.1", port), timeout=30) as s:
+            s.sendall(b"POST /score HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: " + declared + b"\r\n\r\n")
+            status = int(s.recv(1000).split(b" ", 2)[1])
+            assert status == 413 if len(declared) < 20 else 400 <= status < 500
 
     long_value = "x" * 5000
     for body in ({"customer_id": long_value, "amount": 1}, {"customer_id": "C0000001", "amount": long_value},

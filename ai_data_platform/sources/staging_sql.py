@@ -153,7 +153,8 @@ def _rule_cases(t: SourceTable, day: date) -> list[tuple[str, str]]:
             raw = quote(c.name)
             cases.append((f"({raw} IS NULL OR trim({raw}) = '')", _violation("not_null", c.name, raw)))
     for name in id_columns(t):
-        cases.append((f"({typed(name)} IS NOT NULL AND NOT {id_sql(typed(name))})", _violation("invalid_id", name, quote(name))))
+        condition = f"({typed(name)} IS NOT NULL AND NOT {id_sql(typed(name))})"
+        cases.append((condition, _violation("invalid_id", name, quote(name))))
     time_raw, time_typed = quote(t.time_column), typed(t.time_column)
     upper = f"(DATE {sql_literal(day.isoformat())} + INTERVAL 2 DAY)"
     cases.append(

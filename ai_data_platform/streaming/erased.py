@@ -102,8 +102,8 @@ def _judged(record: Record, interpreter: FeatureInterpreter) -> Judged:
     try:
         row = state_row("events", {**typed, "_available_at": record.received_at}, interpreter)
     except Exception as exc:  # no record stops the stream: this one is quarantined
-        payload = record.payload.decode("utf-8", "replace")
-        return Judged(None, Violation(UNPROCESSABLE, None, payload), error=f"{type(exc).__name__}: {shown(str(exc), 200)}")
+        violation = Violation(UNPROCESSABLE, None, record.payload.decode("utf-8", "replace"))
+        return Judged(None, violation, error=f"{type(exc).__name__}: {shown(str(exc), 200)}")
     return Judged(typed, None, row=row)
 
 

@@ -56,11 +56,13 @@ class Form:
         self.columns = tuple(columns)
         self.time_column, self.ids, self.closed, self.receipt_column = time_column, tuple(ids), closed, receipt_column
         self.names = frozenset(c.name for c in self.columns)
-        unsupported = [c.name for c in self.columns if c.dtype not in _TEXT_TYPES + _NUMBER_TYPES and c.name != time_column]
-        if unsupported or not set(self.ids) <= self.names:
-            raise ValueError(f"a judged form holds text, DOUBLE and one event-time column; not {unsupported or self.ids}")
         self.required = tuple(c.name for c in self.columns if c.required)
         self.text = tuple(c.name for c in self.columns if c.dtype in _TEXT_TYPES)
+        supported = _TEXT_TYPES + _NUMBER_TYPES
+        unsupported = [c.name for c in self.columns if c.dtype not in supported and c.name != time_column]
+        if unsupported or not set(self.ids) <= set(self.text):
+            raise ValueError(f"a judged form holds text (ids among it), DOUBLE and one event-time column; "
+                             f"not {unsupported or sorted(set(self.ids) - set(self.text))}")
         self.numbers = tuple(c.name for c in self.columns if c.dtype in _NUMBER_TYPES)
         self.accepted_values = tuple((c.name, frozenset(c.accepted_values)) for c in self.columns if c.accepted_values)
         self.non_negative = tuple(c.name for c in self.columns if c.non_negative)
@@ -197,7 +199,7 @@ def judge(payload: bytes, received_at: datetime, form: Form = EVENT) -> tuple[di
     return None, Violation("malformed_row", None, payload.decode("utf-8", "replace"))
 
 
-def _judge_fields(record: dict[str, Any], received_at: datetime, form: Form) -> tuple[dict[str, Any] | None, Violation | None]:
+def _judge_fields(record: dict[str, Any], received_at: datetime, form: Form) -> tuple[dict | None, Violation | None]:
     get = record.get
     if form.closed:
         for name in record:
@@ -210,7 +212,9 @@ def _judge_fields(record: dict[str, Any], received_at: datetime, form: Form) -> 
     typed: dict[str, Any] = {}
     for name in form.text:
         value = get(name)
-        typed[name] = None if value is None else (value if type(value) is str else json.dumps(value)).strip(SQL_SPACES) or None
+        if value is not None:
+            value = (value if type(value) is str else json.dumps(value)).strip(SQL_SPACES) or None
+        typed[name] = value
     for name in form.ids:
         if typed[name] is not None and not is_id(typed[name]):
             return None, Violation("invalid_id", name, raw_text(get(name)))

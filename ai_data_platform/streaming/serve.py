@@ -58,7 +58,8 @@ _RULE_TEXT = {
     "unknown_field": "is not a field of a transaction",
     "not_null": "is required",
     "invalid_id": f"must be {ID_RULE_TEXT}",
-    "invalid_timestamp": "must be an ISO 8601 timestamp (YYYY-MM-DD[THH:MM[:SS[.f]]][Z|+HH:MM]) in [2000-01-01, today + 2 days)",
+    "invalid_timestamp": "must be an ISO 8601 timestamp (YYYY-MM-DD[THH:MM[:SS[.f]]][Z|+HH:MM]) "
+                         "in [2000-01-01, today + 2 days)",
     "invalid_number": "must be a finite number",
     "non_negative": "must not be negative",
 }
@@ -85,7 +86,8 @@ def _refusal(v: Violation) -> BadRequest:
         return BadRequest(400, message, v.rule)
     got = "" if v.raw_value is None else f", got {shown(v.raw_value)}"
     field = v.column if v.column in SCORE_REQUEST.names else shown(v.column)  # an unknown one is input
-    return BadRequest(422, f"field {shown(v.column)} {_RULE_TEXT.get(v.rule, 'breaks rule ' + v.rule)}{got}", v.rule, field)
+    rule_text = _RULE_TEXT.get(v.rule, f"breaks rule {v.rule}")
+    return BadRequest(422, f"field {shown(v.column)} {rule_text}{got}", v.rule, field)
 
 
 def parse_transaction(body: bytes) -> Transaction:
@@ -113,8 +115,8 @@ def _json_content(content_type: str | None) -> bool:
 async def read_body(request: Request, limit: int = MAX_BODY_BYTES) -> bytes:
     """The request body, refused (413) as soon as it is known to exceed ``limit`` bytes."""
     declared = request.headers.get("content-length", "")
-    if declared.isascii() and declared.isdigit() and int(declared) > limit:
-        raise BadRequest(413, f"the request body is {declared} bytes; at most {limit} are accepted")
+    if declared.isascii() and declared.isdigit() and (len(declared) > 18 or int(declared) > limit):
+        raise BadRequest(413, f"the request body exceeds {limit} bytes")
     chunks, size = [], 0
     async for chunk in request.stream():
         size += len(chunk)
@@ -168,8 +170,9 @@ def create_app(store: OnlineStore, scorer: Scorer | None = None) -> Starlette:
 
     async def score(request: Request) -> JSONResponse:
         try:
-            if not _json_content(request.headers.get("content-type")):
-                raise BadRequest(415, f"the request body must be JSON (application/json), not {shown(request.headers['content-type'])}")
+            content_type = request.headers.get("content-type")
+            if not _json_content(content_type):
+                raise BadRequest(415, f"the request body must be JSON (application/json), not {shown(content_type)}")
             txn = parse_transaction(await read_body(request))
         except BadRequest as exc:
             return exc.response()

@@ -249,22 +249,18 @@ def wait_until(predicate, timeout: float, poll: float = 0.05) -> bool:
     return predicate()
 
 
-STREAM_DAY_PAGE = 20_000  # stream records read into Python at a time by the raw load
+STREAM_DAY_PAGE = 20_000  # stream records the raw load reads into Python at a time
 
 
-def _stream_day_page_sql(after: tuple | None) -> str:
-    """The next page of the stream records received on day ``?``, in stream order (keyset after
-    ``after``: transport, segment, position), each with whether the stream's judge found it no
-    JSON object (it quarantined it as ``malformed_row``)."""
-    where = "CAST(r.received_at AS DATE) = ?"
-    if after is not None:
-        where += (" AND (r._transport > ? OR (r._transport = ? AND (r._segment > ? OR "
-                  "(r._segment = ? AND r._position > ?))))")
+def _stream_day_sql() -> str:
+    """The stream records received on day ``?`` numbered ``_n`` 1.. in stream order, each with
+    whether the stream's judge found it no JSON object (it quarantined it as ``malformed_row``)."""
+    malformed = f"SELECT DISTINCT _transport, _position FROM {QUARANTINE} WHERE rule = 'malformed_row'"
     return (
-        "SELECT r._transport, r._segment, r._position, strftime(r.received_at, '%Y-%m-%dT%H:%M:%S.%fZ'), r._payload, "
-        f"m._position IS NOT NULL FROM {RECORDS} r LEFT JOIN (SELECT DISTINCT _transport, _position FROM {QUARANTINE} "
-        "WHERE rule = 'malformed_row') m ON m._transport = r._transport AND m._position = r._position "
-        f"WHERE {where} ORDER BY r._transport, r._segment, r._position LIMIT {STREAM_DAY_PAGE}"
+        "SELECT row_number() OVER (ORDER BY r._transport, r._segment, r._position) AS _n, r._transport, r._segment, "
+        "strftime(r.received_at, '%Y-%m-%dT%H:%M:%S.%fZ') AS received_at, r._payload, "
+        f"m._position IS NOT NULL AS _malformed FROM {RECORDS} r LEFT JOIN ({malformed}) m "
+        "ON m._transport = r._transport AND m._position = r._position WHERE CAST(r.received_at AS DATE) = ?"
     )
 
 
@@ -273,12 +269,13 @@ def _raw_page(rows: list[tuple], contract_columns: tuple[str, ...], first_row: i
     values as text the way ``events.judge`` and a landing file's reader render them)."""
     columns: dict[str, list] = {c: [] for c in contract_columns}
     files, raw_lines = [], []
-    for transport, segment, _, received_at, payload, malformed in rows:
+    for _, transport, segment, received_at, payload, malformed in rows:
         record = None if malformed else read_object(payload.encode("utf-8"))
         files.append(f"stream:{transport}/{segment}")
         raw_lines.append(payload if record is None else None)
         for c in contract_columns:
-            columns[c].append(received_at if c == "received_at" else None if record is None else raw_text(record.get(c)))
+            value = None if record is None else raw_text(record.get(c))
+            columns[c].append(received_at if c == "received_at" else value)
     arrays = {c: pa.array(v, pa.string()) for c, v in columns.items()}
     return pa.table({**arrays, "_file": pa.array(files, pa.string()),
                      "_row_number": pa.array(range(first_row + 1, first_row + len(rows) + 1), pa.int64()),
@@ -310,25 +307,24 @@ def load_into_raw(
     if not exists:
         return 0, 0, 0
     columns = ", ".join(f"{wh.quote(c)} VARCHAR" for c in contract_columns)
-    con.execute(f"CREATE OR REPLACE TEMP TABLE _stream_day ({columns}, _partition_date DATE, _file VARCHAR, "
-                "_row_number BIGINT, _raw_line VARCHAR, _loaded_at TIMESTAMP)").fetchall()
     try:
-        after, number = None, first_row
-        while True:
-            params = [day] if after is None else [day, after[0], after[0], after[1], after[1], after[2]]
-            rows = con.execute(_stream_day_page_sql(after), params).fetchall()
-            if not rows:
-                break
-            con.register("_stream_page", _raw_page(rows, contract_columns, number))
+        con.execute(f"CREATE OR REPLACE TEMP TABLE _stream_records AS {_stream_day_sql()}", [day]).fetchall()
+        con.execute(f"CREATE OR REPLACE TEMP TABLE _stream_day ({columns}, _partition_date DATE, _file VARCHAR, "
+                    "_row_number BIGINT, _raw_line VARCHAR, _loaded_at TIMESTAMP)").fetchall()
+        done = 0
+        while rows := con.execute("SELECT * FROM _stream_records WHERE _n > ? ORDER BY _n LIMIT ?",
+                                  [done, STREAM_DAY_PAGE]).fetchall():
+            con.register("_stream_page", _raw_page(rows, contract_columns, first_row + done))
             try:
                 con.execute("INSERT INTO _stream_day BY NAME SELECT *, ?::DATE AS _partition_date, "
                             "now()::TIMESTAMP AS _loaded_at FROM _stream_page", [day]).fetchall()
             finally:
                 con.unregister("_stream_page")
-            after, number = rows[-1][:3], number + len(rows)
+            done += len(rows)
         received = con.execute("SELECT count(*) FROM _stream_day").fetchall()[0][0]
         inserted, malformed = con.execute(f"SELECT count(*), count(_raw_line) FROM _stream_day WHERE {keep}").fetchall()[0]
         con.execute(f"INSERT INTO {raw_table} BY NAME SELECT * FROM _stream_day WHERE {keep}").fetchall()
     finally:
         con.execute("DROP TABLE IF EXISTS _stream_day").fetchall()
+        con.execute("DROP TABLE IF EXISTS _stream_records").fetchall()
     return inserted, received - inserted, malformed
