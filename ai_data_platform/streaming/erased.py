@@ -22,8 +22,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from ai_data_platform.errors import shown
 from ai_data_platform.governance.pii import hmac_hex
@@ -74,8 +73,7 @@ class ErasedSubjects:
 NOBODY = ErasedSubjects(())
 
 
-@dataclass(frozen=True)
-class Judged:
+class Judged(NamedTuple):  # a tuple: built for every record on the consumer's hot path
     """What the stream does with a record: ``typed`` (a valid event, with its online-store ``row``:
     None when no declaration uses it), ``violation`` (rejected: quarantined; ``error`` says why an
     :data:`UNPROCESSABLE` one could not be applied), or ``dropped`` (:data:`TOMBSTONE` or
