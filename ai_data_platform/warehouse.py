@@ -19,6 +19,7 @@ from pathlib import Path
 import duckdb
 
 from ai_data_platform.private_files import make_private_dir, restrict_database
+from ai_data_platform.sources.value_grammar import timestamp_text_sql
 
 LAYER_SCHEMAS = ("raw", "staging", "quarantine", "identity", "marts", "features", "ml", "meta")
 
@@ -81,19 +82,21 @@ def quote(identifier: str) -> str:
 
 
 # ISO 8601 text that ends in a UTC offset after a time of day: "...T10:00:00+02:00", "... 10:00-0530", "...+02"
-_UTC_OFFSET_SUFFIX = r"\d[T ]\d{2}:\d{2}(:\d{2}(\.\d*)?)?\s*[+-]\d{2}(:?\d{2})?$"
+_UTC_OFFSET_SUFFIX = r"\d[T ]\d{2}:\d{2}(:\d{2}(\.\d*)?)?[+-]\d{2}(:?\d{2})?$"
 
 
 def timestamp_from_text(text_sql: str) -> str:
     """SQL turning ISO 8601 text into a naive UTC TIMESTAMP, NULL if unparseable.
 
-    A plain ``TRY_CAST(text AS TIMESTAMP)`` drops a UTC offset (``10:00+02:00`` becomes 10:00);
-    text with an offset is read as TIMESTAMPTZ and converted to UTC instead. Text without one (or
-    with ``Z``) is UTC as it stands. Independent of the session's time zone; the same reading as
-    the stream's ``events.parse_timestamp``.
+    Only text of the form ``value_grammar.TIMESTAMP_PATTERN`` is read (DuckDB's cast alone also
+    reads ``24:00:00``, ``+99:00`` or ``epoch``). A plain ``TRY_CAST(text AS TIMESTAMP)`` drops a
+    UTC offset (``10:00+02:00`` becomes 10:00); text with an offset is read as TIMESTAMPTZ and
+    converted to UTC instead. Text without one (or with ``Z``) is UTC as it stands. Independent of
+    the session's time zone; the same reading as the stream's ``events.parse_timestamp``.
     """
     return (
-        f"CASE WHEN regexp_matches({text_sql}, '{_UTC_OFFSET_SUFFIX}') "
+        f"CASE WHEN NOT {timestamp_text_sql(text_sql)} THEN NULL "
+        f"WHEN regexp_matches({text_sql}, '{_UTC_OFFSET_SUFFIX}') "
         f"THEN CAST(TRY_CAST({text_sql} AS TIMESTAMPTZ) AT TIME ZONE 'UTC' AS TIMESTAMP) "
         f"ELSE TRY_CAST({text_sql} AS TIMESTAMP) END"
     )

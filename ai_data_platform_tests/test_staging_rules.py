@@ -3,6 +3,7 @@ exact duplicates are counted, PII never reaches staging, and rows are conserved.
 
 import csv
 import json
+import math
 import re
 from datetime import date
 
@@ -71,13 +72,20 @@ def landed(tmp_path):
         ("P4", "I4", "C999", 7.0, "EUR", "succeeded", None),  # known_customer
         ("P5", "I5", "C1", 7.0, "EUR", "??", None),  # accepted_values
     ]
+    pay_rows += [
+        ("P6", "I6", "C1", 1.0, "EUR", "succeeded", None),  # invalid_timestamp (2999)
+        ("P7", "I7", "C1", float("nan"), "EUR", "succeeded", None),  # invalid_number: a DOUBLE column's NaN
+        ("P8", "I8", "C1", float("inf"), "EUR", "succeeded", None),  # invalid_number
+        ("P9", "I9", "C1", float("-inf"), "EUR", "succeeded", None),  # invalid_number, not non_negative
+        ("P10", "I10", '["C1"]', 1.0, "EUR", "succeeded", None),  # invalid_id
+    ]
     ts = pa.array(
         [
             "2026-11-20 09:00:00", "2026-11-20 10:00:00", "2026-11-20 11:00:00",
             "2026-11-20 12:00:00", "2026-11-20 13:00:00", "2999-01-01 00:00:00",
-        ]
+        ] + ["2026-11-20 14:00:00"] * 4
     ).cast(pa.timestamp("us"))
-    cols = list(zip(*pay_rows, ("P6", "I6", "C1", 1.0, "EUR", "succeeded", None)))
+    cols = list(zip(*pay_rows))
     table = pa.table(
         {
             "payment_id": list(cols[0]), "invoice_id": list(cols[1]), "customer_id": list(cols[2]),
@@ -99,6 +107,12 @@ def landed(tmp_path):
     lines = [json.dumps({c: e.get(c) for c in EVENTS.column_names}) for e in events]
     lines.append('{"event_id": "E4", "customer_id"')  # malformed
     lines.append(lines[0])  # exact duplicate
+    hostile = [
+        {"event_id": "E5", "customer_id": "C1", "event_type": "card_transaction", "event_time": "2026-11-20T02:00:00Z", "amount": math.nan},
+        {"event_id": "E6", "customer_id": {"id": "C1"}, "event_type": "login", "event_time": "2026-11-20T02:00:00Z"},
+        {"event_id": "E7", "customer_id": "C1", "event_type": "login", "event_time": "0001-01-01T00:00:00+01:00"},
+    ]
+    lines += [json.dumps({c: e.get(c) for c in EVENTS.column_names}) for e in hostile]  # NaN: JSON's NaN literal
     ev_path.write_text("\n".join(lines) + "\n")
 
     tickets = [
@@ -191,18 +205,23 @@ def test_payments_rules_and_out_of_range_timestamp(landed):
         4: ("known_customer", "customer_id"),
         5: ("accepted_values", "status"),
         6: ("invalid_timestamp", "created_at"),
+        7: ("invalid_number", "amount"),
+        8: ("invalid_number", "amount"),
+        9: ("invalid_number", "amount"),
+        10: ("invalid_id", "customer_id"),
     }
     assert con.execute("SELECT list(payment_id ORDER BY payment_id) FROM staging.payments").fetchone()[0] == ["P1", "P2"]
     amount = con.execute("SELECT amount FROM staging.payments WHERE payment_id = 'P1'").fetchone()[0]
     assert amount == 10.0 and results["payments"].conserved
 
 
-def test_events_malformed_json_null_customer_and_duplicates(landed):
+def test_events_malformed_json_null_customer_hostile_values_and_duplicates(landed):
     con, results = landed
     q = _quarantine(con, "events")
-    assert q == {3: ("not_null", "customer_id"), 4: ("malformed_row", None)}
+    assert q == {3: ("not_null", "customer_id"), 4: ("malformed_row", None), 6: ("invalid_number", "amount"),
+                 7: ("invalid_id", "customer_id"), 8: ("invalid_timestamp", "event_time")}
     r = results["events"]
-    assert (r.raw, r.staged, r.quarantined, r.duplicates) == (5, 2, 2, 1)
+    assert (r.raw, r.staged, r.quarantined, r.duplicates) == (8, 2, 5, 1)
     # a late event (event time two days before the export day) is valid
     assert con.execute("SELECT count(*) FROM staging.events WHERE event_id = 'E2'").fetchone()[0] == 1
 
@@ -278,3 +297,38 @@ def test_tolerance_absorbs_chance_in_small_partitions_but_not_corruption():
     assert exceeds(73, 243, 0.02)  # 30% corruption
     assert not exceeds(2300, 110_000, 0.02) and exceeds(2600, 110_000, 0.02)  # large: the rate itself
     assert 0.05 < allowed_rate(110_000, 0.05) < 0.053
+
+
+def test_non_finite_amounts_in_a_parquet_double_column_are_invalid_numbers_and_fail_the_gate(tmp_path):
+    """NaN and ±Infinity in a DOUBLE column: quarantined as ``invalid_number``, never staged, and the
+    blocking GX gate sees them as the unparseable values they are (not as amounts that pass
+    ``non_negative``), so a partition full of them fails it."""
+    from ai_data_platform.quality.gx_runner import validate_dataframe
+    from ai_data_platform.quality.suites import staging_suite
+
+    zones = _zones(tmp_path)
+    n = 40
+    amounts = [math.nan, math.inf, -math.inf, -math.nan] * 5 + [12.5] * (n - 20)
+    table = pa.table({
+        "payment_id": [f"P{i}" for i in range(n)], "invoice_id": [f"I{i}" for i in range(n)], "customer_id": ["C1"] * n,
+        "amount": pa.array(amounts, pa.float64()), "currency": ["EUR"] * n, "status": ["succeeded"] * n,
+        "failure_code": pa.nulls(n, pa.string()), "created_at": pa.array(["2026-11-20 09:00:00"] * n).cast(pa.timestamp("us")),
+    })
+    path = zones.file(PAYMENTS, DAY)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(table, path)
+    con = warehouse.connect(tmp_path / "wh.duckdb")
+    try:
+        warehouse.ensure_schemas(con)
+        raw_load.load_days(con, PAYMENTS, zones, [DAY], _personal(tmp_path))
+        (result,) = staging.stage_days(con, PAYMENTS, [DAY])
+        assert result.rules["invalid_number"] == 20 and result.conserved
+        assert con.execute("SELECT count(*) FROM staging.payments WHERE NOT isfinite(amount)").fetchone()[0] == 0
+        candidates = staging.candidate_rows(con, PAYMENTS, DAY)
+        assert candidates["amount"].isna().sum() == 20 and not candidates["amount"].isin([math.inf, -math.inf]).any()
+        report = validate_dataframe(candidates, staging_suite(PAYMENTS, rows=len(candidates)))
+    finally:
+        con.close()
+    assert not report.success
+    (failure,) = [o for o in report.failures() if o.column == "amount"]
+    assert failure.expectation == "expect_column_values_to_not_be_null" and failure.unexpected_count == 20

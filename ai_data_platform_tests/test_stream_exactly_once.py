@@ -52,6 +52,14 @@ MALFORMED = {
     b'{"event_id": "EBAD3", "customer_id": "C0000001", "event_type": "teleport", "event_time": "2026-11-20T00:00:00Z"}': "accepted_values",
     b'{"event_id": "EBAD4", "customer_id": "C0000001", "event_type": "card_transaction", "event_time": "2026-11-20T00:00:00Z", "amount": -5}': "non_negative",
     b'{"event_id": "EBAD5", "customer_id": "C0000001", "event_type": "card_transaction", "event_time": "2026-11-20T00:00:00Z", "amount": "lots"}': "invalid_number",
+    # hostile ones: each once crashed the consumer (and every restart) or passed as a valid event
+    b'{"event_id": "EBAD6", "customer_id": "C0000001", "event_type": "login", "event_time": "0001-01-01T00:00:00+01:00"}': "invalid_timestamp",
+    b'{"event_id": "EBAD7", "deep": ' + b"[" * 100_000 + b"]" * 100_000 + b"}": "malformed_row",
+    b'{"event_id": "EBAD8", "customer_id": "C0000001", "event_type": "card_transaction", "event_time": "2026-11-20T00:00:00Z", "amount": NaN}': "invalid_number",
+    b'{"event_id": "EBAD9", "customer_id": "C0000001", "event_type": "card_transaction", "event_time": "2026-11-20T00:00:00Z", "amount": "1e999"}': "invalid_number",
+    b'{"event_id": "EBAD10", "customer_id": {"id": "C0000001"}, "event_type": "login", "event_time": "2026-11-20T00:00:00Z"}': "invalid_id",
+    b'{"event_id": "EBAD11", "customer_id": "C0000001", "customer_id": "C0000002", "event_type": "login", "event_time": "2026-11-20T00:00:00Z"}': "malformed_row",
+    b'{"event_id": "EBAD12", "customer_id": "C\xff", "event_type": "login", "event_time": "2026-11-20T00:00:00Z"}': "malformed_row",  # not UTF-8
 }
 
 

@@ -5,9 +5,11 @@ For one table and day the staging step:
 1. drops exact duplicates (every landed column equal) and counts them;
 2. parses each column to its contract type with ``TRY_CAST``;
 3. judges every remaining row against the rules in a fixed order, keeping the first failure:
-   ``malformed_row`` → ``not_null`` → ``invalid_timestamp`` (event time unparseable or outside
-   [2000-01-01, day + 2 days)) → ``invalid_<type>`` (other unparseable values) →
-   ``accepted_values`` → ``non_negative`` → ``known_customer`` → ``unique_key``;
+   ``malformed_row`` → ``not_null`` → ``invalid_id`` (the key or customer reference too long,
+   holding a control character, or a JSON object or array) → ``invalid_timestamp`` (event time
+   unparseable or outside [2000-01-01, day + 2 days)) → ``invalid_<type>`` (other unparseable
+   values; ``NaN``, ``Infinity`` and overflowing numbers are unparseable) → ``accepted_values`` →
+   ``non_negative`` → ``known_customer`` → ``unique_key``;
 4. writes passing rows to ``staging.<table>`` and failing rows to ``quarantine.<table>`` with the
    file, row number, rule, column and raw value.
 
@@ -40,6 +42,7 @@ from ai_data_platform.sources.contracts import (
     Column,
     SourceTable,
 )
+from ai_data_platform.sources.value_grammar import id_sql, number_sql
 from ai_data_platform.warehouse import quote, sql_literal, timestamp_from_text
 
 JUDGED_TEMP = "_staging_judged"
@@ -70,6 +73,13 @@ def quarantine_table(t: SourceTable) -> str:
 
 def typed(name: str) -> str:
     return quote(f"__typed_{name}")
+
+
+def id_columns(t: SourceTable) -> tuple[str, ...]:
+    """The columns holding ids the ``invalid_id`` rule judges: the key and the customer reference
+    (a personal one is only in the regional stores, its HMAC in the warehouse)."""
+    names = dict.fromkeys(n for n in (t.key, t.customer_ref) if n is not None and not is_regional(t, n))
+    return tuple(names)
 
 
 # ---------------------------------------------------------------- DDL
@@ -142,6 +152,9 @@ def _rule_cases(t: SourceTable, day: date) -> list[tuple[str, str]]:
         elif c.required:
             raw = quote(c.name)
             cases.append((f"({raw} IS NULL OR trim({raw}) = '')", _violation("not_null", c.name, raw)))
+    for name in id_columns(t):
+        condition = f"({typed(name)} IS NOT NULL AND NOT {id_sql(typed(name))})"
+        cases.append((condition, _violation("invalid_id", name, quote(name))))
     time_raw, time_typed = quote(t.time_column), typed(t.time_column)
     upper = f"(DATE {sql_literal(day.isoformat())} + INTERVAL 2 DAY)"
     cases.append(
@@ -184,6 +197,8 @@ def _typed_expr(c_name: str, dtype: str) -> str:
         return f"nullif(trim({raw}), '')"
     if dtype == "TIMESTAMP":
         return timestamp_from_text(f"nullif(trim({raw}), '')")
+    if dtype == "DOUBLE":
+        return number_sql(f"nullif(trim({raw}), '')")
     return f"TRY_CAST(nullif(trim({raw}), '') AS {dtype})"
 
 

@@ -1,12 +1,17 @@
 """The stream consumer: transport -> online store (and, in a background thread, the warehouse).
 
 Each step reads the next batch after the online store's committed position, judges every event
-(``events.judge``; a malformed one is skipped here and quarantined by the warehouse sink, it
-never stops the stream; a tombstone of an erased record and any event of an erased subject are
-dropped and counted, ``erased.py``), turns valid ones into state rows (``online_store.state_row``:
-only rows a declaration can use) and applies them, the new position and the new coverage in ONE
-store transaction; the transport is acknowledged after that commit. Killed at any moment, the
-consumer resumes after the committed position: each event's effect is applied exactly once.
+and turns valid ones into state rows (``erased.judge_record``: ``events.judge``, then
+``online_store.state_row``, only rows a declaration can use; a tombstone of an erased record and
+any event of an erased subject are dropped and counted) and applies them, the new position and the
+new coverage in ONE store transaction; the transport is acknowledged after that commit.
+
+No record stops the stream: judging never raises; a rejected record is skipped here and
+quarantined by the warehouse sink, and so is a valid one whose state row cannot be built
+(``unprocessable_record``, its error in the stats). An error of the store or the transport (Redis
+down, a full disk) is no record's fault: nothing is quarantined, it stops the consumer with nothing
+of the batch committed, and a restart reads the batch again. Killed at any moment, the consumer
+resumes after the committed position: each event's effect is applied exactly once.
 
 Between batches, within a time budget, it materializes the values of customers whose state
 changed (exact as of the coverage watermark), prunes rows past their lookback, releases
@@ -22,7 +27,7 @@ from pathlib import Path
 
 from ai_data_platform.streaming.erased import ERASED_SUBJECT, TOMBSTONE, ErasedSubjects, judge_record
 from ai_data_platform.streaming.online_features import ONLINE, FeatureInterpreter
-from ai_data_platform.streaming.online_store import ONLINE_SINK, ErasedSubjectsChanged, OnlineStore, state_row
+from ai_data_platform.streaming.online_store import ONLINE_SINK, ErasedSubjectsChanged, OnlineStore
 from ai_data_platform.streaming.reporting import Reporter
 from ai_data_platform.streaming.transport import Transport
 from ai_data_platform.streaming.warehouse_sink import SinkThread, WarehouseSink
@@ -117,7 +122,8 @@ class Consumer:
         # materialization gets at most ``materialize_share`` of the time spent applying a batch,
         # and up to ``materialize_budget`` seconds per idle poll: ingestion always comes first
         self.materialize_budget, self.materialize_share = materialize_budget, materialize_share
-        self.sink = SinkThread(WarehouseSink(transport, warehouse, flush_records), flush_seconds) if warehouse else None
+        sink = WarehouseSink(transport, warehouse, flush_records, interpreter=interpreter) if warehouse else None
+        self.sink = SinkThread(sink, flush_seconds) if sink else None
         self.stats = ConsumeStats()
         self.erased = ErasedSubjects(store.erased_subjects())
         self._housekeeping_at = 0.0
@@ -134,13 +140,8 @@ class Consumer:
             return 0
         last = records[-1]
         while True:
-            judged = [judge_record(r, self.erased) for r in records]
-            rows = []
-            for r, j in zip(records, judged):
-                if j.typed is not None:
-                    row = state_row("events", {**j.typed, "_available_at": r.received_at}, self.interpreter)
-                    if row is not None:
-                        rows.append(row)
+            judged = [judge_record(r, self.erased, interpreter=self.interpreter) for r in records]
+            rows = [j.row for j in judged if j.row is not None]
             try:
                 self.store.apply(ONLINE_SINK, last.position, last.received_at, rows, {"events": last.received_at},
                                  expect_erased=len(self.erased))
@@ -151,6 +152,7 @@ class Consumer:
         if self.sink is not None:
             self.sink.sink.offer(records, judged)  # the sink lands them without judging again
         self.stats.rejected += sum(j.violation is not None for j in judged)
+        self.stats.errors += [f"record {r.position}: {j.error}" for r, j in zip(records, judged) if j.error is not None]
         self.stats.erased_subject_dropped += sum(j.dropped == ERASED_SUBJECT for j in judged)
         self.stats.tombstones += sum(j.dropped == TOMBSTONE for j in judged)
         self.stats.records += len(records)

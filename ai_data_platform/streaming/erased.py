@@ -14,23 +14,27 @@ replaces their retained stream records by tombstones. From then on:
   positions are committed past them, exactly once like any record.
 
 A record belongs to a subject by its ``customer_id`` (for a rejected JSON object too); a payload
-that is not a JSON object cannot be attributed, as with an unsplittable line of a landing file.
+the judge cannot read as one JSON object (``events.read_object``) cannot be attributed, as with an
+unsplittable line of a landing file.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterable
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
+from ai_data_platform.errors import shown
 from ai_data_platform.governance.pii import hmac_hex
-from ai_data_platform.streaming.events import Violation, judge
+from ai_data_platform.streaming.events import Violation, judge, read_object
+from ai_data_platform.streaming.online_features import ONLINE, FeatureInterpreter
+from ai_data_platform.streaming.online_store import StateRow, state_row
 from ai_data_platform.streaming.transport import Record
 
 CACHE_LIMIT = 1_000_000  # customer ids whose verdict is remembered (one HMAC each otherwise)
 TOMBSTONE = "erased_record"  # the transport's tombstone of an erased record
 ERASED_SUBJECT = "erased_subject"  # an event of an erased subject
+UNPROCESSABLE = "unprocessable_record"  # the rule of a valid event whose online-store row could not be built
 
 
 class ErasedSubjects:
@@ -69,32 +73,47 @@ class ErasedSubjects:
 NOBODY = ErasedSubjects(())
 
 
-@dataclass(frozen=True)
-class Judged:
-    """What the stream does with a record: ``typed`` (a valid event), ``violation`` (rejected:
-    quarantined), or ``dropped`` (:data:`TOMBSTONE` or :data:`ERASED_SUBJECT`: stored nowhere)."""
+class Judged(NamedTuple):  # a tuple: built for every record on the consumer's hot path
+    """What the stream does with a record: ``typed`` (a valid event, with its online-store ``row``:
+    None when no declaration uses it), ``violation`` (rejected: quarantined; ``error`` says why an
+    :data:`UNPROCESSABLE` one could not be applied), or ``dropped`` (:data:`TOMBSTONE` or
+    :data:`ERASED_SUBJECT`: stored nowhere)."""
 
     typed: dict[str, Any] | None
     violation: Violation | None
     dropped: str | None = None
+    row: StateRow | None = None
+    error: str | None = None
 
 
 def customer_id_of(payload: bytes) -> str | None:
     """The ``customer_id`` of a payload that is a JSON object (as text), else None."""
-    try:
-        record = json.loads(payload)
-    except (ValueError, UnicodeDecodeError):
-        return None
-    value = record.get("customer_id") if isinstance(record, dict) else None
+    record = read_object(payload)
+    value = None if record is None else record.get("customer_id")
     return value if isinstance(value, str) or value is None else json.dumps(value)
 
 
-def judge_record(record: Record, erased: ErasedSubjects = NOBODY, known: Judged | None = None) -> Judged:
-    """Judge one record (``events.judge``), dropping tombstones and erased subjects' events.
-    ``known``: this record's earlier judgement, only checked against ``erased`` again."""
+def _judged(record: Record, interpreter: FeatureInterpreter) -> Judged:
+    typed, violation = judge(record.payload, record.received_at)
+    if typed is None:
+        return Judged(None, violation)
+    try:
+        row = state_row("events", {**typed, "_available_at": record.received_at}, interpreter)
+    except Exception as exc:  # no record stops the stream: this one is quarantined
+        violation = Violation(UNPROCESSABLE, None, record.payload.decode("utf-8", "replace"))
+        return Judged(None, violation, error=f"{type(exc).__name__}: {shown(str(exc), 200)}")
+    return Judged(typed, None, row=row)
+
+
+def judge_record(record: Record, erased: ErasedSubjects = NOBODY, known: Judged | None = None,
+                 interpreter: FeatureInterpreter = ONLINE) -> Judged:
+    """Judge one record (``events.judge``) and build its online-store row, dropping tombstones and
+    erased subjects' events; never raises. A valid event whose row cannot be built (a defect, not
+    bad input) is quarantined under :data:`UNPROCESSABLE`: every sink judging the record decides
+    alike. ``known``: this record's earlier judgement, only checked against ``erased`` again."""
     if record.erased:
         return Judged(None, None, TOMBSTONE)
-    judged = known if known is not None else Judged(*judge(record.payload, record.received_at))
+    judged = known if known is not None else _judged(record, interpreter)
     if judged.dropped is not None or not erased:
         return judged
     customer_id = judged.typed["customer_id"] if judged.typed is not None else customer_id_of(record.payload)

@@ -1,35 +1,42 @@
-"""Judge one streamed event against the EVENTS contract, with the staging rules and their names.
+"""Judge one record against a form of the EVENTS contract, with the staging rules and their names:
+the one judge of the event stream (``adp stream consume``) and of the HTTP API (``POST /score``).
 
-The rules and their order are the staging layer's (``sources/staging_sql.py``), read from the
-same contract: ``malformed_row`` (not a JSON object) -> ``not_null`` (a required field missing
-or blank) -> ``invalid_timestamp`` (event time unparseable or outside [2000-01-01, receipt day +
-2 days)) -> ``invalid_number`` -> ``accepted_values`` -> ``non_negative``. ``known_customer`` and
-``unique_key`` are not judged here: the nightly batch judges the same records again (they land in
-``raw/events``), and the online store keeps one row per event id. The event's ``received_at`` is
-the transport's receipt stamp, whatever the payload says.
+:func:`judge` never raises. Whatever a hostile record holds (bytes that are not UTF-8, JSON nested
+a thousand deep, a year-1 timestamp with an offset, ``1e999``, an object for an id), the answer is
+a typed record or a :class:`Violation` naming the rule and the column.
+
+The rules and their order are the staging layer's (``sources/staging_sql.py``), compiled from the
+same contract, reading text with the same grammar (``sources/value_grammar.py``):
+``malformed_row`` (not one JSON object: :func:`read_object`) -> ``unknown_field`` (a field a
+closed form does not have: the HTTP API's) -> ``not_null`` (a required field missing or blank) ->
+``invalid_id`` -> ``invalid_timestamp`` (event time unparseable or outside [2000-01-01, receipt day
++ 2 days)) -> ``invalid_number`` (``NaN``, ``Infinity`` and overflowing numbers included) ->
+``accepted_values`` -> ``non_negative``. ``known_customer`` and ``unique_key`` are not judged here:
+the nightly batch judges the same records again (they land in ``raw/events``), and the online
+store keeps one row per event id. An event's ``received_at`` is the transport's receipt stamp,
+whatever the payload says.
 """
 
 from __future__ import annotations
 
 import json
-import re
+import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from functools import lru_cache
 from typing import Any
 
-from ai_data_platform.sources.contracts import EARLIEST_VALID_TIME, EVENTS
+from ai_data_platform.sources.contracts import EARLIEST_VALID_TIME, EVENTS, Column, SourceTable
+from ai_data_platform.sources.staging_sql import id_columns
+from ai_data_platform.sources.value_grammar import MAX_ID_LENGTH, SQL_SPACES, is_id, is_timestamp_text, number, sql_trim
 
+MAX_RECORD_BYTES = 1 << 20  # a larger payload is not an event (events are a few hundred bytes)
+MAX_DEPTH = 8  # JSON nesting levels, the record itself the first (an event is one flat object)
 _EARLIEST = datetime.fromisoformat(EARLIEST_VALID_TIME)
-_CALENDAR_DATE = re.compile(r"\d{4}-\d{2}-\d{2}(?:$|[T ])")
-_TIME = EVENTS.time_column
-_TEXT = [c.name for c in EVENTS.columns if c.dtype == "VARCHAR"]
-_REQUIRED = [c.name for c in EVENTS.columns if c.required]
-# numbers and flags; the event time is judged on its own, received_at is the transport's stamp
-_TYPED = [c for c in EVENTS.columns if c.dtype != "VARCHAR" and c.name not in (_TIME, "received_at")]
-_ACCEPTED_VALUES = [(c.name, frozenset(c.accepted_values)) for c in EVENTS.columns if c.accepted_values]
-_NON_NEGATIVE_NAMES = [c.name for c in EVENTS.columns if c.non_negative]
-_TYPE_RULES = {"TIMESTAMP": "invalid_timestamp", "DOUBLE": "invalid_number", "BIGINT": "invalid_number", "BOOLEAN": "invalid_boolean"}
+_INT_LIMIT = 2**63
+_TEXT_TYPES = ("VARCHAR",)
+_NUMBER_TYPES = ("DOUBLE",)
 
 
 @dataclass(frozen=True)
@@ -39,33 +46,131 @@ class Violation:
     raw_value: str | None
 
 
-def _text(value: Any) -> str | None:
+class Form:
+    """The record a judge expects: contract columns (in contract order), the event-time column,
+    the columns holding ids, and whether fields outside the columns are refused (``closed``).
+    ``receipt_column`` is set from the judge's ``received_at``, never read from the record."""
+
+    __slots__ = ("columns", "time_column", "ids", "closed", "receipt_column", "names", "required", "text", "numbers",
+                 "accepted_values", "non_negative")
+
+    def __init__(self, columns: Iterable[Column], time_column: str | None, ids: Iterable[str], *,
+                 closed: bool = False, receipt_column: str | None = None):
+        self.columns = tuple(columns)
+        self.time_column, self.ids, self.closed, self.receipt_column = time_column, tuple(ids), closed, receipt_column
+        self.names = frozenset(c.name for c in self.columns)
+        self.required = tuple(c.name for c in self.columns if c.required)
+        self.text = tuple(c.name for c in self.columns if c.dtype in _TEXT_TYPES)
+        supported = _TEXT_TYPES + _NUMBER_TYPES
+        unsupported = [c.name for c in self.columns if c.dtype not in supported and c.name != time_column]
+        if unsupported or not set(self.ids) <= set(self.text):
+            raise ValueError(f"a judged form holds text (ids among it), DOUBLE and one event-time column; "
+                             f"not {unsupported or sorted(set(self.ids) - set(self.text))}")
+        self.numbers = tuple(c.name for c in self.columns if c.dtype in _NUMBER_TYPES)
+        self.accepted_values = tuple((c.name, frozenset(c.accepted_values)) for c in self.columns if c.accepted_values)
+        self.non_negative = tuple(c.name for c in self.columns if c.non_negative)
+
+    @classmethod
+    def of(cls, t: SourceTable, receipt_column: str | None = None) -> Form:
+        """A contract's records as staging judges them (``receipt_column`` left to the transport)."""
+        columns = [c for c in t.columns if c.name != receipt_column]
+        return cls(columns, t.time_column, id_columns(t), receipt_column=receipt_column)
+
+
+EVENT = Form.of(EVENTS, receipt_column="received_at")
+
+
+# ---------------------------------------------------------------- reading one JSON object
+
+
+class _DuplicateKey(ValueError):
+    pass
+
+
+def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    record = dict(pairs)
+    if len(record) != len(pairs):  # Python keeps the last, DuckDB's JSON the first: neither
+        raise _DuplicateKey
+    return record
+
+
+_CHECKED = json.JSONDecoder(object_pairs_hook=_object)  # every object checked for a key twice
+_PAIRS = json.JSONDecoder(object_pairs_hook=list)  # an object as its (key, value) pairs: no Python call
+
+
+def _deeper_than(value: Any, limit: int) -> bool:
+    stack = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > limit:
+            return True
+        for child in node.values() if type(node) is dict else node:
+            if type(child) is dict or type(child) is list:
+                stack.append((child, depth + 1))
+    return False
+
+
+def _lone_surrogate(record: dict[str, Any]) -> bool:
+    """Whether a ``\\ud800``-style escape left a lone surrogate (text no UTF-8 store can hold)."""
+    try:
+        json.dumps(record, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+def read_object(payload: bytes) -> dict[str, Any] | None:
+    """The JSON object ``payload`` holds, or None when it holds none that can be judged: more than
+    :data:`MAX_RECORD_BYTES`, not UTF-8, not JSON, not an object, nested deeper than
+    :data:`MAX_DEPTH`, a key twice, or a lone surrogate. Never raises."""
+    if len(payload) > MAX_RECORD_BYTES:
+        return None
+    try:
+        text = payload.decode("utf-8")  # strict: no invalid bytes, no encoded surrogates, no BOM sniffing
+        braces = payload.count(b"{")
+        if braces == 1 and text[:1] == "{":  # one object and none inside it (an event): the fast path
+            pairs = _PAIRS.decode(text)
+            record = dict(pairs)
+            if len(record) != len(pairs):
+                return None
+        else:
+            record = _CHECKED.decode(text)
+            if type(record) is not dict:
+                return None
+        if braces + payload.count(b"[") > MAX_DEPTH and _deeper_than(record, MAX_DEPTH):
+            return None
+        if "\\u" in text and _lone_surrogate(record):
+            return None
+        return record
+    except Exception:  # ValueError, RecursionError, MemoryError, ...: no object to judge
+        return None
+
+
+# ---------------------------------------------------------------- values
+
+
+def raw_text(value: Any) -> str | None:
     """A JSON value as the raw layer keeps it: strings as they are, anything else as JSON."""
     if value is None:
         return None
-    return value if isinstance(value, str) else json.dumps(value)
+    return value if type(value) is str else json.dumps(value)
 
 
 def parse_timestamp(text: str) -> datetime | None:
-    """ISO 8601 to naive UTC (an offset is converted); None if unparseable.
+    """ISO 8601 to naive UTC (an offset is converted); None if unparseable or not representable.
 
-    Only the extended calendar form (``YYYY-MM-DD`` first) that DuckDB's cast in staging also
-    reads: Python alone would accept ``20261130`` or week dates the nightly batch quarantines.
+    Only text of staging's timestamp form (``value_grammar.TIMESTAMP_PATTERN``), read as DuckDB's
+    cast in staging reads it: Python alone would accept ``2026-11-30T10`` or ``,5`` fractions the
+    nightly batch quarantines. A time an offset moves out of years 1..9999 is None (outside the
+    range staging accepts).
     """
-    text = text.strip()
-    if not _CALENDAR_DATE.match(text):
+    text = text.strip(SQL_SPACES)
+    if not is_timestamp_text(text):
         return None
     try:
         t = datetime.fromisoformat(text)
-    except ValueError:
-        return None
-    return t.astimezone(timezone.utc).replace(tzinfo=None) if t.tzinfo else t
-
-
-def _parse_number(text: str) -> float | None:
-    try:
-        return float(text)
-    except ValueError:
+        return t.astimezone(timezone.utc).replace(tzinfo=None) if t.tzinfo else t
+    except (ValueError, OverflowError):
         return None
 
 
@@ -75,60 +180,81 @@ def _upper_bound(received_day: date) -> datetime:
     return datetime.combine(received_day + timedelta(days=2), datetime.min.time())
 
 
-_INT_LIMIT = 2**63
-
-
 def _as_number(value: Any) -> float | None:
-    """A JSON number as ``float(json.dumps(value))`` would give it, without the round trip (None:
-    not a plain number, judge its text)."""
+    """A finite JSON number as ``float(json.dumps(value))`` would give it, without the round trip
+    (None: not a plain finite number, judge its text)."""
     kind = type(value)
-    if kind is float or (kind is int and -_INT_LIMIT < value < _INT_LIMIT):
+    if kind is float:
+        return value if math.isfinite(value) else None
+    if kind is int and -_INT_LIMIT < value < _INT_LIMIT:
         return float(value)
     return None
 
 
-def judge(payload: bytes, received_at: datetime) -> tuple[dict[str, Any] | None, Violation | None]:
-    """``(typed event, None)`` for a valid event, ``(None, violation)`` otherwise.
+# ---------------------------------------------------------------- the judge
 
-    A field's text is what the raw layer keeps (``_text``); it is only built where a rule needs it
-    (blank checks, a violation's raw value), so a valid event costs one JSON parse and a few
-    lookups — the consumer's hot path.
+
+def judge(payload: bytes, received_at: datetime, form: Form = EVENT) -> tuple[dict[str, Any] | None, Violation | None]:
+    """``(typed record, None)`` for a valid record, ``(None, violation)`` otherwise; never raises.
+
+    A field's text is what the raw layer keeps (:func:`raw_text`); it is only built where a rule
+    needs it (blank checks, a violation's raw value), so a valid event costs one JSON parse and a
+    few lookups — the consumer's hot path.
     """
     try:
-        record = json.loads(payload)
-    except (ValueError, UnicodeDecodeError):
-        record = None
-    if not isinstance(record, dict):
-        return None, Violation("malformed_row", None, payload.decode("utf-8", "replace"))
+        record = read_object(payload)
+        if record is not None:
+            return _judge_fields(record, received_at, form)
+    except Exception:  # a defect here must not stop a service: the record is quarantined, kept whole
+        pass
+    return None, Violation("malformed_row", None, payload.decode("utf-8", "replace"))
+
+
+def _judge_fields(record: dict[str, Any], received_at: datetime, form: Form) -> tuple[dict | None, Violation | None]:
     get = record.get
-    for name in _REQUIRED:
+    if form.closed:
+        for name in record:
+            if name not in form.names:
+                return None, Violation("unknown_field", name, None)
+    for name in form.required:
         value = get(name)
-        if value is None or (type(value) is str and value.strip() == ""):
+        if value is None or (type(value) is str and value.strip(SQL_SPACES) == ""):
             return None, Violation("not_null", name, value)
-    time_text = _text(get(_TIME))
-    event_time = parse_timestamp(time_text)
-    if event_time is None or event_time < _EARLIEST or event_time >= _upper_bound(received_at.date()):
-        return None, Violation("invalid_timestamp", _TIME, time_text)
     typed: dict[str, Any] = {}
-    for name in _TEXT:
+    for name in form.text:
         value = get(name)
-        typed[name] = None if value is None else (value if type(value) is str else json.dumps(value)).strip() or None
-    for c in _TYPED:
-        raw = get(c.name)
+        if value is not None and type(value) is not str:
+            value = json.dumps(value)
+        typed[name] = value and value.strip(SQL_SPACES) or None
+    for name in form.ids:
+        value = typed[name]
+        if value is not None and not (len(value) <= MAX_ID_LENGTH and value.isalnum()) and not is_id(value):
+            return None, Violation("invalid_id", name, raw_text(get(name)))
+    time_column = form.time_column
+    if time_column is not None:
+        raw_time = get(time_column)
+        event_time = None
+        if raw_time is not None:
+            time_text = raw_text(raw_time)
+            event_time = parse_timestamp(time_text)
+            if event_time is None or event_time < _EARLIEST or event_time >= _upper_bound(received_at.date()):
+                return None, Violation("invalid_timestamp", time_column, time_text)
+        typed[time_column] = event_time
+    for name in form.numbers:
+        raw = get(name)
         value = None if raw is None else _as_number(raw)
         if raw is not None and value is None:
-            text = _text(raw)
-            if text.strip() != "":
-                value = _parse_number(text)
-                if value is None:
-                    return None, Violation(_TYPE_RULES[c.dtype], c.name, text)
-        typed[c.name] = value
-    for name, accepted in _ACCEPTED_VALUES:
+            text = sql_trim(raw_text(raw))
+            value = number(text) if text else None
+            if value is None and text:
+                return None, Violation("invalid_number", name, raw_text(raw))
+        typed[name] = value
+    for name, accepted in form.accepted_values:
         if typed[name] is not None and typed[name] not in accepted:
-            return None, Violation("accepted_values", name, _text(get(name)))
-    for name in _NON_NEGATIVE_NAMES:
+            return None, Violation("accepted_values", name, raw_text(get(name)))
+    for name in form.non_negative:
         if typed[name] is not None and typed[name] < 0:
-            return None, Violation("non_negative", name, _text(get(name)))
-    typed[_TIME] = event_time
-    typed["received_at"] = received_at
+            return None, Violation("non_negative", name, raw_text(get(name)))
+    if form.receipt_column is not None:
+        typed[form.receipt_column] = received_at
     return typed, None

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
+from ai_data_platform.errors import shown
 from ai_data_platform.features.registry import published
 from ai_data_platform.streaming.online_features import ONLINE, FeatureInterpreter
 from ai_data_platform.streaming.online_store import OnlineStore
@@ -48,7 +49,7 @@ def _names(features: Sequence[str] | None, interpreter: FeatureInterpreter) -> l
         return available
     unknown = [f for f in features if f not in available]
     if unknown:
-        raise UnknownFeature(f"unknown online feature(s) {unknown}; available: {available}")
+        raise UnknownFeature(f"unknown online feature(s) {shown(unknown)}; available: {available}")
     return list(features)
 
 

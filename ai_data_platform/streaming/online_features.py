@@ -104,7 +104,8 @@ def _stddev_samp(values: list[float]) -> float | None:
     if len(values) < 2:
         return None
     m = _fmean(values)
-    return math.sqrt(sum((v - m) ** 2 for v in values) / (len(values) - 1))
+    # ``(v - m) ** 2`` raises OverflowError past 1e154; a product gives inf, as DuckDB's does
+    return math.sqrt(sum((v - m) * (v - m) for v in values) / (len(values) - 1))
 
 
 class FeatureInterpreter:

@@ -8,20 +8,28 @@
   ``ip_country``, ``event_time`` ISO 8601, ``transaction_id``) -> fraud probability from the
   latest passing fraud model, the features it used and their freshness. No passing model: 503.
 
-Bad requests get a 4xx whose message names the field.
+The body of ``POST /score`` is judged by the stream's judge (``events.judge``) against
+:data:`SCORE_REQUEST`, the EVENTS contract's fields of a card transaction, with the staging rules:
+an id is an id, an amount a finite non-negative number, an event time a timestamp in the range
+staging accepts. Bad requests get a 4xx, never a 500: 400 for a body that is not one JSON object,
+413 above :data:`MAX_BODY_BYTES`, 415 for a content type other than JSON, 422 for a field that
+breaks a rule (``{"error", "rule", "field"}``, the message naming the field and echoing at most a
+short prefix of its value).
 """
 
 from __future__ import annotations
 
-import json
-import math
+from dataclasses import replace
 
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from ai_data_platform.streaming.events import parse_timestamp
+from ai_data_platform.errors import shown
+from ai_data_platform.sources.contracts import EVENTS
+from ai_data_platform.sources.value_grammar import ID_RULE_TEXT, is_id, sql_trim
+from ai_data_platform.streaming.events import MAX_DEPTH, Form, Violation, judge
 from ai_data_platform.streaming.online_api import (
     NoPassingModel,
     Scorer,
@@ -32,53 +40,102 @@ from ai_data_platform.streaming.online_api import (
 )
 from ai_data_platform.streaming.online_store import OnlineStore
 
-MAX_ID_LENGTH = 128
+MAX_BODY_BYTES = 64 * 1024  # a transaction is a few hundred bytes
+SCORE_REQUEST = Form(
+    (
+        EVENTS.column("customer_id"),
+        replace(EVENTS.column("amount"), required=True),
+        EVENTS.column("device_id"),
+        EVENTS.column("ip_country"),
+        replace(EVENTS.column("event_time"), required=False),  # absent: now
+        replace(EVENTS.column("event_id"), name="transaction_id", required=False),
+    ),
+    time_column="event_time",
+    ids=("customer_id", "transaction_id"),
+    closed=True,
+)
+_RULE_TEXT = {
+    "unknown_field": "is not a field of a transaction",
+    "not_null": "is required",
+    "invalid_id": f"must be {ID_RULE_TEXT}",
+    "invalid_timestamp": "must be an ISO 8601 timestamp (YYYY-MM-DD[THH:MM[:SS[.f]]][Z|+HH:MM]) "
+                         "in [2000-01-01, today + 2 days)",
+    "invalid_number": "must be a finite number",
+    "non_negative": "must not be negative",
+}
 
 
 class BadRequest(ValueError):
-    pass
+    """A request the API refuses: its status and its answer."""
+
+    def __init__(self, status: int, message: str, rule: str | None = None, field: str | None = None):
+        super().__init__(message)
+        self.status, self.rule, self.field = status, rule, field
+
+    def response(self) -> JSONResponse:
+        return JSONResponse({"error": str(self), "rule": self.rule, "field": self.field}, status_code=self.status)
 
 
 def _error(status: int, message: str) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=status)
 
 
-def _string(body: dict, name: str, required: bool) -> str | None:
-    value = body.get(name)
-    if value is None:
-        if required:
-            raise BadRequest(f"field '{name}' is required")
-        return None
-    if not isinstance(value, str) or not value.strip() or len(value) > MAX_ID_LENGTH:
-        raise BadRequest(f"field '{name}' must be a non-empty string of at most {MAX_ID_LENGTH} characters, got {value!r}")
-    return value.strip()
+def _refusal(v: Violation) -> BadRequest:
+    if v.rule == "malformed_row":
+        message = f"the request body must be one JSON object (UTF-8, at most {MAX_DEPTH} levels deep, each key once)"
+        return BadRequest(400, message, v.rule)
+    got = "" if v.raw_value is None else f", got {shown(v.raw_value)}"
+    field = v.column if v.column in SCORE_REQUEST.names else shown(v.column)  # an unknown one is input
+    rule_text = _RULE_TEXT.get(v.rule, f"breaks rule {v.rule}")
+    return BadRequest(422, f"field {shown(v.column)} {rule_text}{got}", v.rule, field)
 
 
-def parse_transaction(body: object) -> Transaction:
-    if not isinstance(body, dict):
-        raise BadRequest("the request body must be a JSON object")
-    amount = body.get("amount")
-    if amount is None:
-        raise BadRequest("field 'amount' is required")
-    if isinstance(amount, bool) or not isinstance(amount, (int, float)) or not math.isfinite(amount) or amount < 0:
-        raise BadRequest(f"field 'amount' must be a non-negative number, got {amount!r}")
-    event_time = None
-    if body.get("event_time") is not None:
-        raw = body["event_time"]
-        event_time = parse_timestamp(raw) if isinstance(raw, str) else None
-        if event_time is None:
-            raise BadRequest(f"field 'event_time' must be an ISO 8601 timestamp, got {raw!r}")
-    unknown = sorted(set(body) - {"customer_id", "amount", "device_id", "ip_country", "event_time", "transaction_id"})
-    if unknown:
-        raise BadRequest(f"unknown field(s) {unknown}")
+def parse_transaction(body: bytes) -> Transaction:
+    """The transaction a request body holds, judged as the stream judges an event (BadRequest if not)."""
+    typed, violation = judge(body, utc_now(), SCORE_REQUEST)
+    if violation is not None:
+        raise _refusal(violation)
     return Transaction(
-        customer_id=_string(body, "customer_id", True),
-        amount=float(amount),
-        device_id=_string(body, "device_id", False),
-        ip_country=_string(body, "ip_country", False),
-        event_time=event_time,
-        transaction_id=_string(body, "transaction_id", False),
+        customer_id=typed["customer_id"],
+        amount=typed["amount"],
+        device_id=typed["device_id"],
+        ip_country=typed["ip_country"],
+        event_time=typed["event_time"],
+        transaction_id=typed["transaction_id"],
     )
+
+
+def _json_content(content_type: str | None) -> bool:
+    if content_type is None:
+        return True
+    media = content_type.split(";", 1)[0].strip().lower()
+    return media in ("", "application/json") or media.endswith("+json")
+
+
+async def read_body(request: Request, limit: int = MAX_BODY_BYTES) -> bytes:
+    """The request body, refused (413) as soon as it is known to exceed ``limit`` bytes."""
+    declared = request.headers.get("content-length", "")
+    if declared.isascii() and declared.isdigit() and (len(declared) > 18 or int(declared) > limit):
+        raise BadRequest(413, f"the request body exceeds {limit} bytes")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise BadRequest(413, f"the request body exceeds {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _customer_id(value: str) -> str:
+    """A path's customer id, trimmed as staging trims ids (BadRequest unless it is one)."""
+    value = sql_trim(value)
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate: no store holds it
+        value = ""
+    if not is_id(value):
+        raise BadRequest(400, f"path parameter 'customer_id' must be {ID_RULE_TEXT}", "invalid_id", "customer_id")
+    return value
 
 
 def create_app(store: OnlineStore, scorer: Scorer | None = None) -> Starlette:
@@ -100,9 +157,10 @@ def create_app(store: OnlineStore, scorer: Scorer | None = None) -> Starlette:
         })
 
     async def features(request: Request) -> JSONResponse:
-        customer_id = request.path_params["customer_id"]
-        if not customer_id.strip() or len(customer_id) > MAX_ID_LENGTH:
-            return _error(400, f"path parameter 'customer_id' must be 1..{MAX_ID_LENGTH} characters")
+        try:
+            customer_id = _customer_id(request.path_params["customer_id"])
+        except BadRequest as exc:
+            return exc.response()
         wanted = request.query_params.get("features")
         names = [n.strip() for n in wanted.split(",") if n.strip()] if wanted else None
         try:
@@ -112,13 +170,12 @@ def create_app(store: OnlineStore, scorer: Scorer | None = None) -> Starlette:
 
     async def score(request: Request) -> JSONResponse:
         try:
-            body = json.loads(await request.body())
-        except ValueError as exc:
-            return _error(400, f"the request body is not valid JSON: {exc}")
-        try:
-            txn = parse_transaction(body)
+            content_type = request.headers.get("content-type")
+            if not _json_content(content_type):
+                raise BadRequest(415, f"the request body must be JSON (application/json), not {shown(content_type)}")
+            txn = parse_transaction(await read_body(request))
         except BadRequest as exc:
-            return _error(422, str(exc))
+            return exc.response()
         try:
             return JSONResponse(scorer.score(txn, store))
         except NoPassingModel as exc:

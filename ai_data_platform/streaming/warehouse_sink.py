@@ -38,6 +38,8 @@ from ai_data_platform.governance import suppression
 from ai_data_platform.private_files import restrict_database
 from ai_data_platform.sources.contracts import EVENTS
 from ai_data_platform.streaming.erased import ErasedSubjects, Judged, judge_record
+from ai_data_platform.streaming.events import raw_text, read_object
+from ai_data_platform.streaming.online_features import ONLINE, FeatureInterpreter
 from ai_data_platform.streaming.transport import Record, Transport
 
 SCHEMA = "stream"
@@ -103,8 +105,10 @@ class WarehouseSink:
     the sink falls behind, the oldest are dropped); a flush uses them when they continue its
     committed position exactly, and otherwise re-reads and judges from the transport."""
 
-    def __init__(self, transport: Transport, warehouse: Path, max_records: int = 50_000, hmac_key: str | None = None):
+    def __init__(self, transport: Transport, warehouse: Path, max_records: int = 50_000, hmac_key: str | None = None,
+                 interpreter: FeatureInterpreter = ONLINE):
         self.transport, self.warehouse, self.max_records = transport, Path(warehouse), max_records
+        self.interpreter = interpreter  # the online consumer's: a re-read record is judged as it judged it
         self.position: int | None = None  # last committed (known after the first flush)
         self.busy_count = 0
         self.reread = 0  # records judged again because no hand-off continued the position
@@ -141,7 +145,7 @@ class WarehouseSink:
             return [(r, judge_record(r, erased, known=j)) for r, j in batch]
         records = self.transport.scan(self.position, self.max_records)
         self.reread += len(records)
-        return [(r, judge_record(r, erased)) for r in records]
+        return [(r, judge_record(r, erased, interpreter=self.interpreter)) for r in records]
 
     def flush(self) -> FlushResult:
         """Write the next micro-batch after the committed position; never waits for the lock."""
@@ -247,39 +251,56 @@ def wait_until(predicate, timeout: float, poll: float = 0.05) -> bool:
     return predicate()
 
 
-def raw_events_select(contract_columns: tuple[str, ...]) -> str:
-    """The stream records received on day ``?`` as ``raw.events`` rows (params: day, rows before
-    them in the day's partition, day).
+STREAM_DAY_PAGE = 20_000  # stream records the raw load reads into Python at a time
 
-    Like a landing file: every contract column as text (``received_at`` = the transport's
-    stamp), ``_raw_line`` = the payload when it is not a JSON object, ``_file`` =
-    ``stream:<transport>/<segment>``. ``_row_number`` continues the day's numbering after the
-    landing file's records, in stream order, so ``(_partition_date, _row_number)`` stays the one
-    key of a raw record (erasure and quarantine address records by it).
-    """
-    def field(c: str) -> str:
-        if c == "received_at":
-            return "strftime(received_at, '%Y-%m-%dT%H:%M:%S.%fZ') AS received_at"
-        return f"CASE WHEN _is_object THEN json_extract_string(_payload, '$.\"{c}\"') END AS \"{c}\""
 
-    fields = ", ".join(field(c) for c in contract_columns)
+def _stream_day_sql() -> str:
+    """The stream records received on day ``?`` numbered ``_n`` 1.. in stream order, each with
+    whether the stream's judge found it no JSON object (it quarantined it as ``malformed_row``)."""
+    malformed = f"SELECT DISTINCT _transport, _position FROM {QUARANTINE} WHERE rule = 'malformed_row'"
     return (
-        f"SELECT {fields}, ?::DATE AS _partition_date, 'stream:' || _transport || '/' || _segment AS _file, "
-        "? + row_number() OVER (ORDER BY _transport, _segment, _position) AS _row_number, "
-        "CASE WHEN NOT _is_object THEN _payload END AS _raw_line, "
-        "now()::TIMESTAMP AS _loaded_at FROM (SELECT *, CASE WHEN json_valid(_payload) "
-        "THEN json_type(_payload) = 'OBJECT' ELSE false END AS _is_object "
-        f"FROM {RECORDS} WHERE CAST(received_at AS DATE) = ?)"
+        "SELECT row_number() OVER (ORDER BY r._transport, r._segment, r._position) AS _n, r._transport, r._segment, "
+        "strftime(r.received_at, '%Y-%m-%dT%H:%M:%S.%fZ') AS received_at, r._payload, "
+        f"m._position IS NOT NULL AS _malformed FROM {RECORDS} r LEFT JOIN ({malformed}) m "
+        "ON m._transport = r._transport AND m._position = r._position WHERE CAST(r.received_at AS DATE) = ?"
     )
+
+
+def _raw_page(rows: list[tuple], contract_columns: tuple[str, ...], first_row: int) -> pa.Table:
+    """Stream records as raw rows, read as the stream's judge reads them (``events.read_object``,
+    values as text the way ``events.judge`` and a landing file's reader render them)."""
+    columns: dict[str, list] = {c: [] for c in contract_columns}
+    files, raw_lines = [], []
+    for _, transport, segment, received_at, payload, malformed in rows:
+        record = None if malformed else read_object(payload.encode("utf-8"))
+        files.append(f"stream:{transport}/{segment}")
+        raw_lines.append(payload if record is None else None)
+        for c in contract_columns:
+            value = None if record is None else raw_text(record.get(c))
+            columns[c].append(received_at if c == "received_at" else value)
+    arrays = {c: pa.array(v, pa.string()) for c, v in columns.items()}
+    return pa.table({**arrays, "_file": pa.array(files, pa.string()),
+                     "_row_number": pa.array(range(first_row + 1, first_row + len(rows) + 1), pa.int64()),
+                     "_raw_line": pa.array(raw_lines, pa.string())})
 
 
 def load_into_raw(
     con: duckdb.DuckDBPyConnection, raw_table: str, contract_columns: tuple[str, ...], day, first_row: int, keep: str = "TRUE"
 ) -> tuple[int, int, int]:
-    """Insert the stream records received on ``day`` into ``raw_table``, numbered after the day's
-    first ``first_row`` records (the landing file's), except those failing the
-    SQL condition ``keep`` (the records of erased subjects: ``governance/suppression.py``).
-    Returns (records inserted, records dropped, unsplittable records inserted).
+    """Insert the stream records received on ``day`` into ``raw_table`` like a landing file's
+    records, except those failing the SQL condition ``keep`` (the records of erased subjects:
+    ``governance/suppression.py``). Returns (records inserted, records dropped, unsplittable
+    records inserted).
+
+    Every contract column as text (``received_at`` = the transport's stamp), ``_raw_line`` = the
+    payload when it is not one JSON object, ``_file`` = ``stream:<transport>/<segment>``.
+    ``_row_number`` continues the day's numbering after the day's first ``first_row`` records (the
+    landing file's), in stream order, so ``(_partition_date, _row_number)`` stays the one key of a
+    raw record (erasure and quarantine address records by it). Payloads are read by the stream's
+    own reader, not DuckDB's JSON functions (which take ``nan`` literals, trailing commas and a key
+    twice, and render numbers their own way), so the nightly batch judges each record as the
+    stream did; a payload the stream found no JSON object (its bytes may not have been UTF-8,
+    which the stored text no longer shows) is no object here either.
 
     Results are fetched to the end: DuckDB refuses ``register`` on a connection with a
     partially fetched result, and the caller registers the next day's file next."""
@@ -287,11 +308,25 @@ def load_into_raw(
                          RECORDS.split(".")).fetchall()[0][0]
     if not exists:
         return 0, 0, 0
-    con.execute(f"CREATE OR REPLACE TEMP TABLE _stream_day AS {raw_events_select(contract_columns)}", [day, first_row, day]).fetchall()
+    columns = ", ".join(f"{wh.quote(c)} VARCHAR" for c in contract_columns)
     try:
+        con.execute(f"CREATE OR REPLACE TEMP TABLE _stream_records AS {_stream_day_sql()}", [day]).fetchall()
+        con.execute(f"CREATE OR REPLACE TEMP TABLE _stream_day ({columns}, _partition_date DATE, _file VARCHAR, "
+                    "_row_number BIGINT, _raw_line VARCHAR, _loaded_at TIMESTAMP)").fetchall()
+        done = 0
+        while rows := con.execute("SELECT * FROM _stream_records WHERE _n > ? ORDER BY _n LIMIT ?",
+                                  [done, STREAM_DAY_PAGE]).fetchall():
+            con.register("_stream_page", _raw_page(rows, contract_columns, first_row + done))
+            try:
+                con.execute("INSERT INTO _stream_day BY NAME SELECT *, ?::DATE AS _partition_date, "
+                            "now()::TIMESTAMP AS _loaded_at FROM _stream_page", [day]).fetchall()
+            finally:
+                con.unregister("_stream_page")
+            done += len(rows)
         received = con.execute("SELECT count(*) FROM _stream_day").fetchall()[0][0]
         inserted, malformed = con.execute(f"SELECT count(*), count(_raw_line) FROM _stream_day WHERE {keep}").fetchall()[0]
         con.execute(f"INSERT INTO {raw_table} BY NAME SELECT * FROM _stream_day WHERE {keep}").fetchall()
     finally:
         con.execute("DROP TABLE IF EXISTS _stream_day").fetchall()
+        con.execute("DROP TABLE IF EXISTS _stream_records").fetchall()
     return inserted, received - inserted, malformed
