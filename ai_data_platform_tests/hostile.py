@@ -20,7 +20,7 @@ import random
 from datetime import datetime, timedelta
 
 from ai_data_platform.sources.contracts import EVENT_TYPES
-from ai_data_platform.streaming.events import MAX_DEPTH, MAX_RECORD_BYTES
+from ai_data_platform.sources.json_object import MAX_DEPTH, MAX_RECORD_BYTES
 
 _CHARS = ["a", "Z", "0", "9", " ", "\t", "\n", "\r", "\x00", "\x1f", "\x7f", "\x85", "\xa0", "\u2028", "\u3000", "\u200b",
           "\ufeff", "{", "[", "]", "}", '"', "\\", ":", ",", "é", "\U0001f600", "\u0663", "-", ".", "e", "_"]

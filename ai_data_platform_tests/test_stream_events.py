@@ -15,7 +15,8 @@ from hypothesis import strategies as st
 
 from ai_data_platform.sources.contracts import CUSTOMERS, EVENTS
 from ai_data_platform.sources.staging_sql import _typed_expr, judged_sql, raw_ddl, staging_ddl, typed
-from ai_data_platform.streaming.events import MAX_DEPTH, MAX_RECORD_BYTES, judge, parse_timestamp, read_object
+from ai_data_platform.sources.json_object import MAX_DEPTH, MAX_RECORD_BYTES, read_object
+from ai_data_platform.streaming.events import judge, parse_timestamp
 from ai_data_platform.streaming.transport import FileSegmentTransport, to_us
 from ai_data_platform.streaming.warehouse_sink import WarehouseSink, load_into_raw
 
@@ -197,3 +198,26 @@ def test_the_stream_and_the_nightly_batch_judge_hostile_records_alike(tmp_path_f
     assert len(staged) == len(payloads)
     for payload, s, b in zip(payloads, streamed, staged):
         _agree(payload, s, b)
+
+
+@settings(max_examples=6)
+@given(seed=st.integers(0, 2**32 - 1))
+def test_a_landed_json_lines_file_reads_each_line_as_the_stream_reads_a_record(tmp_path_factory, seed):
+    """The batch reader of ``landing/behavioral/events/<day>.jsonl`` reads a line as the stream's
+    judge reads a payload (``json_object.read_object``): hostile lines (nested thousands deep, a
+    key twice, a lone surrogate, ...) become rows kept whole in ``_raw_line`` for quarantine, never
+    an exception; every line is one row."""
+    from ai_data_platform.sources.landing import read_landing_file
+
+    rng = random.Random(seed)
+    payloads = [hostile_event(rng, RECEIVED + timedelta(minutes=5)) for _ in range(300)]
+    payloads += [b"[" * 100_000 + b"]" * 100_000, b'{"a": ' * 5000 + b"1" + b"}" * 5000]
+    lines = [p.decode("utf-8", "replace") for p in payloads]
+    lines = [line for line in lines if line.strip()]  # a blank line holds no record
+    path = tmp_path_factory.mktemp("jsonl") / "2026-11-30.jsonl"
+    path.write_bytes("\n".join(lines).encode("utf-8") + b"\n")
+    landed = read_landing_file(EVENTS, path).table.to_pylist()
+    assert len(landed) == len(lines)
+    for line, row in zip(lines, landed):
+        readable = read_object(line.encode("utf-8")) is not None
+        assert (row["_raw_line"] is None) == readable, line[:80]

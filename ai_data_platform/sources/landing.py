@@ -42,6 +42,7 @@ import pyarrow.parquet as pq
 
 from ai_data_platform.errors import InputError
 from ai_data_platform.sources.contracts import REGIONS, SourceTable
+from ai_data_platform.sources.json_object import read_object
 
 
 class LandingFileMissing(FileNotFoundError):
@@ -363,11 +364,8 @@ def _read_jsonl(contract: SourceTable, path: Path) -> LandedFile:
     raw_lines: list[str | None] = []
     observed: dict[str, None] = {}
     for line in lines:
-        try:
-            record = json.loads(line)
-        except ValueError:
-            record = None
-        if not isinstance(record, dict):
+        record = read_object(line.encode("utf-8"))  # None: not one readable JSON object (too deep, a key twice, ...)
+        if record is None:
             raw_lines.append(line)
             for name in contract.column_names:
                 values[name].append(None)

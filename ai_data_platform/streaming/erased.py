@@ -14,7 +14,7 @@ replaces their retained stream records by tombstones. From then on:
   positions are committed past them, exactly once like any record.
 
 A record belongs to a subject by its ``customer_id`` (for a rejected JSON object too); a payload
-the judge cannot read as one JSON object (``events.read_object``) cannot be attributed, as with an
+the judge cannot read as one JSON object (``json_object.read_object``) cannot be attributed, as with an
 unsplittable line of a landing file.
 """
 
@@ -26,7 +26,8 @@ from typing import Any, NamedTuple
 
 from ai_data_platform.errors import shown
 from ai_data_platform.governance.pii import hmac_hex
-from ai_data_platform.streaming.events import Violation, judge, read_object
+from ai_data_platform.sources.json_object import read_object
+from ai_data_platform.streaming.events import Violation, judge
 from ai_data_platform.streaming.online_features import ONLINE, FeatureInterpreter
 from ai_data_platform.streaming.online_store import StateRow, state_row
 from ai_data_platform.streaming.transport import Record

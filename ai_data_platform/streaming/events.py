@@ -7,7 +7,7 @@ a typed record or a :class:`Violation` naming the rule and the column.
 
 The rules and their order are the staging layer's (``sources/staging_sql.py``), compiled from the
 same contract, reading text with the same grammar (``sources/value_grammar.py``):
-``malformed_row`` (not one JSON object: :func:`read_object`) -> ``unknown_field`` (a field a
+``malformed_row`` (not one JSON object: ``json_object.read_object``) -> ``unknown_field`` (a field a
 closed form does not have: the HTTP API's) -> ``not_null`` (a required field missing or blank) ->
 ``invalid_id`` -> ``invalid_timestamp`` (event time unparseable or outside [2000-01-01, receipt day
 + 2 days)) -> ``invalid_number`` (``NaN``, ``Infinity`` and overflowing numbers included) ->
@@ -28,11 +28,10 @@ from functools import lru_cache
 from typing import Any
 
 from ai_data_platform.sources.contracts import EARLIEST_VALID_TIME, EVENTS, Column, SourceTable
+from ai_data_platform.sources.json_object import read_object
 from ai_data_platform.sources.staging_sql import id_columns
 from ai_data_platform.sources.value_grammar import MAX_ID_LENGTH, SQL_SPACES, is_id, is_timestamp_text, number, sql_trim
 
-MAX_RECORD_BYTES = 1 << 20  # a larger payload is not an event (events are a few hundred bytes)
-MAX_DEPTH = 8  # JSON nesting levels, the record itself the first (an event is one flat object)
 _EARLIEST = datetime.fromisoformat(EARLIEST_VALID_TIME)
 _INT_LIMIT = 2**63
 _TEXT_TYPES = ("VARCHAR",)
@@ -78,72 +77,6 @@ class Form:
 
 
 EVENT = Form.of(EVENTS, receipt_column="received_at")
-
-
-# ---------------------------------------------------------------- reading one JSON object
-
-
-class _DuplicateKey(ValueError):
-    pass
-
-
-def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    record = dict(pairs)
-    if len(record) != len(pairs):  # Python keeps the last, DuckDB's JSON the first: neither
-        raise _DuplicateKey
-    return record
-
-
-_CHECKED = json.JSONDecoder(object_pairs_hook=_object)  # every object checked for a key twice
-_PAIRS = json.JSONDecoder(object_pairs_hook=list)  # an object as its (key, value) pairs: no Python call
-
-
-def _deeper_than(value: Any, limit: int) -> bool:
-    stack = [(value, 1)]
-    while stack:
-        node, depth = stack.pop()
-        if depth > limit:
-            return True
-        for child in node.values() if type(node) is dict else node:
-            if type(child) is dict or type(child) is list:
-                stack.append((child, depth + 1))
-    return False
-
-
-def _lone_surrogate(record: dict[str, Any]) -> bool:
-    """Whether a ``\\ud800``-style escape left a lone surrogate (text no UTF-8 store can hold)."""
-    try:
-        json.dumps(record, ensure_ascii=False).encode("utf-8")
-    except UnicodeEncodeError:
-        return True
-    return False
-
-
-def read_object(payload: bytes) -> dict[str, Any] | None:
-    """The JSON object ``payload`` holds, or None when it holds none that can be judged: more than
-    :data:`MAX_RECORD_BYTES`, not UTF-8, not JSON, not an object, nested deeper than
-    :data:`MAX_DEPTH`, a key twice, or a lone surrogate. Never raises."""
-    if len(payload) > MAX_RECORD_BYTES:
-        return None
-    try:
-        text = payload.decode("utf-8")  # strict: no invalid bytes, no encoded surrogates, no BOM sniffing
-        braces = payload.count(b"{")
-        if braces == 1 and text[:1] == "{":  # one object and none inside it (an event): the fast path
-            pairs = _PAIRS.decode(text)
-            record = dict(pairs)
-            if len(record) != len(pairs):
-                return None
-        else:
-            record = _CHECKED.decode(text)
-            if type(record) is not dict:
-                return None
-        if braces + payload.count(b"[") > MAX_DEPTH and _deeper_than(record, MAX_DEPTH):
-            return None
-        if "\\u" in text and _lone_surrogate(record):
-            return None
-        return record
-    except Exception:  # ValueError, RecursionError, MemoryError, ...: no object to judge
-        return None
 
 
 # ---------------------------------------------------------------- values

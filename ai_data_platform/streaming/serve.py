@@ -29,7 +29,8 @@ from starlette.routing import Route
 from ai_data_platform.errors import shown
 from ai_data_platform.sources.contracts import EVENTS
 from ai_data_platform.sources.value_grammar import ID_RULE_TEXT, is_id, sql_trim
-from ai_data_platform.streaming.events import MAX_DEPTH, Form, Violation, judge
+from ai_data_platform.sources.json_object import MAX_DEPTH
+from ai_data_platform.streaming.events import Form, Violation, judge
 from ai_data_platform.streaming.online_api import (
     NoPassingModel,
     Scorer,

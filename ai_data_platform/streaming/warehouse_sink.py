@@ -38,7 +38,8 @@ from ai_data_platform.governance import suppression
 from ai_data_platform.private_files import restrict_database
 from ai_data_platform.sources.contracts import EVENTS
 from ai_data_platform.streaming.erased import ErasedSubjects, Judged, judge_record
-from ai_data_platform.streaming.events import raw_text, read_object
+from ai_data_platform.sources.json_object import read_object
+from ai_data_platform.streaming.events import raw_text
 from ai_data_platform.streaming.online_features import ONLINE, FeatureInterpreter
 from ai_data_platform.streaming.transport import Record, Transport
 
@@ -267,7 +268,7 @@ def _stream_day_sql() -> str:
 
 
 def _raw_page(rows: list[tuple], contract_columns: tuple[str, ...], first_row: int) -> pa.Table:
-    """Stream records as raw rows, read as the stream's judge reads them (``events.read_object``,
+    """Stream records as raw rows, read as the stream's judge reads them (``json_object.read_object``,
     values as text the way ``events.judge`` and a landing file's reader render them)."""
     columns: dict[str, list] = {c: [] for c in contract_columns}
     files, raw_lines = [], []
