@@ -18,6 +18,10 @@ only when it holds one of their identifiers as a *whole* value:
 * a field of a comma-separated record of at least two fields: ``42,Ann Lee,ann@`` holds ``42``
   (a lone value is not a record: ``EUR`` alone is a currency, not the subject ``EUR``).
 
+A complete JSON object or array inside such a line (``rows {"US": 10}``, ``tags ["EUR"]``) is
+parsed and judged by its identifier keys, like a parsed record: its strings are no whole values of
+the line. A parsed record or fragment counts by identifier keys at any depth.
+
 Emails count in a raw line only when they have an ``@``, phones only with at least
 :data:`MIN_PHONE_DIGITS` digits: a short "phone" like ``7`` would match any quoted number. So
 ``06:42:49`` holds neither ``42`` nor ``49``, ``"currency": "EUR"`` in a parsed object is not the
@@ -46,6 +50,8 @@ PHONE_FIELDS = frozenset({"phone"})
 FIELD_KINDS = {**dict.fromkeys(ID_FIELDS, ID), **dict.fromkeys(EMAIL_FIELDS, EMAIL), **dict.fromkeys(PHONE_FIELDS, PHONE)}
 MIN_PHONE_DIGITS = 6
 
+MAX_FRAGMENT_TRIES = 64  # JSON fragments tried per line: a line of brackets stays cheap
+_FRAGMENT_START = re.compile(r"[\[{]")
 _QUOTED = re.compile(r'"((?:[^"\\\n]|\\.)*)"')
 _KEYED = re.compile(r'"(customer_id|email|customer_email|phone)"\s*:\s*(-?[0-9][0-9A-Za-z.+-]*|true|false)')
 
@@ -86,6 +92,28 @@ def json_document(text: str) -> object | None:
         return json.loads(stripped)
     except (ValueError, RecursionError):
         return None
+
+
+def json_fragments(text: str) -> tuple[list[object], str]:
+    """The complete JSON objects and arrays inside ``text`` (parsed), and the text without them."""
+    decoder = json.JSONDecoder()
+    fragments: list[object] = []
+    rest: list[str] = []
+    kept_from = position = 0
+    for _ in range(MAX_FRAGMENT_TRIES):
+        match = _FRAGMENT_START.search(text, position)
+        if match is None:
+            break
+        try:
+            fragment, end = decoder.raw_decode(text, match.start())
+        except (ValueError, RecursionError):
+            position = match.start() + 1
+            continue
+        fragments.append(fragment)
+        rest.append(text[kept_from:match.start()])
+        kept_from = position = end
+    rest.append(text[kept_from:])
+    return fragments, "".join(rest)
 
 
 def quoted_strings(text: str) -> Iterator[str]:
@@ -153,12 +181,20 @@ class Identifiers:
         return None
 
     def field_kinds(self, fields: Mapping[object, object]) -> set[str]:
-        """The kinds of identifier a parsed record's identifier fields hold."""
-        found = set()
-        for key, value in fields.items():
-            kind = FIELD_KINDS.get(key) if isinstance(key, str) else None
-            if kind and self.kind_of(kind, value):
-                found.add(kind)
+        """The kinds of identifier a parsed record's identifier fields hold (at any depth)."""
+        found: set[str] = set()
+        stack: list[object] = [fields]
+        while stack:
+            item = stack.pop()
+            if isinstance(item, list):
+                stack.extend(item)
+            elif isinstance(item, dict):
+                for key, value in item.items():
+                    kind = FIELD_KINDS.get(key) if isinstance(key, str) else None
+                    if kind and not isinstance(value, (dict, list)) and self.kind_of(kind, value):
+                        found.add(kind)
+                    if isinstance(value, (dict, list)):
+                        stack.append(value)
         return found
 
     def value_kinds(self, value: str) -> set[str]:
@@ -174,13 +210,17 @@ class Identifiers:
         return found
 
     def line_kinds(self, text: str) -> set[str]:
-        """The kinds of identifier a raw line holds: its fields if it is a JSON object, else its
-        whole quoted strings, keyed values and CSV fields."""
+        """The kinds of identifier a raw line holds: by its fields if it is JSON, else by the JSON
+        fragments inside it and its whole quoted strings, keyed values and CSV fields."""
         document = json_document(text)
-        if isinstance(document, dict):
-            return self.field_kinds(document)
-        if document is not None:  # a JSON array: no fields to attribute it by
-            return set()
+        if document is not None:
+            return self.field_kinds({"": document})
+        fragments, rest = json_fragments(text) if _FRAGMENT_START.search(text) else ([], text)
+        return self.field_kinds({"": fragments}) | self.loose_kinds(rest)
+
+    def loose_kinds(self, text: str) -> set[str]:
+        """The kinds of identifier a text that is no JSON holds as whole quoted strings, keyed values
+        and CSV fields."""
         found: set[str] = set()
         for value in quoted_strings(text):
             found |= self.value_kinds(value)

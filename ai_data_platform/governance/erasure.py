@@ -695,8 +695,26 @@ def _erase_known(subject: Subject, reason: str, paths: settings.Paths, personal:
                 warehouse.compact(personal.stores.paths[region])
     with steps.at("verifying by searching every store"):
         traces, searched = verify(subject, paths, personal)
+    stale = _uncompacted(traces, paths, personal)
+    if stale:  # deleted rows an interrupted erasure (or any delete) left in a database's bytes
+        with steps.at("compacting the databases"):
+            for path in stale:
+                warehouse.compact(path)
+        with steps.at("verifying by searching every store"):
+            traces, searched = verify(subject, paths, personal)
     status = "traces_remain" if traces else "erased" if counts else "nothing_found"
     return ErasureResult(subject.ref, status, dict(counts), traces, dict(subject.not_searched), subject.erased_before, searched)
+
+
+def _uncompacted(traces: list[Trace], paths: settings.Paths, personal: PersonalData) -> list[Path]:
+    """The databases the erasure manages (the warehouse, the regional stores) where the subject is
+    found only in the bytes of deleted rows: compacting them removes the traces."""
+    managed = {}
+    for path in (paths.warehouse, *personal.stores.paths.values()):
+        managed[path.relative_to(paths.root).as_posix() if path.is_relative_to(paths.root) else str(path)] = path
+    on_disk = {t.file for t in traces if t.location == "bytes on disk"}
+    elsewhere = {t.file for t in traces if t.location != "bytes on disk"}
+    return [managed[f] for f in sorted(on_disk - elsewhere) if f in managed]
 
 
 def erase_matching(
