@@ -150,3 +150,22 @@ def test_pathological_needles_neither_crash_a_search_nor_match_what_does_not_hol
     for name in ("s.db", "w.duckdb", "t.txt"):
         assert search_file(root / name, needles, file=name, allowed=lambda *a: False) == []
     assert Matcher(needles).in_value("C5") == set()
+
+
+def test_the_stream_drops_an_erased_subjects_unparseable_payload_by_the_same_rule():
+    from datetime import datetime
+
+    from ai_data_platform.governance.pii import hmac_hex
+    from ai_data_platform.streaming.erased import ERASED_SUBJECT, ErasedSubjects, judge_record
+    from ai_data_platform.streaming.transport import Record
+
+    erased = ErasedSubjects({hmac_hex("k", "42"), hmac_hex("k", "EUR")}, "k")
+
+    def dropped(payload: bytes) -> bool:
+        return judge_record(Record(1, datetime(2026, 11, 20), payload, "s"), erased).dropped == ERASED_SUBJECT
+
+    assert dropped(b'{"customer_id":"42","amou') and dropped(b"42,login,2026-11-20") and dropped(b'{"customer_id": 42, "x')
+    assert dropped(b'{"event_id":"E1","customer_id":"42","event_type":"teleport"}')  # rejected, but theirs
+    assert dropped(b'{"customer_id":"C5","currency":"EUR","amou')  # cut off: "EUR" is a whole value, as erasure judges it
+    assert not dropped(b"garbage at 06:42:49 for 42") and not dropped(b'{"customer_id":"C5","tags":["EUR"],"x')
+    assert not dropped(b'{"event_id":"E2","customer_id":"C5","currency":"EUR","event_type":"teleport"}')

@@ -142,7 +142,7 @@ def test_a_step_failing_midway_leaves_an_audit_record_without_personal_data(path
     def failing(*args, **kwargs):
         raise OSError(f"disk full while writing {SUBJECT} {email}")
 
-    monkeypatch.setattr(erasure, "_erase_datasets", failing)
+    monkeypatch.setattr(erasure, "erase_datasets", failing)
     assert cli.main(["erase", "--customer-id", SUBJECT, "--reason", "ticket 8"]) == erasure.EXIT_TRACES_REMAIN
 
     err = capsys.readouterr().err

@@ -47,7 +47,9 @@ PHONE = "phone"
 ID_FIELDS = frozenset({"customer_id"})
 EMAIL_FIELDS = frozenset({"email", "customer_email"})
 PHONE_FIELDS = frozenset({"phone"})
-FIELD_KINDS = {**dict.fromkeys(ID_FIELDS, ID), **dict.fromkeys(EMAIL_FIELDS, EMAIL), **dict.fromkeys(PHONE_FIELDS, PHONE)}
+FIELD_KINDS = {
+    **dict.fromkeys(ID_FIELDS, ID), **dict.fromkeys(EMAIL_FIELDS, EMAIL), **dict.fromkeys(PHONE_FIELDS, PHONE)
+}
 MIN_PHONE_DIGITS = 6
 
 MAX_FRAGMENT_TRIES = 64  # JSON fragments tried per line: a line of brackets stays cheap
@@ -156,7 +158,9 @@ class Identifiers:
     phones: frozenset[str] = frozenset()  # normalized
 
     @classmethod
-    def of(cls, customer_ids: Iterable[str | None] = (), emails: Iterable[str | None] = (), phones: Iterable[str | None] = ()) -> Identifiers:
+    def of(
+        cls, customer_ids: Iterable[str | None] = (), emails: Iterable[str | None] = (), phones: Iterable[str | None] = ()
+    ) -> Identifiers:
         """From identifiers as found: ids trimmed, emails and phones normalized, blanks dropped."""
         return cls(
             frozenset(i for i in map(canonical_id, customer_ids) if i),
@@ -241,6 +245,35 @@ class Identifiers:
     def owns_payload(self, payload: bytes) -> bool:
         """A stream payload (bytes as received): a JSON object by its fields, else as a raw line."""
         return self.owns_line(payload.decode("utf-8", "surrogateescape"))
+
+
+def id_candidates(text: str) -> set[str]:
+    """Every value a raw line could make it a customer's by (the rule of the module docstring), as
+    canonical ids: its ``customer_id`` fields if it is JSON, else those of its JSON fragments and
+    its whole quoted strings, keyed ``customer_id`` values and CSV fields. What a filter holding
+    only the HMACs of erased ids checks a line against."""
+    document = json_document(text)
+    if document is not None:
+        return _customer_id_fields(document)
+    fragments, rest = json_fragments(text) if _FRAGMENT_START.search(text) else ([], text)
+    values = [*quoted_strings(rest), *(v for k, v in keyed_values(rest) if k in ID_FIELDS), *csv_fields(rest)]
+    return _customer_id_fields(fragments) | {i for i in map(canonical_id, values) if i}
+
+
+def _customer_id_fields(document: object) -> set[str]:
+    found: set[str] = set()
+    stack = [document]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, list):
+            stack.extend(item)
+        elif isinstance(item, dict):
+            for key, value in item.items():
+                if isinstance(value, (dict, list)):
+                    stack.append(value)
+                elif key in ID_FIELDS and (cid := canonical_id(value)):
+                    found.add(cid)
+    return found
 
 
 def lines(text: str) -> Iterator[str]:

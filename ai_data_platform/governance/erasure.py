@@ -47,46 +47,38 @@ record says nothing was found and when the subject was first erased.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import importlib
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-
-import duckdb
 
 from ai_data_platform import settings, warehouse
 from ai_data_platform.errors import InputError
 from ai_data_platform.governance import audit, suppression
-from ai_data_platform.governance.attribution import Identifiers, as_bytes, canonical_id
-from ai_data_platform.governance.landing_erasure import crm_customer_records, erase_landing, subject_rows_in_crm_files
-from ai_data_platform.governance.personal_data import holds_personal_data, warehouse_raw_columns
-from ai_data_platform.governance.pii import hmac_sql, normalize_email, normalize_email_sql, normalize_phone, normalize_phone_sql
-from ai_data_platform.governance.search import (
-    EMAIL,
-    EMAIL_HMAC,
-    ID,
-    NAME,
-    PHONE,
-    PHONE_HMAC,
-    Matcher,
-    Needle,
-    Trace,
-    is_word,
-    search,
+from ai_data_platform.governance.attribution import canonical_id
+from ai_data_platform.governance.erasure_delete import erase_databases, erase_datasets
+from ai_data_platform.governance.erasure_subject import (  # noqa: F401 - Subject, resolve, ...: this module's API too
+    Subject,
+    customer_id_for,
+    customers_matching,
+    erased_email_ref,
+    hmac_of,
+    reading,
+    required_id,
+    resolve,
+    storable,
+    subject_hash,
 )
-from ai_data_platform.governance.stores import IDENTITY, PERSONAL_TABLES, QUARANTINE_PERSONAL, RAW_PERSONAL, PersonalData
-from ai_data_platform.sources.contracts import CUSTOMERS, SOURCE_TABLES
+from ai_data_platform.governance.landing_erasure import erase_landing
+from ai_data_platform.governance.search import Matcher, Trace, search
+from ai_data_platform.governance.stores import PersonalData
 from ai_data_platform.sources.landing import LandingZones
 
 EXIT_ERASED = 0
 EXIT_TRACES_REMAIN = 1
 EXIT_UNKNOWN_SUBJECT = 3
-SOURCE_LAYERS = ("raw", "staging", "quarantine")
 SELECTORS = ("customer_id", "email", "phone")
-RAW_TEXT_COLUMNS = ("_raw_line", "raw_record")  # where a record is kept as received
 
 
 class ErasureFailed(RuntimeError):
@@ -137,392 +129,6 @@ def registered_targets() -> list[ErasureTarget]:
     for module in TARGET_MODULES:
         targets |= {t.name: t for t in importlib.import_module(module).erasure_targets()}
     return list((targets | _TARGETS).values())
-
-
-# ---------------------------------------------------------------- the subject
-
-
-def _hmac(key: str, value: str) -> str:
-    """``pii.hmac_hex`` of a value as typed (an argument's undecodable bytes as they were)."""
-    return hmac.new(key.encode(), as_bytes(value), hashlib.sha256).hexdigest()
-
-
-def subject_hash(customer_id: str, key: str | None = None) -> str:
-    """The HMAC of a customer id (``audit.subject_ref`` without its prefix), for any argument."""
-    return _hmac(key or settings.pii_hmac_key(), customer_id)
-
-
-def storable(value: str) -> bool:
-    """Whether any store could hold ``value`` (UTF-8 text): an argument with undecodable bytes cannot."""
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
-
-
-@dataclass
-class Subject:
-    """A data subject and every key their data can be found by (held in memory only)."""
-
-    customer_id: str
-    ref: str  # audit.subject_ref: the only way records name them
-    id_hash: str
-    emails: set[str] = field(default_factory=set)  # as found, and normalized
-    phones: set[str] = field(default_factory=set)
-    names: set[str] = field(default_factory=set)
-    email_hashes: set[str] = field(default_factory=set)
-    phone_hashes: set[str] = field(default_factory=set)
-    not_searched: dict[str, str] = field(default_factory=dict)  # label -> why (never the value)
-    known: bool = False  # a customer record holds the id
-    erased_before: str | None = None
-
-    @property
-    def normalized_emails(self) -> frozenset[str]:
-        return frozenset(e for e in (normalize_email(x) for x in self.emails) if e)
-
-    @property
-    def erasable(self) -> bool:
-        """A known customer, or one erased before (their leftovers, if any, are theirs too)."""
-        return self.known or self.erased_before is not None
-
-    def identifiers(self) -> Identifiers:
-        """What attributes a record to them (``attribution.py``)."""
-        return Identifiers.of([self.customer_id], self.emails, self.phones)
-
-    def needles(self) -> list[Needle]:
-        out = [Needle(ID, self.customer_id)] if self.customer_id else []
-        for label, values in ((EMAIL, self.emails), (PHONE, self.phones), (NAME, self.names),
-                              (EMAIL_HMAC, self.email_hashes), (PHONE_HMAC, self.phone_hashes)):
-            out += [Needle(label, v) for v in sorted({v.strip() for v in values if v and v.strip()})]
-        return out
-
-
-@contextmanager
-def _reading(paths: settings.Paths, personal: PersonalData) -> Iterator[tuple[duckdb.DuckDBPyConnection, dict[str, str]]]:
-    """A warehouse connection (an empty in-memory one while there is no warehouse: looking creates
-    none) with every regional store attached. Not read-only: the caller's process may hold the
-    same files open for writing, and DuckDB opens a file once per process, in one mode."""
-    con = warehouse.connect(paths.warehouse) if paths.warehouse.exists() else duckdb.connect()
-    try:
-        with personal.stores.attached(con) as aliases:
-            yield con, aliases
-    finally:
-        con.close()
-
-
-def _union(aliases: Mapping[str, str], table: str, columns: str) -> str:
-    return " UNION ALL ".join(f"SELECT {columns} FROM {a}.{table}" for a in aliases.values())
-
-
-def _customer_tables(con: duckdb.DuckDBPyConnection, aliases: Mapping[str, str]) -> list[str]:
-    """Relations holding customer records (``customer_id`` as text), warehouse and every store."""
-    relations = [f"{layer}.customers" for layer in ("raw", "staging") if warehouse.table_exists(con, f"{layer}.customers")]
-    for table in (IDENTITY, RAW_PERSONAL[CUSTOMERS.name], QUARANTINE_PERSONAL[CUSTOMERS.name]):
-        relations += [f"{a}.{table.name}" for a in aliases.values()]
-    return relations
-
-
-def _known_in_data(con: duckdb.DuckDBPyConnection, aliases: Mapping[str, str], cid: str) -> bool:
-    return any(
-        con.execute(f"SELECT count(*) FROM {relation} WHERE trim(CAST(customer_id AS VARCHAR)) = ?", [cid]).fetchone()[0]
-        for relation in _customer_tables(con, aliases)
-    )
-
-
-def resolve(customer_id: str, paths: settings.Paths, personal: PersonalData) -> Subject:
-    """Everything the platform holds that identifies ``customer_id`` (see the module docstring)."""
-    cid = _required_id(customer_id)
-    key = personal.hmac_key
-    id_hash = _hmac(key, cid)
-    subject = Subject(cid, "subject:" + id_hash, id_hash)
-    if not storable(cid):  # no store holds text that is not UTF-8: nobody has this id
-        return subject
-    for row in subject_rows_in_crm_files(LandingZones.from_settings(paths), cid):  # also a subject not loaded yet
-        subject.known = True
-        _add(subject, row.get("name"), row.get("email"), row.get("phone"))
-    with _reading(paths, personal) as (con, aliases):
-        subject.known = subject.known or _known_in_data(con, aliases, cid)
-        subject.erased_before = _erased_at(con, subject)
-        if subject.known:
-            _resolve_from_data(con, aliases, subject, key)
-            _leave_out_shared(con, aliases, subject, key)
-        subject.email_hashes |= set(suppression.keys(con, subject.ref).get(suppression.KIND_EMAIL, []))
-    for values in (subject.emails, subject.phones, subject.names, subject.email_hashes, subject.phone_hashes):
-        values.discard(None)
-        values.discard("")
-    if subject.customer_id and not is_word(Needle(ID, subject.customer_id)):
-        subject.not_searched["the customer id as a word in free text"] = (
-            "too short or common to search as a word: searched where it stands as a whole value"
-        )
-    return subject
-
-
-def _required_id(customer_id: str) -> str:
-    cid = customer_id.strip()
-    if not cid:
-        raise InputError("a customer id is required")
-    return cid
-
-
-def _add(subject: Subject, name: str | None, email: str | None, phone: str | None) -> None:
-    subject.names.add(name)
-    subject.emails.add(email)
-    subject.phones.add(phone)
-
-
-def _resolve_from_data(con: duckdb.DuckDBPyConnection, aliases: Mapping[str, str], subject: Subject, key: str) -> None:
-    cid = subject.customer_id
-    if warehouse.table_exists(con, "raw.customers"):
-        for email_hash, phone_hash in con.execute(
-            "SELECT DISTINCT email_hash, phone_hash FROM raw.customers WHERE trim(customer_id) = ?", [cid]
-        ).fetchall():
-            subject.email_hashes.add(email_hash)
-            subject.phone_hashes.add(phone_hash)
-    identity = con.execute(
-        f"SELECT name, email, phone, email_hash, phone_hash FROM ({_union(aliases, IDENTITY.name, '*')}) WHERE trim(customer_id) = ?", [cid]
-    ).fetchall()
-    for name, email, phone, email_hash, phone_hash in identity:
-        _add(subject, name, email, phone)
-        subject.email_hashes.add(email_hash)
-    subject.email_hashes |= {_hmac(key, e) for e in subject.normalized_emails}
-    personal_rows = _union(aliases, RAW_PERSONAL[CUSTOMERS.name].name, "customer_id, name, email, phone, email_hash")
-    hashes = sorted(h for h in subject.email_hashes if h)
-    for name, email, phone in con.execute(
-        f"SELECT name, email, phone FROM ({personal_rows}) WHERE trim(customer_id) = ? OR list_contains(?, email_hash)", [cid, hashes]
-    ).fetchall():
-        _add(subject, name, email, phone)
-
-
-def _leave_out_shared(con: duckdb.DuckDBPyConnection, aliases: Mapping[str, str], subject: Subject, key: str) -> None:
-    """Complete the keys (normalized emails and phones, their HMACs), leaving out the phones and
-    names other customers have too: they are not this subject's alone (the report says so)."""
-    subject.emails |= set(subject.normalized_emails)
-    subject.email_hashes |= {_hmac(key, e) for e in subject.normalized_emails}
-    rows = f"{_union(aliases, IDENTITY.name, 'customer_id, name, phone, email_hash')} UNION ALL " + _union(
-        aliases, RAW_PERSONAL[CUSTOMERS.name].name, "customer_id, name, phone, email_hash"
-    )
-    hashes = sorted(h for h in subject.email_hashes if h)
-    shared_phone_hashes = set()
-    for label, values in ((PHONE, subject.phones), (NAME, subject.names)):
-        column = "phone" if label == PHONE else "name"
-        for value in sorted(v for v in values if v and v.strip()):
-            others = con.execute(
-                f"SELECT count(DISTINCT trim(customer_id)) FROM ({rows}) WHERE trim({column}) = trim(?) "
-                "AND trim(customer_id) <> ? AND NOT coalesce(list_contains(?, email_hash), FALSE)",
-                [value, subject.customer_id, hashes],
-            ).fetchone()[0]
-            if others:
-                values.discard(value)
-                subject.not_searched[f"a {label}"] = f"shared with {others} other customer(s): not theirs alone"
-                if label == PHONE and normalize_phone(value):
-                    shared_phone_hashes.add(_hmac(key, normalize_phone(value)))
-    normalized = {p for p in (normalize_phone(x) for x in subject.phones) if p}
-    subject.phones |= normalized
-    subject.phone_hashes = ({h for h in subject.phone_hashes if h} | {_hmac(key, p) for p in normalized}) - shared_phone_hashes
-
-
-def _erased_at(con, subject: Subject) -> str | None:
-    when = suppression.erased_at(con, subject.id_hash)
-    return when.isoformat() if when is not None else None
-
-
-# ---------------------------------------------------------------- finding a customer by email or phone
-
-
-def customers_matching(kind: str, value: str, paths: settings.Paths, personal: PersonalData) -> set[str]:
-    """The customer ids whose CRM record has this email or phone (normalized), in the landing
-    files, the warehouse (by HMAC) and the regional stores."""
-    normalize = normalize_email if kind == "email" else normalize_phone
-    wanted = normalize(value) if storable(value) else None
-    if not wanted:
-        return set()
-    ids = {canonical_id(r.get("customer_id")) for r in crm_customer_records(LandingZones.from_settings(paths))
-           if normalize(r.get(kind)) == wanted}
-    digest = _hmac(personal.hmac_key, wanted)
-    normalized_sql = normalize_email_sql if kind == "email" else normalize_phone_sql
-    with _reading(paths, personal) as (con, aliases):
-        for layer in ("raw", "staging"):
-            if warehouse.table_exists(con, f"{layer}.customers"):
-                ids |= {r for (r,) in con.execute(
-                    f"SELECT DISTINCT trim(customer_id) FROM {layer}.customers WHERE {kind}_hash = ?", [digest]).fetchall()}
-        for table in (IDENTITY, RAW_PERSONAL[CUSTOMERS.name]):
-            ids |= {r for (r,) in con.execute(
-                f"SELECT DISTINCT trim(customer_id) FROM ({_union(aliases, table.name, f'customer_id, {kind}')}) "
-                f"WHERE {normalized_sql(kind)} = ?", [wanted]).fetchall()}
-    return {i for i in ids if i}
-
-
-def _erased_by_email(value: str, paths: settings.Paths, personal: PersonalData) -> str | None:
-    """The ``subject_ref`` an email was erased under (its HMAC is on the suppression list), or None."""
-    email = normalize_email(value) if storable(value) else None
-    if not email:
-        return None
-    with _reading(paths, personal) as (con, _):
-        if not warehouse.table_exists(con, suppression.TABLE):
-            return None
-        return con.execute(f"SELECT min(subject_ref) FROM {suppression.TABLE} WHERE key_kind = ? AND key_hash = ?",
-                           [suppression.KIND_EMAIL, _hmac(personal.hmac_key, email)]).fetchone()[0]
-
-
-# ---------------------------------------------------------------- deleting
-
-
-def text_candidates(column: str, ids: Identifiers) -> str:
-    """A SQL condition true for every raw text that may be the subject's (then judged in Python)."""
-    q = warehouse.quote(column)
-    conds = [f"contains({q}, {warehouse.sql_literal(i)})" for i in sorted(ids.customer_ids)]
-    conds += [f"contains(lower({q}), {warehouse.sql_literal(e)})" for e in sorted(ids.emails)]
-    digits = f"regexp_replace({q}, '[^0-9]', '', 'g')"
-    conds += [f"contains({digits}, {warehouse.sql_literal(p.lstrip('+'))})" for p in sorted(ids.phones)]
-    conds.append(f"contains({q}, '\\u')")
-    return f"{q} IS NOT NULL AND ({' OR '.join(conds)})"
-
-
-def _keyed_conditions(columns: set[str], subject: Subject) -> list[tuple[str, object]]:
-    """(condition, parameter) selecting the subject's rows by the identifier columns present."""
-    conds: list[tuple[str, object]] = []
-    if "customer_id" in columns:
-        conds.append(("trim(CAST(customer_id AS VARCHAR)) = ?", subject.customer_id))
-    for column in ("email_hash", "customer_email_hash"):
-        if column in columns:
-            conds.append((f"list_contains(?, {column})", sorted(subject.email_hashes)))
-    if "phone_hash" in columns:
-        conds.append(("list_contains(?, phone_hash)", sorted(subject.phone_hashes)))
-    ids = subject.identifiers()
-    for column in ("email", "customer_email"):
-        if column in columns and ids.emails:
-            conds.append((f"list_contains(?, {normalize_email_sql(column)})", sorted(ids.emails)))
-    if "phone" in columns and ids.phones:
-        conds.append((f"list_contains(?, {normalize_phone_sql('phone')})", sorted(ids.phones)))
-    return conds
-
-
-def _row_sources(con: duckdb.DuckDBPyConnection, aliases: Mapping[str, str]) -> Iterator[tuple[str, str, set[str], list[str]]]:
-    """(source table, relation, columns, raw text columns) of every relation keyed like the
-    table's raw rows: raw, staging, quarantine and the regional stores (any of them may be the
-    only one left holding a row, e.g. after retention deleted old raw partitions)."""
-    for t in SOURCE_TABLES:
-        for layer in SOURCE_LAYERS:
-            relation = f"{layer}.{t.name}"
-            if warehouse.table_exists(con, relation):
-                columns = {c for c, _ in warehouse.table_columns(con, relation)}
-                # a table holding personal data keeps an HMAC digest of its raw lines here: the
-                # lines themselves are in the regional store
-                texts = [c for c in RAW_TEXT_COLUMNS if c in columns and not (layer == "raw" and holds_personal_data(t))]
-                yield t.name, relation, columns, texts
-        if holds_personal_data(t):
-            for table in (RAW_PERSONAL[t.name], QUARANTINE_PERSONAL[t.name]):
-                columns = {c for c, _ in table.columns}
-                for a in aliases.values():
-                    yield t.name, f"{a}.{table.name}", columns, [c for c in RAW_TEXT_COLUMNS if c in columns]
-
-
-def _subject_row_keys(con: duckdb.DuckDBPyConnection, aliases: Mapping[str, str], subject: Subject) -> None:
-    """Temp table ``_erase_rows(tbl, _partition_date, _row_number)``: the subject's records in every
-    source table, by identifier columns and by the raw texts :class:`Identifiers` attributes to them."""
-    con.execute("CREATE OR REPLACE TEMP TABLE _erase_rows (tbl VARCHAR, _partition_date DATE, _row_number BIGINT)")
-    ids = subject.identifiers()
-    for tbl, relation, columns, texts in _row_sources(con, aliases):
-        conds = _keyed_conditions(columns, subject)
-        if conds:
-            con.execute(
-                f"INSERT INTO _erase_rows SELECT DISTINCT ?, _partition_date, _row_number FROM {relation} "
-                f"WHERE {' OR '.join(c for c, _ in conds)}",
-                [tbl, *(p for _, p in conds)],
-            )
-        for column in texts:
-            if not ids:
-                continue
-            candidates = con.execute(
-                f"SELECT _partition_date, _row_number, {warehouse.quote(column)} FROM {relation} WHERE {text_candidates(column, ids)}"
-            ).fetchall()
-            owned = [(tbl, day, number) for day, number, text in candidates if ids.owns_line(text)]
-            if owned:
-                con.executemany("INSERT INTO _erase_rows VALUES (?, ?, ?)", owned)
-
-
-def _delete_by_keys(con, relation: str, tbl: str) -> int:
-    return con.execute(
-        f"DELETE FROM {relation} x WHERE EXISTS (SELECT 1 FROM _erase_rows e WHERE e.tbl = ? "
-        "AND e._partition_date = x._partition_date AND e._row_number = x._row_number)",
-        [tbl],
-    ).fetchone()[0]
-
-
-def _subject_condition(columns: set[str]) -> str | None:
-    """A condition selecting the subject's rows of a table with these columns (None: it has none)."""
-    conds = []
-    if "customer_id" in columns:
-        conds.append("trim(CAST(customer_id AS VARCHAR)) = (SELECT customer_id FROM _erase_subject)")
-    for column in ("email_hash", "phone_hash", "customer_email_hash"):
-        if column in columns:
-            conds.append(f"{column} IN (SELECT h FROM _erase_hashes)")
-    return " OR ".join(conds) or None
-
-
-def _erase_databases(con: duckdb.DuckDBPyConnection, aliases: Mapping[str, str], subject: Subject) -> tuple[dict[str, int], set[str]]:
-    """Delete the subject from the warehouse and every regional store. Returns ({place: rows}, the
-    regions whose store changed)."""
-    counts: dict[str, int] = {}
-    con.execute("CREATE OR REPLACE TEMP TABLE _erase_subject AS SELECT ?::VARCHAR AS customer_id", [subject.customer_id])
-    con.execute("CREATE OR REPLACE TEMP TABLE _erase_hashes (h VARCHAR)")
-    for h in sorted(subject.email_hashes | subject.phone_hashes):
-        con.execute("INSERT INTO _erase_hashes VALUES (?)", [h])
-    _subject_row_keys(con, aliases, subject)
-    main = con.execute("SELECT current_database()").fetchone()[0]
-    with warehouse.transaction(con):
-        for t in SOURCE_TABLES:
-            for layer in SOURCE_LAYERS:
-                if warehouse.table_exists(con, f"{layer}.{t.name}"):
-                    counts[f"{layer}.{t.name}"] = _delete_by_keys(con, f"{layer}.{t.name}", t.name)
-        handled = {f"{layer}.{t.name}" for layer in SOURCE_LAYERS for t in SOURCE_TABLES} | {suppression.TABLE}
-        for table, columns in _tables(con, main).items():
-            if table in handled:
-                continue
-            condition = _subject_condition(columns)
-            if condition:
-                counts[table] = con.execute(f"DELETE FROM {table} WHERE {condition}").fetchone()[0]
-    changed_regions = set()
-    for region, a in aliases.items():
-        with warehouse.transaction(con):
-            for table in PERSONAL_TABLES:
-                tbl = table.source.name
-                n = _delete_by_keys(con, f"{a}.{table.name}", tbl)
-                cond = _subject_condition({c for c, _ in table.columns})
-                n += con.execute(f"DELETE FROM {a}.{table.name} WHERE {cond}").fetchone()[0] if cond else 0
-                counts[f"{region} store {table.name}"] = n
-                if n:
-                    changed_regions.add(region)
-    return {k: v for k, v in counts.items() if v}, changed_regions
-
-
-def _tables(con, database: str) -> dict[str, set[str]]:
-    return {t: {c for c, _ in cols} for t, cols in warehouse.base_table_columns(con, database).items()}
-
-
-def _erase_datasets(subject: Subject, reason: str, root: Path) -> dict[str, int]:
-    from ai_data_platform.ml import datasets
-
-    counts = {}
-    for summary in datasets.list_datasets(root=root):
-        name, version = summary["name"], summary["version"]
-        path = warehouse.sql_literal(str(root / name / version / datasets.DATA_FILE))
-        con = duckdb.connect()
-        try:
-            columns = {c for c, *_ in con.execute(f"DESCRIBE SELECT * FROM read_parquet({path})").fetchall()}
-            if "customer_id" not in columns:
-                continue
-            present = con.execute(
-                f"SELECT count(*) FROM read_parquet({path}) WHERE trim(CAST(customer_id AS VARCHAR)) = ?", [subject.customer_id]
-            ).fetchone()[0]
-        finally:
-            con.close()
-        if present:
-            counts[f"datasets/{name}/{version}"] = datasets.erase_rows(
-                name, version, "customer_id", {subject.customer_id}, subject=subject.ref, reason=reason, root=root
-            )
-    return counts
 
 
 # ---------------------------------------------------------------- the whole erasure
@@ -635,7 +241,8 @@ class _Steps:
             failed = ErasureResult(self.subject_ref, "error", dict(self.counts), [], {}, self.erased_before, 0,
                                    selector=selector, failed_step=self.step)
             # an unchecked reason may hold personal data: it is left out
-            _audit(failed, self.reason if self.reason_checked else None, self.actor, self.run_id, self.paths, error=type(exc).__name__)
+            reason = self.reason if self.reason_checked else None
+            _audit(failed, reason, self.actor, self.run_id, self.paths, error=type(exc).__name__)
             if isinstance(exc, Exception):
                 raise ErasureFailed(self.step, exc) from exc
             raise
@@ -653,8 +260,8 @@ def erase(
     """Erase one data subject everywhere and verify it (see the module docstring)."""
     paths = paths or settings.paths()
     personal = personal or PersonalData.from_settings(paths)
-    cid = _required_id(customer_id)
-    steps = _Steps("subject:" + _hmac(personal.hmac_key, cid), reason, actor, run_id, paths)
+    cid = required_id(customer_id)
+    steps = _Steps("subject:" + hmac_of(personal.hmac_key, cid), reason, actor, run_id, paths)
     with steps.audited():
         subject = resolve(cid, paths, personal)
     check_reason(reason, subject)
@@ -668,7 +275,9 @@ def erase(
     return result
 
 
-def _erase_known(subject: Subject, reason: str, paths: settings.Paths, personal: PersonalData, steps: _Steps) -> ErasureResult:
+def _erase_known(
+    subject: Subject, reason: str, paths: settings.Paths, personal: PersonalData, steps: _Steps
+) -> ErasureResult:
     counts = steps.counts
     with steps.at("recording the subject as suppressed"):
         _suppress(subject, paths)
@@ -679,12 +288,12 @@ def _erase_known(subject: Subject, reason: str, paths: settings.Paths, personal:
         try:
             warehouse.ensure_schemas(con)
             with personal.stores.attached(con) as aliases:
-                removed, changed_regions = _erase_databases(con, aliases, subject)
+                removed, changed_regions = erase_databases(con, aliases, subject)
         finally:
             con.close()
         counts |= removed
     with steps.at("rewriting dataset versions"):
-        counts |= _erase_datasets(subject, reason, paths.root / "datasets")
+        counts |= erase_datasets(subject, reason, paths.root / "datasets")
     for target in registered_targets():
         with steps.at(f"erasing from {target.name}"):
             counts |= {f"{target.name}: {place}": n for place, n in target.erase(subject).items() if n}
@@ -703,7 +312,9 @@ def _erase_known(subject: Subject, reason: str, paths: settings.Paths, personal:
         with steps.at("verifying by searching every store"):
             traces, searched = verify(subject, paths, personal)
     status = "traces_remain" if traces else "erased" if counts else "nothing_found"
-    return ErasureResult(subject.ref, status, dict(counts), traces, dict(subject.not_searched), subject.erased_before, searched)
+    return ErasureResult(
+        subject.ref, status, dict(counts), traces, dict(subject.not_searched), subject.erased_before, searched
+    )
 
 
 def _uncompacted(traces: list[Trace], paths: settings.Paths, personal: PersonalData) -> list[Path]:
@@ -741,7 +352,7 @@ def erase_matching(
     if len(matches) == 1:
         return erase(matches[0], reason, paths=paths, personal=personal, actor=actor, run_id=run_id)
     if not matches and selector == "email":
-        ref = _erased_by_email(value, paths, personal)
+        ref = erased_email_ref(value, paths, personal)
         if ref is not None:
             return erase_by_ref(ref, reason, paths=paths, personal=personal, actor=actor, run_id=run_id)
     status = "ambiguous_subject" if matches else "unknown_subject"
@@ -792,26 +403,6 @@ def _audit(result: ErasureResult, reason: str | None, actor: str | None, run_id:
     )
 
 
-def customer_id_for(subject_ref: str, paths: settings.Paths, personal: PersonalData) -> str | None:
-    """The customer id a ``subject:<hmac>`` reference stands for, found by hashing the ids of the
-    platform's customer records (warehouse and regional stores, then the CRM landing files); None
-    if none matches."""
-    wanted = subject_ref.removeprefix("subject:")
-    key = personal.hmac_key
-    with _reading(paths, personal) as (con, aliases):
-        for relation in _customer_tables(con, aliases):
-            row = con.execute(
-                f"SELECT DISTINCT trim(customer_id) FROM {relation} WHERE {hmac_sql(key, 'trim(customer_id)')} = ? LIMIT 1", [wanted]
-            ).fetchone()
-            if row:
-                return row[0]
-    for record in crm_customer_records(LandingZones.from_settings(paths)):
-        cid = canonical_id(record.get("customer_id"))
-        if cid and _hmac(key, cid) == wanted:
-            return cid
-    return None
-
-
 def erase_by_ref(
     subject_ref: str,
     reason: str,
@@ -832,7 +423,7 @@ def erase_by_ref(
     customer_id = customer_id_for(subject_ref, paths, personal)
     if customer_id is not None:
         return erase(customer_id, reason, paths=paths, personal=personal, actor=actor, run_id=run_id)
-    with _reading(paths, personal) as (con, _):
+    with reading(paths, personal) as (con, _):
         keys = suppression.keys(con, subject_ref)
         when = con.execute(f"SELECT min(erased_at) FROM {suppression.TABLE} WHERE subject_ref = ?", [subject_ref]).fetchone()[0] if keys else None
     subject = Subject("", subject_ref, subject_ref.removeprefix("subject:"), email_hashes=set(keys.get(suppression.KIND_EMAIL, [])))
@@ -845,7 +436,7 @@ def erase_by_ref(
     steps.reason_checked, steps.erased_before = True, subject.erased_before
     with steps.audited("subject_ref"), steps.at("verifying by searching every store"):
         traces, searched = verify(subject, paths, personal)
-    result = ErasureResult(subject_ref, "traces_remain" if traces else "nothing_found", {}, traces, {}, subject.erased_before, searched,
-                           selector="subject_ref")
+    status = "traces_remain" if traces else "nothing_found"
+    result = ErasureResult(subject_ref, status, {}, traces, {}, subject.erased_before, searched, selector="subject_ref")
     _audit(result, reason, actor, run_id, paths)
     return result

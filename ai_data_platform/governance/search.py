@@ -171,7 +171,8 @@ class Matcher:
 
     def __init__(self, needles: Iterable[Needle]):
         self.needles = [n for n in needles if n.value and n.value.strip()]
-        by = {label: [n.value for n in self.needles if n.label == label] for label in (ID, EMAIL, PHONE, NAME, *HMAC_LABELS)}
+        labels = (ID, EMAIL, PHONE, NAME, *HMAC_LABELS)
+        by = {label: [n.value for n in self.needles if n.label == label] for label in labels}
         self.identifiers = Identifiers.of(by[ID], by[EMAIL], by[PHONE])
         self.names = frozenset(v.strip().casefold() for v in by[NAME])
         self.hmacs = {v.strip().lower(): label for label in HMAC_LABELS for v in by[label]}
@@ -266,7 +267,8 @@ class Matcher:
     def in_bytes(self, data: bytes) -> set[str]:
         """The labels of the word needles binary data holds."""
         lowered = data.lower()
-        return {label for label, values in self.word_bytes.items() if any(_word_count(lowered, v, 0, len(lowered)) for v in values)}
+        return {label for label, values in self.word_bytes.items()
+                if any(_word_count(lowered, v, 0, len(lowered)) for v in values)}
 
 
 _WORD_BYTES = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789")
@@ -366,13 +368,16 @@ def _prefilter(matcher: Matcher, text: str, lowered: str, kind: str | None) -> s
 
 
 def _needle_params(matcher: Matcher) -> tuple[str, list[str]]:
-    names = [f"n_exact{i}" for i in range(len(matcher.sql_exact))] + [f"n_lower{i}" for i in range(len(matcher.sql_lower))]
+    names = [f"n_exact{i}" for i in range(len(matcher.sql_exact))]
+    names += [f"n_lower{i}" for i in range(len(matcher.sql_lower))]
     values = [*matcher.sql_exact, *matcher.sql_lower]
     columns = ", ".join(f"?::VARCHAR AS {n}" for n in names) or "NULL AS n_none"
     return f"(SELECT {columns}) p", values
 
 
-def _search_relation(con, qualified: str, name: str, columns: list[tuple[str, str]], matcher: Matcher, counts: _Counts) -> None:
+def _search_relation(
+    con, qualified: str, name: str, columns: list[tuple[str, str]], matcher: Matcher, counts: _Counts
+) -> None:
     """Every value of one DuckDB relation's columns that may hold a needle (one scan, a substring
     filter in SQL), judged in Python."""
     searched = []
@@ -385,12 +390,14 @@ def _search_relation(con, qualified: str, name: str, columns: list[tuple[str, st
     if not searched or not matcher.needles:
         return
     params_sql, params = _needle_params(matcher)
-    texts = ", ".join(f"CAST({warehouse.quote(c)} AS VARCHAR) AS t{i}, lower(CAST({warehouse.quote(c)} AS VARCHAR)) AS l{i}"
-                      for i, (c, _) in enumerate(searched))
+    as_text = [f"CAST({warehouse.quote(c)} AS VARCHAR)" for c, _ in searched]
+    texts = ", ".join(f"{text} AS t{i}, lower({text}) AS l{i}" for i, text in enumerate(as_text))
     picks = ", ".join(f"CASE WHEN {_prefilter(matcher, f't{i}', f'l{i}', kind)} THEN t{i} END AS v{i}"
                       for i, (_, kind) in enumerate(searched))
     hit = " OR ".join(f"v{i} IS NOT NULL" for i in range(len(searched)))
-    cursor = con.execute(f"SELECT * FROM (SELECT {picks} FROM (SELECT {texts} FROM {qualified}), {params_sql}) WHERE {hit}", params)
+    cursor = con.execute(
+        f"SELECT * FROM (SELECT {picks} FROM (SELECT {texts} FROM {qualified}), {params_sql}) WHERE {hit}", params
+    )
     while rows := cursor.fetchmany(10_000):
         for row in rows:
             for (column, _), value in zip(searched, row):
@@ -601,7 +608,8 @@ def search_file(path: Path, needles: list[Needle] | Matcher, *, file: str, allow
         kind = _kind(path)
     except OSError as exc:
         return [Trace(file, f"unreadable ({type(exc).__name__})", "file", 1)]
-    searcher = {"duckdb": _search_duckdb, "sqlite": _search_sqlite, "parquet": _search_parquet, "other": _search_other}[kind]
+    searcher = {"duckdb": _search_duckdb, "sqlite": _search_sqlite, "parquet": _search_parquet, "other": _search_other}
+    searcher = searcher[kind]
     try:
         searcher(path, matcher, counts)
     except Exception as exc:  # noqa: BLE001 - whatever a file holds, the search goes on and says so

@@ -14,7 +14,8 @@ replaces their retained stream records by tombstones. From then on:
   positions are committed past them, exactly once like any record.
 
 A record belongs to a subject by its ``customer_id`` (for a rejected JSON object too); a payload
-that is not a JSON object cannot be attributed, as with an unsplittable line of a landing file.
+that is not a JSON object by the erasure's rule for a raw line (``governance/attribution.py``):
+when it holds an erased id as a whole quoted JSON string, keyed value or CSV field.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from ai_data_platform.governance.attribution import id_candidates
 from ai_data_platform.governance.pii import hmac_hex
 from ai_data_platform.streaming.events import Violation, judge
 from ai_data_platform.streaming.transport import Record
@@ -79,13 +81,18 @@ class Judged:
     dropped: str | None = None
 
 
-def customer_id_of(payload: bytes) -> str | None:
-    """The ``customer_id`` of a payload that is a JSON object (as text), else None."""
+def _json_object(payload: bytes) -> dict | None:
     try:
         record = json.loads(payload)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         return None
-    value = record.get("customer_id") if isinstance(record, dict) else None
+    return record if isinstance(record, dict) else None
+
+
+def customer_id_of(payload: bytes) -> str | None:
+    """The ``customer_id`` of a payload that is a JSON object (as text), else None."""
+    record = _json_object(payload)
+    value = record.get("customer_id") if record is not None else None
     return value if isinstance(value, str) or value is None else json.dumps(value)
 
 
@@ -97,5 +104,10 @@ def judge_record(record: Record, erased: ErasedSubjects = NOBODY, known: Judged 
     judged = known if known is not None else Judged(*judge(record.payload, record.received_at))
     if judged.dropped is not None or not erased:
         return judged
-    customer_id = judged.typed["customer_id"] if judged.typed is not None else customer_id_of(record.payload)
-    return Judged(None, None, ERASED_SUBJECT) if erased.holds(customer_id) else judged
+    if judged.typed is not None:
+        theirs = erased.holds(judged.typed["customer_id"])
+    elif _json_object(record.payload) is not None:
+        theirs = erased.holds(customer_id_of(record.payload))
+    else:  # no fields: any whole value it could be attributed by
+        theirs = any(erased.holds(c) for c in id_candidates(record.payload.decode("utf-8", "surrogateescape")))
+    return Judged(None, None, ERASED_SUBJECT) if theirs else judged

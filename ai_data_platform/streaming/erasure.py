@@ -36,7 +36,8 @@ from pathlib import Path
 
 from ai_data_platform import settings, warehouse
 from ai_data_platform.governance import suppression
-from ai_data_platform.governance.erasure import ErasureTarget, Subject, text_candidates
+from ai_data_platform.governance.erasure import ErasureTarget, Subject
+from ai_data_platform.governance.erasure_delete import text_candidates
 from ai_data_platform.governance.search import ID, Trace, search_texts
 from ai_data_platform.streaming import backends, warehouse_sink
 from ai_data_platform.streaming.online_store import OnlineStore
@@ -72,9 +73,12 @@ def erase_stream_tables(path: Path, subject: Subject) -> dict[str, int]:
                 doomed = set()
                 if "customer_id" in columns and subject.customer_id:
                     doomed |= {r for (r,) in con.execute(
-                        f"SELECT rowid FROM {table} WHERE trim(CAST(customer_id AS VARCHAR)) = ?", [subject.customer_id]).fetchall()}
+                        f"SELECT rowid FROM {table} WHERE trim(CAST(customer_id AS VARCHAR)) = ?", [subject.customer_id]
+                    ).fetchall()}
                 for column in sorted(columns & set(PAYLOAD_COLUMNS)):
-                    candidates = con.execute(f"SELECT rowid, {warehouse.quote(column)} FROM {table} WHERE {text_candidates(column, ids)}")
+                    candidates = con.execute(
+                        f"SELECT rowid, {warehouse.quote(column)} FROM {table} WHERE {text_candidates(column, ids)}"
+                    )
                     doomed |= {rowid for rowid, text in candidates.fetchall() if ids.owns_line(text)}
                 if doomed:
                     con.execute(f"DELETE FROM {table} WHERE list_contains(?, rowid)", [sorted(doomed)])
