@@ -169,3 +169,13 @@ def test_the_stream_drops_an_erased_subjects_unparseable_payload_by_the_same_rul
     assert dropped(b'{"customer_id":"C5","currency":"EUR","amou')  # cut off: "EUR" is a whole value, as erasure judges it
     assert not dropped(b"garbage at 06:42:49 for 42") and not dropped(b'{"customer_id":"C5","tags":["EUR"],"x')
     assert not dropped(b'{"event_id":"E2","customer_id":"C5","currency":"EUR","event_type":"teleport"}')
+
+
+def test_a_databases_blobs_and_nested_values_are_read_too(tmp_path):
+    con = duckdb.connect(str(tmp_path / "w.duckdb"))
+    con.execute("CREATE TABLE t (payload BLOB, meta STRUCT(customer_id VARCHAR, currency VARCHAR), tags VARCHAR[])")
+    con.execute("INSERT INTO t VALUES (?, {'customer_id': 'C5', 'currency': 'EUR'}, ['EUR']), (NULL, {'customer_id': 'EUR', "
+                "'currency': 'USD'}, NULL)", [zlib.compress(b'{"customer_id": "EUR"}')])
+    con.close()
+    assert _search(tmp_path, [Needle(ID, "EUR")], "w.duckdb") == ["w.duckdb: main.t.meta: 1 x customer id",
+                                                                   "w.duckdb: main.t.payload: 1 x customer id"]

@@ -221,7 +221,7 @@ class _Steps:
     """The step an erasure is at and what it removed so far; :meth:`audited` writes the audit record
     of a failure (status ``error``, the step, the error's type) and raises :class:`ErasureFailed`."""
 
-    def __init__(self, subject_ref: str, reason: str, actor: str | None, run_id: str | None, paths: settings.Paths):
+    def __init__(self, subject_ref: str | None, reason: str, actor: str | None, run_id: str | None, paths: settings.Paths):
         self.subject_ref, self.reason, self.actor, self.run_id, self.paths = subject_ref, reason, actor, run_id, paths
         self.step = "resolving the subject"
         self.counts: dict[str, int] = {}
@@ -348,13 +348,15 @@ def erase_matching(
     paths = paths or settings.paths()
     personal = personal or PersonalData.from_settings(paths)
     check_reason(reason, Subject("", "", "", **{f"{selector}s": {value}}))
-    matches = sorted(customers_matching(selector, value, paths, personal))
+    steps = _Steps(None, reason, actor, run_id, paths)
+    steps.reason_checked = True
+    with steps.audited(selector):
+        matches = sorted(customers_matching(selector, value, paths, personal))
+        erased_ref = erased_email_ref(value, paths, personal) if not matches and selector == "email" else None
     if len(matches) == 1:
         return erase(matches[0], reason, paths=paths, personal=personal, actor=actor, run_id=run_id)
-    if not matches and selector == "email":
-        ref = erased_email_ref(value, paths, personal)
-        if ref is not None:
-            return erase_by_ref(ref, reason, paths=paths, personal=personal, actor=actor, run_id=run_id)
+    if erased_ref is not None:
+        return erase_by_ref(erased_ref, reason, paths=paths, personal=personal, actor=actor, run_id=run_id)
     status = "ambiguous_subject" if matches else "unknown_subject"
     result = ErasureResult(None, status, {}, [], {}, None, 0, selector=selector, matches=len(matches))
     _audit(result, reason, actor, run_id, paths)
@@ -420,23 +422,32 @@ def erase_by_ref(
         raise InputError("a reason is required (e.g. the request's ticket number)")
     paths = paths or settings.paths()
     personal = personal or PersonalData.from_settings(paths)
-    customer_id = customer_id_for(subject_ref, paths, personal)
+    steps = _Steps(subject_ref, reason, actor, run_id, paths)
+    steps.reason_checked = True  # kept as given: nothing to check it against before the subject is found
+    with steps.audited("subject_ref"):
+        customer_id = customer_id_for(subject_ref, paths, personal)
+        keys, when = _erased_keys(subject_ref, paths, personal) if customer_id is None else ({}, None)
     if customer_id is not None:
         return erase(customer_id, reason, paths=paths, personal=personal, actor=actor, run_id=run_id)
-    with reading(paths, personal) as (con, _):
-        keys = suppression.keys(con, subject_ref)
-        when = con.execute(f"SELECT min(erased_at) FROM {suppression.TABLE} WHERE subject_ref = ?", [subject_ref]).fetchone()[0] if keys else None
-    subject = Subject("", subject_ref, subject_ref.removeprefix("subject:"), email_hashes=set(keys.get(suppression.KIND_EMAIL, [])))
-    subject.erased_before = when.isoformat() if when else None
     if not keys:
         result = ErasureResult(subject_ref, "unknown_subject", {}, [], {}, None, 0, selector="subject_ref")
         _audit(result, reason, actor, run_id, paths)
         return result
-    steps = _Steps(subject_ref, reason, actor, run_id, paths)
-    steps.reason_checked, steps.erased_before = True, subject.erased_before
+    subject = Subject("", subject_ref, subject_ref.removeprefix("subject:"), email_hashes=set(keys.get(suppression.KIND_EMAIL, [])))
+    subject.erased_before = steps.erased_before = when
     with steps.audited("subject_ref"), steps.at("verifying by searching every store"):
         traces, searched = verify(subject, paths, personal)
     status = "traces_remain" if traces else "nothing_found"
     result = ErasureResult(subject_ref, status, {}, traces, {}, subject.erased_before, searched, selector="subject_ref")
     _audit(result, reason, actor, run_id, paths)
     return result
+
+
+def _erased_keys(subject_ref: str, paths: settings.Paths, personal: PersonalData) -> tuple[dict[str, list[str]], str | None]:
+    """The HMAC keys the suppression list holds for a subject, and when they were first erased."""
+    with reading(paths, personal) as (con, _):
+        keys = suppression.keys(con, subject_ref)
+        if not keys:
+            return {}, None
+        when = con.execute(f"SELECT min(erased_at) FROM {suppression.TABLE} WHERE subject_ref = ?", [subject_ref]).fetchone()[0]
+    return keys, when.isoformat() if when else None

@@ -29,15 +29,18 @@ SOURCE_LAYERS = ("raw", "staging", "quarantine")
 RAW_TEXT_COLUMNS = ("_raw_line", "raw_record")  # where a record is kept as received
 
 
-def text_candidates(column: str, ids: Identifiers) -> str:
-    """A SQL condition true for every raw text that may be the subject's (then judged in Python)."""
+def text_candidates(column: str, ids: Identifiers) -> tuple[str, list[str]]:
+    """A SQL condition (and its parameters) true for every raw text in ``column`` that may be the
+    subject's: it holds one of their identifiers as written (a phone as digits), or a JSON escape.
+    Each candidate is then judged in Python (``Identifiers.owns_line``)."""
     q = warehouse.quote(column)
-    conds = [f"contains({q}, {warehouse.sql_literal(i)})" for i in sorted(ids.customer_ids)]
-    conds += [f"contains(lower({q}), {warehouse.sql_literal(e)})" for e in sorted(ids.emails)]
     digits = f"regexp_replace({q}, '[^0-9]', '', 'g')"
-    conds += [f"contains({digits}, {warehouse.sql_literal(p.lstrip('+'))})" for p in sorted(ids.phones)]
-    conds.append(f"contains({q}, '\\u')")
-    return f"{q} IS NOT NULL AND ({' OR '.join(conds)})"
+    conds = [(f"contains({q}, ?)", i) for i in sorted(ids.customer_ids)]
+    conds += [(f"contains(lower({q}), ?)", e) for e in sorted(ids.emails)]
+    conds += [(f"contains({digits}, ?)", p.lstrip("+")) for p in sorted(ids.phones)]
+    condition = " OR ".join([c for c, _ in conds] + [f"contains({q}, '\\u')"])
+    return f"{q} IS NOT NULL AND ({condition})", [v for _, v in conds]
+
 
 def _keyed_conditions(columns: set[str], subject: Subject) -> list[tuple[str, object]]:
     """(condition, parameter) selecting the subject's rows by the identifier columns present."""
@@ -56,6 +59,7 @@ def _keyed_conditions(columns: set[str], subject: Subject) -> list[tuple[str, ob
     if "phone" in columns and ids.phones:
         conds.append((f"list_contains(?, {normalize_phone_sql('phone')})", sorted(ids.phones)))
     return conds
+
 
 def _row_sources(
     con: duckdb.DuckDBPyConnection, aliases: Mapping[str, str]
@@ -79,6 +83,7 @@ def _row_sources(
                 for a in aliases.values():
                     yield t.name, f"{a}.{table.name}", columns, [c for c in RAW_TEXT_COLUMNS if c in columns]
 
+
 def _subject_row_keys(con: duckdb.DuckDBPyConnection, aliases: Mapping[str, str], subject: Subject) -> None:
     """Temp table ``_erase_rows(tbl, _partition_date, _row_number)``: the subject's records in every
     source table, by identifier columns and by the raw texts :class:`Identifiers` attributes to them."""
@@ -95,13 +100,14 @@ def _subject_row_keys(con: duckdb.DuckDBPyConnection, aliases: Mapping[str, str]
         for column in texts:
             if not ids:
                 continue
+            condition, params = text_candidates(column, ids)
             candidates = con.execute(
-                f"SELECT _partition_date, _row_number, {warehouse.quote(column)} FROM {relation} "
-                f"WHERE {text_candidates(column, ids)}"
+                f"SELECT _partition_date, _row_number, {warehouse.quote(column)} FROM {relation} WHERE {condition}", params
             ).fetchall()
             owned = [(tbl, day, number) for day, number, text in candidates if ids.owns_line(text)]
             if owned:
                 con.executemany("INSERT INTO _erase_rows VALUES (?, ?, ?)", owned)
+
 
 def _delete_by_keys(con, relation: str, tbl: str) -> int:
     return con.execute(
@@ -109,6 +115,7 @@ def _delete_by_keys(con, relation: str, tbl: str) -> int:
         "AND e._partition_date = x._partition_date AND e._row_number = x._row_number)",
         [tbl],
     ).fetchone()[0]
+
 
 def _subject_condition(columns: set[str]) -> str | None:
     """A condition selecting the subject's rows of a table with these columns (None: it has none)."""
@@ -119,6 +126,7 @@ def _subject_condition(columns: set[str]) -> str | None:
         if column in columns:
             conds.append(f"{column} IN (SELECT h FROM _erase_hashes)")
     return " OR ".join(conds) or None
+
 
 def erase_databases(con: duckdb.DuckDBPyConnection, aliases: Mapping[str, str], subject: Subject) -> tuple[dict[str, int], set[str]]:
     """Delete the subject from the warehouse and every regional store. Returns ({place: rows}, the
@@ -155,8 +163,10 @@ def erase_databases(con: duckdb.DuckDBPyConnection, aliases: Mapping[str, str], 
                     changed_regions.add(region)
     return {k: v for k, v in counts.items() if v}, changed_regions
 
+
 def _tables(con, database: str) -> dict[str, set[str]]:
     return {t: {c for c, _ in cols} for t, cols in warehouse.base_table_columns(con, database).items()}
+
 
 def erase_datasets(subject: Subject, reason: str, root: Path) -> dict[str, int]:
     from ai_data_platform.ml import datasets

@@ -38,9 +38,11 @@ def hmac_of(key: str, value: str) -> str:
     """``pii.hmac_hex`` of a value as typed (an argument's undecodable bytes as they were)."""
     return hmac.new(key.encode(), as_bytes(value), hashlib.sha256).hexdigest()
 
+
 def subject_hash(customer_id: str, key: str | None = None) -> str:
     """The HMAC of a customer id (``audit.subject_ref`` without its prefix), for any argument."""
     return hmac_of(key or settings.pii_hmac_key(), customer_id)
+
 
 def storable(value: str) -> bool:
     """Whether any store could hold ``value`` (UTF-8 text): an argument with undecodable bytes cannot."""
@@ -49,6 +51,14 @@ def storable(value: str) -> bool:
     except UnicodeEncodeError:
         return False
     return True
+
+
+def required_id(customer_id: str) -> str:
+    cid = customer_id.strip()
+    if not cid:
+        raise InputError("a customer id is required")
+    return cid
+
 
 @dataclass
 class Subject:
@@ -86,22 +96,27 @@ class Subject:
             out += [Needle(label, v) for v in sorted({v.strip() for v in values if v and v.strip()})]
         return out
 
+
 @contextmanager
 def reading(
     paths: settings.Paths, personal: PersonalData
 ) -> Iterator[tuple[duckdb.DuckDBPyConnection, dict[str, str]]]:
-    """A warehouse connection (an empty in-memory one while there is no warehouse: looking creates
-    none) with every regional store attached. Not read-only: the caller's process may hold the
-    same files open for writing, and DuckDB opens a file once per process, in one mode."""
-    con = warehouse.connect(paths.warehouse) if paths.warehouse.exists() else duckdb.connect()
+    """A warehouse connection with every regional store attached, to look things up. Not read-only
+    (the caller's process may hold the same files open for writing, and DuckDB opens a file once per
+    process, in one mode), except before the first load: then an empty in-memory stand-in and the
+    stores read-only, so looking creates no file."""
+    fresh = not paths.warehouse.exists()
+    con = duckdb.connect() if fresh else warehouse.connect(paths.warehouse)
     try:
-        with personal.stores.attached(con) as aliases:
+        with personal.stores.attached(con, read_only=fresh) as aliases:
             yield con, aliases
     finally:
         con.close()
 
+
 def _union(aliases: Mapping[str, str], table: str, columns: str) -> str:
     return " UNION ALL ".join(f"SELECT {columns} FROM {a}.{table}" for a in aliases.values())
+
 
 def _customer_tables(con: duckdb.DuckDBPyConnection, aliases: Mapping[str, str]) -> list[str]:
     """Relations holding customer records (``customer_id`` as text), warehouse and every store."""
@@ -110,11 +125,13 @@ def _customer_tables(con: duckdb.DuckDBPyConnection, aliases: Mapping[str, str])
         relations += [f"{a}.{table.name}" for a in aliases.values()]
     return relations
 
+
 def _known_in_data(con: duckdb.DuckDBPyConnection, aliases: Mapping[str, str], cid: str) -> bool:
     return any(
         con.execute(f"SELECT count(*) FROM {relation} WHERE trim(CAST(customer_id AS VARCHAR)) = ?", [cid]).fetchone()[0]
         for relation in _customer_tables(con, aliases)
     )
+
 
 def resolve(customer_id: str, paths: settings.Paths, personal: PersonalData) -> Subject:
     """Everything the platform holds that identifies ``customer_id`` (see the module docstring)."""
@@ -143,16 +160,12 @@ def resolve(customer_id: str, paths: settings.Paths, personal: PersonalData) -> 
         )
     return subject
 
-def required_id(customer_id: str) -> str:
-    cid = customer_id.strip()
-    if not cid:
-        raise InputError("a customer id is required")
-    return cid
 
 def _add(subject: Subject, name: str | None, email: str | None, phone: str | None) -> None:
     subject.names.add(name)
     subject.emails.add(email)
     subject.phones.add(phone)
+
 
 def _resolve_from_data(con: duckdb.DuckDBPyConnection, aliases: Mapping[str, str], subject: Subject, key: str) -> None:
     cid = subject.customer_id
@@ -175,6 +188,7 @@ def _resolve_from_data(con: duckdb.DuckDBPyConnection, aliases: Mapping[str, str
         f"SELECT name, email, phone FROM ({personal_rows}) WHERE trim(customer_id) = ? OR list_contains(?, email_hash)", [cid, hashes]
     ).fetchall():
         _add(subject, name, email, phone)
+
 
 def _leave_out_shared(con: duckdb.DuckDBPyConnection, aliases: Mapping[str, str], subject: Subject, key: str) -> None:
     """Complete the keys (normalized emails and phones, their HMACs), leaving out the phones and
@@ -203,9 +217,11 @@ def _leave_out_shared(con: duckdb.DuckDBPyConnection, aliases: Mapping[str, str]
     subject.phones |= normalized
     subject.phone_hashes = ({h for h in subject.phone_hashes if h} | {hmac_of(key, p) for p in normalized}) - shared_phone_hashes
 
+
 def _erased_at(con, subject: Subject) -> str | None:
     when = suppression.erased_at(con, subject.id_hash)
     return when.isoformat() if when is not None else None
+
 
 def customers_matching(kind: str, value: str, paths: settings.Paths, personal: PersonalData) -> set[str]:
     """The customer ids whose CRM record has this email or phone (normalized), in the landing
@@ -230,6 +246,7 @@ def customers_matching(kind: str, value: str, paths: settings.Paths, personal: P
                 f"WHERE {normalized_sql(kind)} = ?", [wanted]).fetchall()}
     return {i for i in ids if i}
 
+
 def erased_email_ref(value: str, paths: settings.Paths, personal: PersonalData) -> str | None:
     """The ``subject_ref`` an email was erased under (its HMAC is on the suppression list), or None."""
     email = normalize_email(value) if storable(value) else None
@@ -240,6 +257,7 @@ def erased_email_ref(value: str, paths: settings.Paths, personal: PersonalData) 
             return None
         return con.execute(f"SELECT min(subject_ref) FROM {suppression.TABLE} WHERE key_kind = ? AND key_hash = ?",
                            [suppression.KIND_EMAIL, hmac_of(personal.hmac_key, email)]).fetchone()[0]
+
 
 def customer_id_for(subject_ref: str, paths: settings.Paths, personal: PersonalData) -> str | None:
     """The customer id a ``subject:<hmac>`` reference stands for, found by hashing the ids of the

@@ -379,28 +379,39 @@ def _search_relation(
     con, qualified: str, name: str, columns: list[tuple[str, str]], matcher: Matcher, counts: _Counts
 ) -> None:
     """Every value of one DuckDB relation's columns that may hold a needle (one scan, a substring
-    filter in SQL), judged in Python."""
-    searched = []
+    filter in SQL), judged in Python; a nested value (struct, map, list) as its JSON; a BLOB as a
+    blob (decompressed, or its bytes)."""
+    searched, blobs = [], []
     for column, dtype in columns:
         base = dtype.split("(")[0].upper()
         kind = column_kind(column)
-        if base in _NON_TEXT_TYPES and not (kind and base in _NUMERIC_TYPES):
-            continue
-        searched.append((column, kind))
-    if not searched or not matcher.needles:
+        quoted = warehouse.quote(column)
+        if base == "BLOB":
+            blobs.append(column)
+        elif base in ("STRUCT", "MAP", "UNION") or dtype.endswith("]"):
+            searched.append((column, kind, f"CAST(to_json({quoted}) AS VARCHAR)"))
+        elif base not in _NON_TEXT_TYPES or (kind and base in _NUMERIC_TYPES):
+            searched.append((column, kind, f"CAST({quoted} AS VARCHAR)"))
+    if not matcher.needles:
+        return
+    for column in blobs:
+        cursor = con.execute(f"SELECT {warehouse.quote(column)} FROM {qualified} WHERE {warehouse.quote(column)} IS NOT NULL")
+        while rows := cursor.fetchmany(1000):
+            for (value,) in rows:
+                counts.add(f"{name}.{column}", _blob_labels(matcher, value, column))
+    if not searched:
         return
     params_sql, params = _needle_params(matcher)
-    as_text = [f"CAST({warehouse.quote(c)} AS VARCHAR)" for c, _ in searched]
-    texts = ", ".join(f"{text} AS t{i}, lower({text}) AS l{i}" for i, text in enumerate(as_text))
+    texts = ", ".join(f"{text} AS t{i}, lower({text}) AS l{i}" for i, (_, _, text) in enumerate(searched))
     picks = ", ".join(f"CASE WHEN {_prefilter(matcher, f't{i}', f'l{i}', kind)} THEN t{i} END AS v{i}"
-                      for i, (_, kind) in enumerate(searched))
+                      for i, (_, kind, _) in enumerate(searched))
     hit = " OR ".join(f"v{i} IS NOT NULL" for i in range(len(searched)))
     cursor = con.execute(
         f"SELECT * FROM (SELECT {picks} FROM (SELECT {texts} FROM {qualified}), {params_sql}) WHERE {hit}", params
     )
     while rows := cursor.fetchmany(10_000):
         for row in rows:
-            for (column, _), value in zip(searched, row):
+            for (column, _, _), value in zip(searched, row):
                 if value is not None:
                     counts.add(f"{name}.{column}", matcher.in_value(value, column))
 
@@ -412,7 +423,10 @@ def _search_duckdb(path: Path, matcher: Matcher, counts: _Counts) -> None:
         for table, columns in warehouse.base_table_columns(con, database).items():
             schema, name = table.split(".", 1)
             qualified = f"{warehouse.quote(database)}.{warehouse.quote(schema)}.{warehouse.quote(name)}"
-            _search_relation(con, qualified, table, columns, matcher, counts)
+            try:
+                _search_relation(con, qualified, table, columns, matcher, counts)
+            except duckdb.Error as exc:  # one table that cannot be read: said, and the others searched
+                counts.counts[(f"{table}: unreadable ({type(exc).__name__}): searched as bytes only", "table")] += 1
     finally:
         con.close()
 
@@ -427,15 +441,20 @@ def _search_parquet(path: Path, matcher: Matcher, counts: _Counts) -> None:
         con.close()
 
 
+def _blob_labels(matcher: Matcher, value: bytes, column: str) -> set[str]:
+    """A blob: decompressed if it is zlib or gzip, then judged as text if it is text, else its bytes."""
+    data = _decompressed(bytes(value))
+    text = _as_text(data)
+    return matcher.in_value(text, column) if text is not None else matcher.in_bytes(data)
+
+
 def _sqlite_value(matcher: Matcher, value: object, column: str) -> set[str]:
     if value is None:
         return set()
     if isinstance(value, str):
         return matcher.in_value(value, column)
     if isinstance(value, bytes):
-        data = _decompressed(value)
-        text = _as_text(data)
-        return matcher.in_value(text, column) if text is not None else matcher.in_bytes(data)
+        return _blob_labels(matcher, value, column)
     return matcher.exact(column_kind(column), value)  # a number: only as an identifier column's value
 
 

@@ -76,9 +76,8 @@ def erase_stream_tables(path: Path, subject: Subject) -> dict[str, int]:
                         f"SELECT rowid FROM {table} WHERE trim(CAST(customer_id AS VARCHAR)) = ?", [subject.customer_id]
                     ).fetchall()}
                 for column in sorted(columns & set(PAYLOAD_COLUMNS)):
-                    candidates = con.execute(
-                        f"SELECT rowid, {warehouse.quote(column)} FROM {table} WHERE {text_candidates(column, ids)}"
-                    )
+                    condition, params = text_candidates(column, ids)
+                    candidates = con.execute(f"SELECT rowid, {warehouse.quote(column)} FROM {table} WHERE {condition}", params)
                     doomed |= {rowid for rowid, text in candidates.fetchall() if ids.owns_line(text)}
                 if doomed:
                     con.execute(f"DELETE FROM {table} WHERE list_contains(?, rowid)", [sorted(doomed)])
