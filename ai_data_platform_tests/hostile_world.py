@@ -2,8 +2,8 @@
 
 The lifecycle world's files (``lifecycle_world``) with the first customers renamed to ids that
 collide with everything else the data holds: numbers inside timestamps (``06:42:49``), a
-currency, countries, an event type, a year, LIKE and regex metacharacters, quotes, UUIDs, a
-100 000-character id. Around them: records whose fields equal those ids without being theirs
+currency, countries, an event type, a year, LIKE and regex metacharacters, characters JSON or CSV
+escape (quotes, a backslash, a slash, a comma), a non-ASCII letter, UUIDs, a 100 000-character id. Around them: records whose fields equal those ids without being theirs
 (currencies, countries, timestamps), unparseable landing lines and stream payloads that are and
 are not theirs, a JSON line whose ``customer_id`` is a number, a stream with its ``stream``
 tables and a SQLite online store, and Dagster-like storage (a SQLite event log with zlib blobs, a
@@ -40,8 +40,8 @@ from .lifecycle_world import DAYS, END
 CUSTOMERS_IN_WORLD = 40
 LONG_ID = "L" + "0" * 99_999
 HOSTILE_IDS = (
-    "7", "42", "12", "49", "00", "2026", "EUR", "usd", "US", "DE", "login", "%", "_", "(.*)", 'say "hi"',
-    "f47ac10b-58cc-4372-a567-0e02b2c3d479", "1b9d6bcd-bbfd-4b2d-9b5d-ab8dfbbd4bed", LONG_ID,
+    "7", "42", "12", "49", "00", "2026", "EUR", "usd", "US", "DE", "login", "%", "_", "(.*)", 'say "hi"', "a\\b",
+    "a/b", "7,8", "Zoë", "f47ac10b-58cc-4372-a567-0e02b2c3d479", "1b9d6bcd-bbfd-4b2d-9b5d-ab8dfbbd4bed", LONG_ID,
 )
 RENAMED = {f"C{n:07d}": hostile for n, hostile in enumerate(HOSTILE_IDS, start=1)}
 BYSTANDER = f"C{len(HOSTILE_IDS) + 2:07d}"  # an ordinary customer the crafted records belong to

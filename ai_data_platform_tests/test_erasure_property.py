@@ -319,9 +319,10 @@ def _without_erasure_records(state: dict) -> dict:
 # ---------------------------------------------------------------- the property
 
 
-@settings(max_examples=6)
-@example(subjects=["EUR"])
-@example(subjects=["42", "DE"])
+@settings(max_examples=3)
+@example(subjects=list(HOSTILE_IDS[0::3]))  # every hostile shape once, a few erased one after another
+@example(subjects=list(HOSTILE_IDS[1::3]))
+@example(subjects=list(HOSTILE_IDS[2::3]))
 @given(subjects=st.lists(st.sampled_from(HOSTILE_IDS), min_size=1, max_size=2, unique=True))
 def test_erasing_a_subject_removes_exactly_their_records_and_nothing_of_anyone_else(hostile_built, tmp_path_factory, subjects):
     paths = lifecycle_world.copy(hostile_built, tmp_path_factory.mktemp("erasing") / "adp")

@@ -67,6 +67,14 @@ def as_bytes(text: str) -> bytes:
         return text.encode("utf-8", "surrogatepass")
 
 
+def written_forms(value: str) -> set[str]:
+    """How a value can appear in a file as written: as it is, escaped in a JSON string (``\\"``,
+    ``\\\\``, control characters; ``\\/`` too) and with a CSV field's doubled quotes. A filter by
+    substrings looks for every form (a ``\\u`` escape can spell anything: look for that too)."""
+    escaped = json.dumps(value, ensure_ascii=False)[1:-1]
+    return {value, escaped, escaped.replace("/", "\\/"), value.replace('"', '""')}
+
+
 def canonical_id(value: object) -> str | None:
     """A customer id as the warehouse compares it: text, surrounding spaces removed (``trim``)."""
     text = field_text(value)

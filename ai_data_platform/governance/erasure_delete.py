@@ -18,7 +18,7 @@ import duckdb
 
 from ai_data_platform import warehouse
 from ai_data_platform.governance import suppression
-from ai_data_platform.governance.attribution import Identifiers
+from ai_data_platform.governance.attribution import Identifiers, written_forms
 from ai_data_platform.governance.erasure_subject import Subject
 from ai_data_platform.governance.personal_data import holds_personal_data
 from ai_data_platform.governance.pii import normalize_email_sql, normalize_phone_sql
@@ -31,12 +31,13 @@ RAW_TEXT_COLUMNS = ("_raw_line", "raw_record")  # where a record is kept as rece
 
 def text_candidates(column: str, ids: Identifiers) -> tuple[str, list[str]]:
     """A SQL condition (and its parameters) true for every raw text in ``column`` that may be the
-    subject's: it holds one of their identifiers as written (a phone as digits), or a JSON escape.
+    subject's: it holds one of their identifiers in a written form (``attribution.written_forms``; a
+    phone as digits), or a JSON escape.
     Each candidate is then judged in Python (``Identifiers.owns_line``)."""
     q = warehouse.quote(column)
     digits = f"regexp_replace({q}, '[^0-9]', '', 'g')"
-    conds = [(f"contains({q}, ?)", i) for i in sorted(ids.customer_ids)]
-    conds += [(f"contains(lower({q}), ?)", e) for e in sorted(ids.emails)]
+    conds = [(f"contains({q}, ?)", form) for i in sorted(ids.customer_ids) for form in sorted(written_forms(i))]
+    conds += [(f"contains(lower({q}), ?)", form) for e in sorted(ids.emails) for form in sorted(written_forms(e))]
     conds += [(f"contains({digits}, ?)", p.lstrip("+")) for p in sorted(ids.phones)]
     condition = " OR ".join([c for c, _ in conds] + [f"contains({q}, '\\u')"])
     return f"{q} IS NOT NULL AND ({condition})", [v for _, v in conds]

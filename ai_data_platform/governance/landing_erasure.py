@@ -35,6 +35,7 @@ from ai_data_platform.governance.attribution import (
     csv_records,
     csv_split,
     lines,
+    written_forms,
 )
 from ai_data_platform.governance.pii import normalize_phone
 from ai_data_platform.sources.contracts import CUSTOMERS, SOURCE_TABLES, SourceTable
@@ -42,12 +43,14 @@ from ai_data_platform.sources.landing import LandingZones
 
 
 def may_hold(t: SourceTable, text: str, subject: Identifiers) -> bool:
-    """False when no record of ``text`` can be the subject's: none of their identifiers is in it
-    as written, and no JSON escape could spell one (a cheap test before splitting records)."""
+    """False when no record of ``text`` can be the subject's: none of their identifiers is in it in
+    any written form (``attribution.written_forms``), and no JSON escape could spell one (a cheap
+    test before splitting records)."""
     if "\\u" in text or (subject.phones and "phone" in t.column_names):
         return True
     lowered = text.lower() if subject.emails else ""
-    return any(i in text for i in subject.customer_ids) or any(e in lowered for e in subject.emails)
+    return (any(form in text for i in subject.customer_ids for form in written_forms(i))
+            or any(form in lowered for e in subject.emails for form in written_forms(e)))
 
 
 def all_landing_files(zones: LandingZones) -> Iterator[tuple[SourceTable, Path]]:

@@ -58,6 +58,7 @@ from ai_data_platform.governance.attribution import (
     csv_split,
     json_document,
     json_fragments,
+    written_forms,
 )
 from ai_data_platform.governance.pii import normalize_phone
 
@@ -189,21 +190,34 @@ class Matcher:
                 self.word_bytes[label] = sorted({as_bytes(v).lower() for v in values})
                 word_values += values
         self.longest_word = max((len(as_bytes(v)) for v in word_values), default=0)
-        # Substrings every match contains (a cheap filter before the rules): ids as written, the
-        # rest lower-cased; a JSON escape (backslash u) may spell any of them.
-        self.exact_substrings = sorted(self.identifiers.customer_ids)
-        self.lower_substrings = sorted(
-            {*self.identifiers.emails, *self.names, *self.hmacs, *(v.lower() for v in word_values),
-             *(v.strip() for v in by[PHONE]), *self.identifiers.phones} - {""}
-        )
+        # Substrings every match contains (a cheap filter before the rules), in every written form
+        # (JSON and CSV escapes): ids as they are, the rest lower-cased; a backslash-u JSON escape
+        # may spell any of them.
+        lowered = {*self.identifiers.emails, *self.names, *self.hmacs, *(v.lower() for v in word_values),
+                   *(v.strip() for v in by[PHONE]), *self.identifiers.phones} - {""}
+        self.exact_substrings = sorted({form for i in self.identifiers.customer_ids for form in written_forms(i)})
+        self.lower_substrings = sorted({form for v in lowered for form in written_forms(v)})
         parts = [re.escape(s) for s in self.exact_substrings] + [f"(?i:{re.escape(s)})" for s in self.lower_substrings]
         self._candidate = re.compile("|".join([*parts, r"\\u"]))
         # A database holds UTF-8 text only: a needle that is none (an argument's undecodable bytes) is in none
         self.sql_exact = [s for s in self.exact_substrings if _is_utf8(s)]
         self.sql_lower = [s for s in self.lower_substrings if _is_utf8(s)]
 
+        self._parquet_reader: duckdb.DuckDBPyConnection | None = None
+
     def __bool__(self) -> bool:
         return bool(self.needles)
+
+    def parquet_reader(self) -> duckdb.DuckDBPyConnection:
+        """An in-memory DuckDB connection reading this search's Parquet files (one: opening costs)."""
+        if self._parquet_reader is None:
+            self._parquet_reader = duckdb.connect()
+        return self._parquet_reader
+
+    def close(self) -> None:
+        if self._parquet_reader is not None:
+            self._parquet_reader.close()
+            self._parquet_reader = None
 
     def may_hold(self, text: str) -> bool:
         """False when ``text`` certainly holds nothing (no needle's substring, no JSON escape)."""
@@ -432,13 +446,13 @@ def _search_duckdb(path: Path, matcher: Matcher, counts: _Counts) -> None:
 
 
 def _search_parquet(path: Path, matcher: Matcher, counts: _Counts) -> None:
-    con = duckdb.connect()
+    con = matcher.parquet_reader()
     try:
-        con.execute(f"CREATE VIEW data AS SELECT * FROM read_parquet({warehouse.sql_literal(str(path))})")
+        con.execute(f"CREATE OR REPLACE TEMP VIEW data AS SELECT * FROM read_parquet({warehouse.sql_literal(str(path))})")
         columns = [(c, t) for c, t, *_ in con.execute("DESCRIBE data").fetchall()]
         _search_relation(con, "data", "data", columns, matcher, counts)
     finally:
-        con.close()
+        con.execute("DROP VIEW IF EXISTS data")
 
 
 def _blob_labels(matcher: Matcher, value: bytes, column: str) -> set[str]:
@@ -619,7 +633,13 @@ def _search_other(path: Path, matcher: Matcher, counts: _Counts) -> None:
 def search_file(path: Path, needles: list[Needle] | Matcher, *, file: str, allowed: Allowed) -> list[Trace]:
     """Every trace of ``needles`` in one file (see the module docstring). A file that cannot be
     read as what it looks like (locked, corrupt) is searched as bytes and reported as a trace."""
-    matcher = needles if isinstance(needles, Matcher) else Matcher(needles)
+    if not isinstance(needles, Matcher):
+        matcher = Matcher(needles)
+        try:
+            return search_file(path, matcher, file=file, allowed=allowed)
+        finally:
+            matcher.close()
+    matcher = needles
     counts = _Counts(file, allowed)
     try:
         if not matcher or not path.is_file() or path.stat().st_size == 0:
@@ -665,7 +685,10 @@ def search(roots: Iterable[Path], needles: list[Needle], *, allowed: Allowed | N
     traces: list[Trace] = []
     searched = 0
     matcher = Matcher(needles)
-    for path, name in files_under(roots):
-        traces += search_file(path, matcher, file=name, allowed=allowed)
-        searched += 1
+    try:
+        for path, name in files_under(roots):
+            traces += search_file(path, matcher, file=name, allowed=allowed)
+            searched += 1
+    finally:
+        matcher.close()
     return traces, searched
