@@ -162,6 +162,3 @@ def build(root: Path) -> settings.Paths:
     _stream(paths)
     _craft_dagster(paths)
     return paths
-
-
-__all__ = ["BYSTANDER", "END", "HOSTILE_IDS", "LONG_ID", "build"]

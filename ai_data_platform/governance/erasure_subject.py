@@ -28,7 +28,7 @@ from ai_data_platform.governance import suppression
 from ai_data_platform.governance.attribution import Identifiers, as_bytes, canonical_id
 from ai_data_platform.governance.landing_erasure import crm_customer_records, subject_rows_in_crm_files
 from ai_data_platform.governance.pii import hmac_sql, normalize_email, normalize_email_sql, normalize_phone, normalize_phone_sql
-from ai_data_platform.governance.search import EMAIL, EMAIL_HMAC, ID, NAME, PHONE, PHONE_HMAC, Needle, is_word
+from ai_data_platform.governance.search_rules import EMAIL, EMAIL_HMAC, ID, NAME, PHONE, PHONE_HMAC, Needle, is_word
 from ai_data_platform.governance.stores import IDENTITY, QUARANTINE_PERSONAL, RAW_PERSONAL, PersonalData
 from ai_data_platform.sources.contracts import CUSTOMERS
 from ai_data_platform.sources.landing import LandingZones

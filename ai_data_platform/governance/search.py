@@ -5,7 +5,7 @@ its bytes are, not by its name, and no file stops the search (one that cannot be
 looks like is searched as bytes and reported).
 
 * **DuckDB databases** (``DUCK`` at byte 8): every table, every column (a cheap SQL filter on
-  substrings, then the exact rules below in Python); then the file's bytes, for deleted rows a
+  substrings, then the rules in Python); then the file's bytes, for deleted rows a
   missing compaction left behind.
 * **SQLite databases** (Dagster's run and event storage, an online store): every table, column
   and row; a blob is decompressed (zlib, gzip: Dagster compresses its snapshots) and read as
@@ -15,289 +15,55 @@ looks like is searched as bytes and reported).
   gzip or zlib file decompressed first: text line by line (a ``.csv`` file by its header), or,
   when it holds NUL bytes or is not UTF-8, the bytes.
 
-**What counts as a trace** is what attribution (``attribution.py``) counts as the subject's, and
-what a reader would recognize as them, and nothing a short id merely resembles:
-
-* an identifier column or JSON key (``customer_id``, ``email``, ``phone``, ``name``, ``*_hash``)
-  whose whole value is one of theirs;
-* a raw record (a line of a text file, a ``_raw_line``/``raw_record``/``raw_value``/``_payload``
-  value) holding one as a whole quoted JSON string, keyed value or CSV field;
-* a JSON document (a cell, a line, a file, a string inside one) by its keys, recursively;
-* a **word** anywhere, case-insensitively, for values distinctive enough to be searched as words
-  (:func:`is_word`): emails, phones of at least seven digits, HMACs, ids and names shaped like
-  opaque keys or full names (``C0000001``, a UUID starting with a letter, ``Ann Lee``).
-
-So for the customer ``EUR`` a currency column, ``{"US": 10}`` in Dagster's metadata or ``06:42:49``
-is no trace, while ``called C0000001 back`` in a note is one. Binary bytes are searched for words
-only. Each hit is a :class:`Trace` naming the file (and table and column) and how many rows, lines
-or occurrences hold the value, never the value itself. ``allowed`` exempts a (place, label) pair:
-the one table that may keep an erased subject's keys, the suppression list. Pure Python, no Dagster.
+**What counts as a trace** is ``search_rules.py``'s: what attribution (``attribution.py``) counts
+as the subject's (identifier columns and JSON keys, raw records by whole values), and distinctive
+values (emails, phones, HMACs, opaque-key ids, full names) as words anywhere; nothing a short id
+merely resembles. So for the customer ``EUR`` a currency column, ``{"US": 10}`` in Dagster's
+metadata or ``06:42:49`` is no trace, while ``called C0000001 back`` in a note is one. Binary bytes
+are searched for words only. Each hit is a :class:`Trace` naming the file (and table and column)
+and how many rows, lines or occurrences hold the value, never the value itself. ``allowed``
+exempts a (place, label) pair: the one table that may keep an erased subject's keys, the
+suppression list. Pure Python, no Dagster.
 """
 
 from __future__ import annotations
 
 import itertools
-import re
 import sqlite3
 import zlib
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
 
 from ai_data_platform import warehouse
-from ai_data_platform.governance.attribution import (
+from ai_data_platform.governance.attribution import csv_records, csv_split, json_document
+from ai_data_platform.governance.search_rules import (  # noqa: F401 - the labels, Needle, Trace, is_word: this module's API too
     EMAIL,
+    EMAIL_HMAC,
+    HMAC_LABELS,
     ID,
+    NAME,
     PHONE,
-    Identifiers,
-    as_bytes,
-    csv_records,
-    csv_split,
-    json_document,
-    json_fragments,
-    written_forms,
+    PHONE_HMAC,
+    Matcher,
+    Needle,
+    Trace,
+    any_token_re2,
+    column_kind,
+    is_word,
+    word_count,
 )
-from ai_data_platform.governance.pii import normalize_phone
 
-NAME = "name"
-EMAIL_HMAC = "email HMAC"
-PHONE_HMAC = "phone HMAC"
-HMAC_LABELS = (EMAIL_HMAC, PHONE_HMAC)
-
-_BOUNDARY = "A-Za-z0-9"
-_RE2_SPECIAL = set("\\.^$|?*+()[]{}")
 _NUMERIC_TYPES = ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT", "UINTEGER", "UBIGINT",
                   "UHUGEINT", "FLOAT", "DOUBLE", "DECIMAL")
 _NON_TEXT_TYPES = (*_NUMERIC_TYPES, "DATE", "TIME", "TIMESTAMP", "TIMESTAMP WITH TIME ZONE", "BOOLEAN", "INTERVAL", "UUID")
 _CHUNK = 8 << 20
 _WHOLE_TEXT_LIMIT = 256 << 20  # a text file up to this size is read whole (a JSON document, a CSV file)
-_RAW_RECORD_COLUMNS = frozenset({"_raw_line", "raw_record", "raw_value", "_payload"})
-_NAME_COLUMNS = frozenset({"name", "full_name", "customer_name"})
-_OPAQUE_KEY = re.compile(r"[A-Za-z][A-Za-z0-9_-]{5,}")
-_FULL_NAME = re.compile(r"[^\W\d_]{2,}(?:[ '-][^\W\d_]{2,})+")
-_EMAIL_SHAPE = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
-
-
-@dataclass(frozen=True)
-class Needle:
-    """A value to look for. The label says what it is (``customer id``, ``email``, ``phone``,
-    ``name``, ``email HMAC``, ``phone HMAC``; any other label: a value searched as a word) and is
-    what reports show, never the value."""
-
-    label: str
-    value: str
-
-    @property
-    def re2_literal(self) -> str:
-        return "".join("\\" + ch if ch in _RE2_SPECIAL else ch for ch in self.value)
-
-
-@dataclass(frozen=True)
-class Trace:
-    """Where a value remains: file (relative to the searched root), table.column if any, how often."""
-
-    file: str
-    location: str  # "schema.table.column", "bytes on disk", "text", or why the file was not readable
-    needle: str  # the needle's label
-    count: int
-
-    def describe(self) -> str:
-        return f"{self.file}: {self.location}: {self.count} x {self.needle}"
 
 
 Allowed = Callable[[str, str, str], bool]  # (file, location, label) -> the value may be there
-
-
-def any_token_re2(needles: list[Needle]) -> str:
-    """An RE2 pattern (DuckDB's ``regexp_matches``) matching any needle as a whole token, any case
-    (a pre-filter for callers that judge each hit; erasure attributes exactly, never by it)."""
-    body = "|".join(n.re2_literal for n in needles)
-    return f"(?i)(^|[^{_BOUNDARY}])({body})([^{_BOUNDARY}]|$)"
-
-
-def is_word(needle: Needle) -> bool:
-    """Whether a value is distinctive enough to be searched as a word anywhere (see the module
-    docstring): a short or common one (``42``, ``EUR``, ``login``, ``2026-11-20``) is not."""
-    value = needle.value.strip()
-    if not value or any(ord(ch) < 32 for ch in value):
-        return False
-    if needle.label == ID:
-        return bool(_OPAQUE_KEY.fullmatch(value)) and any(ch.isdigit() for ch in value)
-    if needle.label == NAME:
-        return len(value) >= 8 and bool(_FULL_NAME.fullmatch(value))
-    if needle.label == EMAIL:
-        return bool(_EMAIL_SHAPE.fullmatch(value))
-    if needle.label == PHONE:
-        return sum(ch.isdigit() for ch in value) >= 7
-    return len(value) >= 6  # HMACs (64 hex) and values of other labels
-
-
-def column_kind(column: str | None) -> str | None:
-    """The identifier a column (or JSON key) of that name holds, if any."""
-    if not column:
-        return None
-    name = column.lower()
-    if name == "customer_id" or name.endswith("_customer_id"):
-        return ID
-    if name in ("email", "customer_email") or name.endswith("_email"):
-        return EMAIL
-    if name == "phone" or name.endswith("_phone"):
-        return PHONE
-    if name in _NAME_COLUMNS:
-        return NAME
-    if name.endswith("_hash"):
-        return EMAIL_HMAC
-    return None
-
-
-def _is_utf8(text: str) -> bool:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
-
-
-def _word_pattern(values: Iterable[str]) -> re.Pattern | None:
-    body = "|".join(re.escape(v) for v in sorted(set(values), key=len, reverse=True))
-    return re.compile(rf"(?<![{_BOUNDARY}])(?:{body})(?![{_BOUNDARY}])", re.IGNORECASE) if body else None
-
-
-class Matcher:
-    """Which labels a value, a raw record or a document holds (the rules of the module docstring).
-    Built once per search: the needles' patterns are compiled here."""
-
-    def __init__(self, needles: Iterable[Needle]):
-        self.needles = [n for n in needles if n.value and n.value.strip()]
-        labels = (ID, EMAIL, PHONE, NAME, *HMAC_LABELS)
-        by = {label: [n.value for n in self.needles if n.label == label] for label in labels}
-        self.identifiers = Identifiers.of(by[ID], by[EMAIL], by[PHONE])
-        self.names = frozenset(v.strip().casefold() for v in by[NAME])
-        self.hmacs = {v.strip().lower(): label for label in HMAC_LABELS for v in by[label]}
-        self.words: dict[str, re.Pattern] = {}
-        self.word_bytes: dict[str, list[bytes]] = {}  # lower-cased, to find in lower-cased bytes
-        word_values = []
-        for label in dict.fromkeys(n.label for n in self.needles):
-            values = [n.value.strip() for n in self.needles if n.label == label and is_word(n)]
-            if label == PHONE:
-                values += [p for p in (normalize_phone(v) for v in values) if p]
-            pattern = _word_pattern(values)
-            if pattern is not None:
-                self.words[label] = pattern
-                self.word_bytes[label] = sorted({as_bytes(v).lower() for v in values})
-                word_values += values
-        self.longest_word = max((len(as_bytes(v)) for v in word_values), default=0)
-        # Substrings every match contains (a cheap filter before the rules), in every written form
-        # (JSON and CSV escapes): ids as they are, the rest lower-cased; a backslash-u JSON escape
-        # may spell any of them.
-        lowered = {*self.identifiers.emails, *self.names, *self.hmacs, *(v.lower() for v in word_values),
-                   *(v.strip() for v in by[PHONE]), *self.identifiers.phones} - {""}
-        self.exact_substrings = sorted({form for i in self.identifiers.customer_ids for form in written_forms(i)})
-        self.lower_substrings = sorted({form for v in lowered for form in written_forms(v)})
-        parts = [re.escape(s) for s in self.exact_substrings] + [f"(?i:{re.escape(s)})" for s in self.lower_substrings]
-        self._candidate = re.compile("|".join([*parts, r"\\u"]))
-        # A database holds UTF-8 text only: a needle that is none (an argument's undecodable bytes) is in none
-        self.sql_exact = [s for s in self.exact_substrings if _is_utf8(s)]
-        self.sql_lower = [s for s in self.lower_substrings if _is_utf8(s)]
-
-        self._parquet_reader: duckdb.DuckDBPyConnection | None = None
-
-    def __bool__(self) -> bool:
-        return bool(self.needles)
-
-    def parquet_reader(self) -> duckdb.DuckDBPyConnection:
-        """An in-memory DuckDB connection reading this search's Parquet files (one: opening costs)."""
-        if self._parquet_reader is None:
-            self._parquet_reader = duckdb.connect()
-        return self._parquet_reader
-
-    def close(self) -> None:
-        if self._parquet_reader is not None:
-            self._parquet_reader.close()
-            self._parquet_reader = None
-
-    def may_hold(self, text: str) -> bool:
-        """False when ``text`` certainly holds nothing (no needle's substring, no JSON escape)."""
-        return self._candidate.search(text) is not None
-
-    def exact(self, kind: str | None, value: object) -> set[str]:
-        """The label ``value`` is, as the whole value of a column or key of ``kind``."""
-        if kind is None or value is None or isinstance(value, (dict, list, bytes)):
-            return set()
-        if kind in (ID, EMAIL, PHONE):
-            found = self.identifiers.kind_of(kind, value)
-            return {found} if found else set()
-        text = value if isinstance(value, str) else str(value)
-        if kind == NAME:
-            return {NAME} if text.strip().casefold() in self.names else set()
-        label = self.hmacs.get(text.strip().lower())
-        return {label} if label else set()
-
-    def in_words(self, text: str) -> set[str]:
-        return {label for label, pattern in self.words.items() if pattern.search(text)}
-
-    def in_document(self, document: object) -> set[str]:
-        """Labels a parsed JSON document holds under identifier keys, or as words or nested JSON in
-        its strings (walked without recursion: a document may be nested arbitrarily deep)."""
-        found: set[str] = set()
-        stack = [document]
-        while stack:
-            item = stack.pop()
-            if isinstance(item, dict):
-                for key, value in item.items():
-                    if isinstance(key, str):
-                        found |= self.exact(column_kind(key), value)
-                    stack.append(value)
-            elif isinstance(item, list):
-                stack.extend(item)
-            elif isinstance(item, str) and item and self.may_hold(item):
-                found |= self.in_words(item)
-                nested = json_document(item)
-                if nested is not None:
-                    stack.append(nested)
-        return found
-
-    def in_value(self, text: str, column: str | None = None, *, raw_record: bool | None = None) -> set[str]:
-        """Labels one value holds: as an identifier column's whole value, as words, as a JSON
-        document or by the JSON fragments inside it (a segment or log line) and, for a raw record
-        (``raw_record``; by default: a column named like one), by the raw-line rules."""
-        kind = column_kind(column)
-        if kind not in (PHONE, NAME) and not self.may_hold(text):
-            return set()
-        found = self.exact(kind, text) | self.in_words(text)
-        document = json_document(text)
-        if document is not None:
-            return found | self.in_document(document)
-        fragments, rest = json_fragments(text) if "{" in text or "[" in text else ([], text)
-        for fragment in fragments:
-            found |= self.in_document(fragment)
-        if raw_record if raw_record is not None else column in _RAW_RECORD_COLUMNS:
-            found |= self.identifiers.loose_kinds(rest)
-        return found
-
-    def in_bytes(self, data: bytes) -> set[str]:
-        """The labels of the word needles binary data holds."""
-        lowered = data.lower()
-        return {label for label, values in self.word_bytes.items()
-                if any(_word_count(lowered, v, 0, len(lowered)) for v in values)}
-
-
-_WORD_BYTES = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789")
-
-
-def _word_count(data: bytes, value: bytes, first: int, last: int) -> int:
-    """Occurrences of ``value`` in ``data`` as a word (no letter or digit either side) starting in
-    ``[first, last)``; ``bytes.find``, which is far faster than a case-insensitive pattern."""
-    n, start = 0, first
-    while (i := data.find(value, start, last + len(value) - 1 if last < len(data) else len(data))) >= 0:
-        end = i + len(value)
-        if (i == 0 or data[i - 1] not in _WORD_BYTES) and (end >= len(data) or data[end] not in _WORD_BYTES):
-            n += 1
-        start = i + 1
-    return n
 
 
 def search_texts(name: str, items: Iterable[tuple[str, str]], needles: list[Needle]) -> list[Trace]:
@@ -445,14 +211,30 @@ def _search_duckdb(path: Path, matcher: Matcher, counts: _Counts) -> None:
         con.close()
 
 
-def _search_parquet(path: Path, matcher: Matcher, counts: _Counts) -> None:
-    con = matcher.parquet_reader()
-    try:
-        con.execute(f"CREATE OR REPLACE TEMP VIEW data AS SELECT * FROM read_parquet({warehouse.sql_literal(str(path))})")
-        columns = [(c, t) for c, t, *_ in con.execute("DESCRIBE data").fetchall()]
-        _search_relation(con, "data", "data", columns, matcher, counts)
-    finally:
-        con.execute("DROP VIEW IF EXISTS data")
+class _ParquetReader:
+    """One in-memory DuckDB connection reading a search's Parquet files (opening one costs), opened
+    at the first file."""
+
+    def __init__(self):
+        self._con: duckdb.DuckDBPyConnection | None = None
+
+    def __enter__(self) -> _ParquetReader:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._con is not None:
+            self._con.close()
+
+    def search(self, path: Path, matcher: Matcher, counts: _Counts) -> None:
+        if self._con is None:
+            self._con = duckdb.connect()
+        con = self._con
+        try:
+            con.execute(f"CREATE OR REPLACE TEMP VIEW data AS SELECT * FROM read_parquet({warehouse.sql_literal(str(path))})")
+            columns = [(c, t) for c, t, *_ in con.execute("DESCRIBE data").fetchall()]
+            _search_relation(con, "data", "data", columns, matcher, counts)
+        finally:
+            con.execute("DROP VIEW IF EXISTS data")
 
 
 def _blob_labels(matcher: Matcher, value: bytes, column: str) -> set[str]:
@@ -501,7 +283,7 @@ def _search_binary(chunks: Iterable[bytes], matcher: Matcher, counts: _Counts, l
 
     def count(data: bytes, first: int, last: int) -> None:
         for label, values in wanted.items():
-            found[label] += sum(_word_count(data, v, first, last) for v in values)
+            found[label] += sum(word_count(data, v, first, last) for v in values)
 
     for chunk in chunks:
         data = carried + chunk.lower()
@@ -633,13 +415,12 @@ def _search_other(path: Path, matcher: Matcher, counts: _Counts) -> None:
 def search_file(path: Path, needles: list[Needle] | Matcher, *, file: str, allowed: Allowed) -> list[Trace]:
     """Every trace of ``needles`` in one file (see the module docstring). A file that cannot be
     read as what it looks like (locked, corrupt) is searched as bytes and reported as a trace."""
-    if not isinstance(needles, Matcher):
-        matcher = Matcher(needles)
-        try:
-            return search_file(path, matcher, file=file, allowed=allowed)
-        finally:
-            matcher.close()
-    matcher = needles
+    matcher = needles if isinstance(needles, Matcher) else Matcher(needles)
+    with _ParquetReader() as parquet:
+        return _search_file(path, matcher, file, allowed, parquet)
+
+
+def _search_file(path: Path, matcher: Matcher, file: str, allowed: Allowed, parquet: _ParquetReader) -> list[Trace]:
     counts = _Counts(file, allowed)
     try:
         if not matcher or not path.is_file() or path.stat().st_size == 0:
@@ -647,8 +428,7 @@ def search_file(path: Path, needles: list[Needle] | Matcher, *, file: str, allow
         kind = _kind(path)
     except OSError as exc:
         return [Trace(file, f"unreadable ({type(exc).__name__})", "file", 1)]
-    searcher = {"duckdb": _search_duckdb, "sqlite": _search_sqlite, "parquet": _search_parquet, "other": _search_other}
-    searcher = searcher[kind]
+    searcher = {"duckdb": _search_duckdb, "sqlite": _search_sqlite, "parquet": parquet.search, "other": _search_other}[kind]
     try:
         searcher(path, matcher, counts)
     except Exception as exc:  # noqa: BLE001 - whatever a file holds, the search goes on and says so
@@ -685,10 +465,8 @@ def search(roots: Iterable[Path], needles: list[Needle], *, allowed: Allowed | N
     traces: list[Trace] = []
     searched = 0
     matcher = Matcher(needles)
-    try:
+    with _ParquetReader() as parquet:
         for path, name in files_under(roots):
-            traces += search_file(path, matcher, file=name, allowed=allowed)
+            traces += _search_file(path, matcher, name, allowed, parquet)
             searched += 1
-    finally:
-        matcher.close()
     return traces, searched

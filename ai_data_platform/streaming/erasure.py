@@ -38,7 +38,8 @@ from ai_data_platform import settings, warehouse
 from ai_data_platform.governance import suppression
 from ai_data_platform.governance.erasure import ErasureTarget, Subject
 from ai_data_platform.governance.erasure_delete import text_candidates
-from ai_data_platform.governance.search import ID, Trace, search_texts
+from ai_data_platform.governance.search import Trace, search_texts
+from ai_data_platform.governance.search_rules import ID
 from ai_data_platform.streaming import backends, warehouse_sink
 from ai_data_platform.streaming.online_store import OnlineStore
 from ai_data_platform.streaming.transport import PayloadMatch, Transport
