@@ -179,3 +179,14 @@ def test_a_databases_blobs_and_nested_values_are_read_too(tmp_path):
     con.close()
     assert _search(tmp_path, [Needle(ID, "EUR")], "w.duckdb") == ["w.duckdb: main.t.meta: 1 x customer id",
                                                                    "w.duckdb: main.t.payload: 1 x customer id"]
+
+
+@pytest.mark.parametrize(
+    ("text", "found"),
+    [("mail ann@example.org.", True), ("<ANN@Example.org>", True), ("ann@example.org.uk", False), ("joann@example.org", False),
+     ("jo.ann@example.org", False), ("ann@example.org-x", False), ("ann@example.orgx", False)],
+)
+def test_an_email_is_a_word_only_where_it_is_not_part_of_a_longer_address(text, found):
+    matcher = Matcher([Needle(EMAIL, "ann@example.org")])
+    assert (matcher.in_words(text) == {EMAIL}) is found
+    assert (matcher.in_bytes(b"\x00" + text.encode() + b"\x00") == {EMAIL}) is found

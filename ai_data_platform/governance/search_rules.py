@@ -41,6 +41,7 @@ HMAC_LABELS = (EMAIL_HMAC, PHONE_HMAC)
 LABELS = (ID, EMAIL, PHONE, NAME, *HMAC_LABELS)
 
 _BOUNDARY = "A-Za-z0-9"
+_EMAIL_CHARS = "A-Za-z0-9._%+\\-"  # what may stand before an address, making it part of a longer one
 _RE2_SPECIAL = set("\\.^$|?*+()[]{}")
 RAW_RECORD_COLUMNS = frozenset({"_raw_line", "raw_record", "raw_value", "_payload"})
 _NAME_COLUMNS = frozenset({"name", "full_name", "customer_name"})
@@ -126,9 +127,16 @@ def _is_utf8(text: str) -> bool:
     return True
 
 
-def _word_pattern(values: Iterable[str]) -> re.Pattern | None:
+def _word_pattern(values: Iterable[str], label: str) -> re.Pattern | None:
+    """Any of ``values`` as a word, any case: no letter or digit next to it; for an email, nothing
+    that would make it part of a longer address (``jo.ann@x.org``, ``ann@x.org.uk``) either."""
     body = "|".join(re.escape(v) for v in sorted(set(values), key=len, reverse=True))
-    return re.compile(rf"(?<![{_BOUNDARY}])(?:{body})(?![{_BOUNDARY}])", re.IGNORECASE) if body else None
+    if not body:
+        return None
+    if label == EMAIL:
+        after = rf"(?![{_BOUNDARY}_%+\-@]|\.[{_BOUNDARY}])"  # a dot may end a sentence, not a domain
+        return re.compile(rf"(?<![{_EMAIL_CHARS}])(?:{body}){after}", re.IGNORECASE)
+    return re.compile(rf"(?<![{_BOUNDARY}])(?:{body})(?![{_BOUNDARY}])", re.IGNORECASE)
 
 
 class Matcher:
@@ -148,7 +156,7 @@ class Matcher:
             values = [n.value.strip() for n in self.needles if n.label == label and is_word(n)]
             if label == PHONE:
                 values += [p for p in (normalize_phone(v) for v in values) if p]
-            pattern = _word_pattern(values)
+            pattern = _word_pattern(values, label)
             if pattern is not None:
                 self.words[label] = pattern
                 self.word_bytes[label] = sorted({as_bytes(v).lower() for v in values})
@@ -238,15 +246,29 @@ class Matcher:
 
 
 _WORD_BYTES = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789")
+_EMAIL_BYTES = _WORD_BYTES | frozenset(b"._%+-")
 
 
 def word_count(data: bytes, value: bytes, first: int, last: int) -> int:
-    """Occurrences of ``value`` in ``data`` as a word (no letter or digit either side) starting in
-    ``[first, last)``; ``bytes.find``, which is far faster than a case-insensitive pattern."""
+    """Occurrences of ``value`` in ``data`` as a word starting in ``[first, last)``, with the
+    boundaries of :func:`_word_pattern` (an email's if ``value`` has an ``@``); ``bytes.find``, which
+    is far faster than a case-insensitive pattern."""
+    email = b"@" in value
+    before = _EMAIL_BYTES if email else _WORD_BYTES
     n, start = 0, first
     while (i := data.find(value, start, last + len(value) - 1 if last < len(data) else len(data))) >= 0:
         end = i + len(value)
-        if (i == 0 or data[i - 1] not in _WORD_BYTES) and (end >= len(data) or data[end] not in _WORD_BYTES):
+        if (i == 0 or data[i - 1] not in before) and not _continues(data, end, email):
             n += 1
         start = i + 1
     return n
+
+
+def _continues(data: bytes, end: int, email: bool) -> bool:
+    if end >= len(data):
+        return False
+    if not email:
+        return data[end] in _WORD_BYTES
+    return data[end] in _EMAIL_BYTES - {ord(".")} or data[end] == ord("@") or (
+        data[end] == ord(".") and end + 1 < len(data) and data[end + 1] in _WORD_BYTES
+    )
