@@ -128,7 +128,8 @@ def lifecycle_paths(lifecycle_built, tmp_path, monkeypatch):
 SHARED_WORLDS = ("long_history", "tiny_world", "lifecycle_built")
 """Session fixtures that take seconds to minutes to build: every module using one is in its group."""
 
-LONGEST_FIRST = ("test_production", "long_history", "test_cli", "test_pipeline", "lifecycle_built", "tiny_world")
+LONGEST_FIRST = ("test_production", "long_history", "test_cli", "test_pipeline", "lifecycle_built", "tiny_world",
+                 "test_erasure_property")
 """Groups known to take the longest (see the --durations report), scheduled before the rest."""
 
 

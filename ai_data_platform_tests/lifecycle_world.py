@@ -70,7 +70,14 @@ def build(root: Path) -> settings.Paths:
     paths = settings.Paths(root)
     generate(zones(paths), customers=60, days=len(DAYS), end=END, seed=29)
     _add_subject_tickets(paths)
-    personal = personal_data(root)
+    load(paths)
+    return paths
+
+
+def load(paths: settings.Paths) -> None:
+    """Load the landing files of :data:`DAYS` into every layer: raw, staging, the regional stores,
+    Customer 360, both feature tables, churn scores and two churn dataset versions."""
+    personal = personal_data(paths.root)
     con = warehouse.connect(paths.warehouse)
     warehouse.ensure_schemas(con)
     for t in SOURCE_TABLES:
@@ -97,7 +104,6 @@ def build(root: Path) -> settings.Paths:
             features=[datasets.FeatureRef(f, "h-" + f) for f in FEATURES], code_version="test", upstream={},
             root=paths.root / "datasets",
         )
-    return paths
 
 
 def copy(source: settings.Paths, target: Path) -> settings.Paths:

@@ -93,7 +93,7 @@ def test_erasure_covers_segment_files_sqlite_and_stream_tables_and_both_consumer
 
     # consumed by the online consumer and landed by the warehouse sink before the erasure
     rejected_json = json.dumps({"event_id": "ESBAD1", "customer_id": SUBJECT, "event_type": "login", "event_time": "yesterday"}).encode()
-    transport.append(stream.others(30) + stream.subject(3) + [rejected_json, f"{{broken {SUBJECT}".encode(), OTHER_MALFORMED])
+    transport.append(stream.others(30) + stream.subject(3) + [rejected_json, f'{{"broken": "{SUBJECT}"'.encode(), OTHER_MALFORMED])
     consumer = Consumer(transport, store, warehouse=paths.warehouse, materialize_budget=0)
     consumer.step()
     consumer.sink.sink.flush()

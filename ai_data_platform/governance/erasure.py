@@ -1,61 +1,93 @@
 """Right to erasure: remove a data subject from every store, prove it by searching, record it.
 
-``erase(customer_id, reason)`` (``adp erase`` and the ``erase_customer`` job call it):
+``erase(customer_id, reason)`` (``adp erase`` and the ``erase_customer`` job call it;
+``erase_matching`` finds the customer by email or phone first):
 
-1. **Resolve the subject** from the data: their emails, phones and names from the regional stores
-   and the CRM landing files, the HMAC keys from the warehouse. Emails identify a person: CRM rows
-   under another id with the subject's email and tickets sent from it (even by an unknown
-   customer) are theirs too. A phone or name shared with another customer is not used to select
-   or search anything (the report says which were left out and why).
+1. **Resolve the subject.** Only a *known customer* is erased: the platform holds a customer
+   record for the id (a CRM landing file of any zone, ``raw``/``staging.customers``, the regional
+   stores' identity and personal tables), or erased them before (the suppression list holds the
+   id's HMAC). An email or phone must resolve to exactly one customer id. Anything else is
+   refused with exit code 3: nothing deleted, nothing suppressed, an audit record
+   ``nothing_found``. So rows that only *reference* an id the CRM never had (payments of an
+   ``unknown_customer``, quarantined in staging) are no one's known personal data: an erasure
+   request for that id deletes nothing, and retention ages those rows out like any other.
+   A known subject's keys come from the data: their emails, phones and names from the regional
+   stores and the CRM landing files, the HMAC keys from the warehouse. Emails identify a person:
+   CRM rows under another id with the subject's email and tickets sent from it are theirs too. A
+   phone or name shared with another customer is not used to select or search anything (the
+   report says which were left out and why).
 2. **Suppress** them (``suppression.py``): recorded first, so no load running meanwhile and no
    later backfill brings them back.
-3. **Delete** their records: landing files of every zone (rewritten, mtime kept,
-   ``landing_erasure.py``); in the warehouse the raw rows, and the staging and quarantine rows with the same row keys (so row
-   conservation still holds), then every row of any other table whose ``customer_id``,
-   ``email_hash`` or ``phone_hash`` is theirs (marts, features, scores, ...); in every regional
-   store their personal rows; every dataset version holding their rows is rewritten through
-   ``ml/datasets.erase_rows`` (new content hash, an ``erasure`` event in its history naming the
-   subject only by ``subject_ref``); then every :class:`ErasureTarget`: the platform's own in
-   :data:`TARGET_MODULES` (the stream transport, the ``stream`` tables and the online store:
-   ``streaming/erasure.py``; then the role databases, rebuilt from the warehouse:
-   ``role_databases.py``) and any registered with :func:`register_target`.
+3. **Delete** exactly their records, by ``attribution.py``'s rule (identifier fields, and whole
+   values of unparseable raw lines; never a word inside a text): landing files of every zone
+   (rewritten, mtime kept, ``landing_erasure.py``); in the warehouse the raw rows, and the staging
+   and quarantine rows with the same row keys (so row conservation still holds), then every row of
+   any other table whose ``customer_id``, ``email_hash`` or ``phone_hash`` is theirs (marts,
+   features, scores, ...); in every regional store their personal rows; every dataset version
+   holding their rows is rewritten through ``ml/datasets.erase_rows`` (new content hash, an
+   ``erasure`` event in its history naming the subject only by ``subject_ref``); then every
+   :class:`ErasureTarget`: the platform's own in :data:`TARGET_MODULES` (the stream transport,
+   the ``stream`` tables and the online store: ``streaming/erasure.py``; then the role databases,
+   rebuilt from the warehouse: ``role_databases.py``) and any registered with :func:`register_target`.
 4. **Compact** every DuckDB file that changed, so the deleted rows' bytes are gone.
 5. **Verify by searching** (``search.py``): every file under ``$ADP_DATA_DIR`` and every
    regional store and landing zone configured outside it, whatever it is (DuckDB, SQLite such
-   as Dagster's event log, Parquet, text), and each target's storage that is not a file (Redis),
-   for the id, emails, phones, names and their HMACs. Anything left is a :class:`search.Trace`
-   naming the file, table, column and count; the erasure then fails (exit code 1).
+   as Dagster's event log, compressed blobs, Parquet, text), and each target's storage that is
+   not a file (Redis), for the id, emails, phones, names and their HMACs. Anything left is a
+   :class:`search.Trace` naming the file, table, column and count; the erasure then fails (exit
+   code 1).
 6. **Audit**: one record holding no personal data: ``subject_ref``, counts per place, reason,
-   actor, time, the verification outcome.
+   actor, time, the verification outcome. It is written whatever happens: a step that fails
+   midway leaves a record with status ``error`` naming the step (and what was removed before it),
+   and the caller gets an :class:`ErasureFailed`.
 
 Erasing twice is harmless: nothing is found, nothing changes, verification passes, and the audit
-record says nothing was found and when the subject was first erased. An id the platform holds
-nothing about is reported as unknown (exit code 3) and nothing is recorded as suppressed.
+record says nothing was found and when the subject was first erased.
 """
 
 from __future__ import annotations
 
 import importlib
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
-import duckdb
-
 from ai_data_platform import settings, warehouse
+from ai_data_platform.errors import InputError
 from ai_data_platform.governance import audit, suppression
-from ai_data_platform.governance.landing_erasure import SubjectRecords, crm_customer_records, erase_landing, subject_rows_in_crm_files
-from ai_data_platform.governance.personal_data import holds_personal_data, warehouse_raw_columns
-from ai_data_platform.governance.pii import hmac_hex, hmac_sql, normalize_email, normalize_phone
-from ai_data_platform.governance.search import Needle, Trace, any_token_re2, search
-from ai_data_platform.governance.stores import IDENTITY, PERSONAL_TABLES, QUARANTINE_PERSONAL, RAW_PERSONAL, PersonalData
-from ai_data_platform.sources.contracts import CUSTOMERS, SOURCE_TABLES
+from ai_data_platform.governance.attribution import canonical_id
+from ai_data_platform.governance.erasure_delete import erase_databases, erase_datasets
+from ai_data_platform.governance.erasure_subject import (  # noqa: F401 - Subject, resolve, ...: this module's API too
+    Subject,
+    customer_id_for,
+    customers_matching,
+    erased_email_ref,
+    hmac_of,
+    reading,
+    required_id,
+    resolve,
+    storable,
+    subject_hash,
+)
+from ai_data_platform.governance.landing_erasure import erase_landing
+from ai_data_platform.governance.search import Matcher, Trace, search
+from ai_data_platform.governance.stores import PersonalData
 from ai_data_platform.sources.landing import LandingZones
 
 EXIT_ERASED = 0
 EXIT_TRACES_REMAIN = 1
 EXIT_UNKNOWN_SUBJECT = 3
-SOURCE_LAYERS = ("raw", "staging", "quarantine")
+SELECTORS = ("customer_id", "email", "phone")
+
+
+class ErasureFailed(RuntimeError):
+    """A step of an erasure failed; the audit record (status ``error``) names it. The message holds
+    the step and the error's type only (an error's text may quote a value)."""
+
+    def __init__(self, step: str, error: BaseException):
+        self.step = step
+        super().__init__(f"failed while {step} ({type(error).__name__}); the audit record says what was removed before")
 
 
 # ---------------------------------------------------------------- targets
@@ -99,285 +131,48 @@ def registered_targets() -> list[ErasureTarget]:
     return list((targets | _TARGETS).values())
 
 
-# ---------------------------------------------------------------- the subject
-
-
-@dataclass
-class Subject:
-    """A data subject and every key their data can be found by (held in memory only)."""
-
-    customer_id: str
-    ref: str  # audit.subject_ref: the only way records name them
-    id_hash: str
-    emails: set[str] = field(default_factory=set)  # as found, and normalized
-    phones: set[str] = field(default_factory=set)
-    names: set[str] = field(default_factory=set)
-    email_hashes: set[str] = field(default_factory=set)
-    phone_hashes: set[str] = field(default_factory=set)
-    not_searched: dict[str, str] = field(default_factory=dict)  # label -> why (never the value)
-    held: bool = False  # anything found about them in the warehouse, a store or a CRM file
-    erased_before: str | None = None
-
-    @property
-    def normalized_emails(self) -> frozenset[str]:
-        return frozenset(e for e in (normalize_email(x) for x in self.emails) if e)
-
-    def needles(self) -> list[Needle]:
-        out = [Needle("customer id", self.customer_id)] if self.customer_id else []
-        for label, values in (("email", self.emails), ("phone", self.phones), ("name", self.names),
-                              ("email HMAC", self.email_hashes), ("phone HMAC", self.phone_hashes)):
-            out += [Needle(label, v) for v in sorted({v.strip() for v in values if v and v.strip()})]
-        return out
-
-
-def _union(aliases: Mapping[str, str], table: str, columns: str) -> str:
-    return " UNION ALL ".join(f"SELECT {columns} FROM {a}.{table}" for a in aliases.values())
-
-
-def resolve(customer_id: str, paths: settings.Paths, personal: PersonalData) -> Subject:
-    """Everything the platform holds that identifies ``customer_id`` (see the module docstring)."""
-    cid = customer_id.strip()
-    if not cid:
-        raise ValueError("a customer id is required")
-    key = personal.hmac_key
-    subject = Subject(cid, audit.subject_ref(cid, key), hmac_hex(key, cid))
-    for row in subject_rows_in_crm_files(LandingZones.from_settings(paths), cid):  # also a subject not loaded yet
-        subject.held = True
-        _add(subject, row.get("name"), row.get("email"), row.get("phone"))
-    con = warehouse.connect(paths.warehouse)
-    try:
-        with personal.stores.attached(con) as aliases:
-            _resolve_from_data(con, aliases, subject, key)
-            _leave_out_shared(con, aliases, subject, key)
-        subject.erased_before = _erased_at(con, subject)
-        subject.email_hashes |= set(suppression.keys(con, subject.ref).get(suppression.KIND_EMAIL, []))
-    finally:
-        con.close()
-    for values in (subject.emails, subject.phones, subject.names, subject.email_hashes, subject.phone_hashes):
-        values.discard(None)
-        values.discard("")
-    return subject
-
-
-def _add(subject: Subject, name: str | None, email: str | None, phone: str | None) -> None:
-    subject.names.add(name)
-    subject.emails.add(email)
-    subject.phones.add(phone)
-
-
-def _resolve_from_data(con: duckdb.DuckDBPyConnection, aliases: Mapping[str, str], subject: Subject, key: str) -> None:
-    cid = subject.customer_id
-    for t in SOURCE_TABLES:
-        if "customer_id" in warehouse_raw_columns(t) and warehouse.table_exists(con, f"raw.{t.name}"):
-            if con.execute(f"SELECT count(*) FROM raw.{t.name} WHERE trim(customer_id) = ?", [cid]).fetchone()[0]:
-                subject.held = True
-    if warehouse.table_exists(con, "raw.customers"):
-        for email_hash, phone_hash in con.execute(
-            "SELECT DISTINCT email_hash, phone_hash FROM raw.customers WHERE trim(customer_id) = ?", [cid]
-        ).fetchall():
-            subject.email_hashes.add(email_hash)
-            subject.phone_hashes.add(phone_hash)
-    identity = con.execute(
-        f"SELECT name, email, phone, email_hash, phone_hash FROM ({_union(aliases, IDENTITY.name, '*')}) WHERE trim(customer_id) = ?", [cid]
-    ).fetchall()
-    for name, email, phone, email_hash, phone_hash in identity:
-        subject.held = True
-        _add(subject, name, email, phone)
-        subject.email_hashes.add(email_hash)
-    subject.email_hashes |= {hmac_hex(key, e) for e in subject.normalized_emails}
-    personal_rows = _union(aliases, RAW_PERSONAL[CUSTOMERS.name].name, "customer_id, name, email, phone, email_hash")
-    hashes = sorted(h for h in subject.email_hashes if h)
-    for name, email, phone in con.execute(
-        f"SELECT name, email, phone FROM ({personal_rows}) WHERE trim(customer_id) = ? OR list_contains(?, email_hash)", [cid, hashes]
-    ).fetchall():
-        subject.held = True
-        _add(subject, name, email, phone)
-
-
-def _leave_out_shared(con: duckdb.DuckDBPyConnection, aliases: Mapping[str, str], subject: Subject, key: str) -> None:
-    """Complete the keys (normalized emails and phones, their HMACs), leaving out the phones and
-    names other customers have too: they are not this subject's alone (the report says so)."""
-    subject.emails |= set(subject.normalized_emails)
-    subject.email_hashes |= {hmac_hex(key, e) for e in subject.normalized_emails}
-    rows = f"{_union(aliases, IDENTITY.name, 'customer_id, name, phone, email_hash')} UNION ALL " + _union(
-        aliases, RAW_PERSONAL[CUSTOMERS.name].name, "customer_id, name, phone, email_hash"
-    )
-    hashes = sorted(h for h in subject.email_hashes if h)
-    shared_phone_hashes = set()
-    for label, values in (("phone", subject.phones), ("name", subject.names)):
-        for value in sorted(v for v in values if v and v.strip()):
-            others = con.execute(
-                f"SELECT count(DISTINCT trim(customer_id)) FROM ({rows}) WHERE trim({label}) = trim(?) "
-                "AND trim(customer_id) <> ? AND NOT coalesce(list_contains(?, email_hash), FALSE)",
-                [value, subject.customer_id, hashes],
-            ).fetchone()[0]
-            if others:
-                values.discard(value)
-                subject.not_searched[f"a {label}"] = f"shared with {others} other customer(s): not theirs alone"
-                if label == "phone" and normalize_phone(value):
-                    shared_phone_hashes.add(hmac_hex(key, normalize_phone(value)))
-    normalized = {p for p in (normalize_phone(x) for x in subject.phones) if p}
-    subject.phones |= normalized
-    subject.phone_hashes = ({h for h in subject.phone_hashes if h} | {hmac_hex(key, p) for p in normalized}) - shared_phone_hashes
-
-
-def _erased_at(con, subject: Subject) -> str | None:
-    when = suppression.erased_at(con, subject.id_hash)
-    return when.isoformat() if when is not None else None
-
-
-# ---------------------------------------------------------------- deleting
-
-
-def _re2_tokens(values: Iterable[str]) -> str:
-    return any_token_re2([Needle("", v) for v in sorted(values) if v])
-
-
-def _subject_row_keys(con: duckdb.DuckDBPyConnection, aliases: Mapping[str, str], subject: Subject) -> None:
-    """Temp table ``_erase_rows(tbl, _partition_date, _row_number)``: the subject's records in every
-    source table, found in raw, staging, quarantine and the regional stores (any of them may be
-    the only one left holding a row, e.g. after retention deleted old raw partitions)."""
-    con.execute("CREATE OR REPLACE TEMP TABLE _erase_rows (tbl VARCHAR, _partition_date DATE, _row_number BIGINT)")
-    cid, hashes = subject.customer_id, sorted(subject.email_hashes)
-    tokens = warehouse.sql_literal(_re2_tokens([cid, *subject.normalized_emails]))
-
-    def keyed(columns: set[str]) -> list[tuple[str, object]]:
-        """(condition, parameter) on the subject's id and email HMACs, for the columns present."""
-        conds: list[tuple[str, object]] = [("trim(customer_id) = ?", cid)] if "customer_id" in columns else []
-        return conds + [(f"list_contains(?, {c})", hashes) for c in ("email_hash", "customer_email_hash") if c in columns]
-
-    for t in SOURCE_TABLES:
-        found: list[tuple[str, list[tuple[str, object]], list[str]]] = []  # (relation, keyed conditions, text conditions)
-        if warehouse.table_exists(con, f"raw.{t.name}"):
-            lines = [] if holds_personal_data(t) else [f"regexp_matches(coalesce(_raw_line, ''), {tokens})"]
-            found.append((f"raw.{t.name}", keyed(set(warehouse_raw_columns(t))), lines))
-        if warehouse.table_exists(con, f"staging.{t.name}"):
-            found.append((f"staging.{t.name}", keyed({c for c, _ in warehouse.table_columns(con, f"staging.{t.name}")}), []))
-        if warehouse.table_exists(con, f"quarantine.{t.name}") and not holds_personal_data(t):
-            found.append((f"quarantine.{t.name}", [], [f"regexp_matches(coalesce({c}, ''), {tokens})" for c in ("raw_record", "raw_value")]))
-        if holds_personal_data(t):
-            for table, text in ((RAW_PERSONAL[t.name], "_raw_line"), (QUARANTINE_PERSONAL[t.name], "raw_record")):
-                for a in aliases.values():
-                    columns = {c for c, _ in table.columns}
-                    found.append((f"{a}.{table.name}", keyed(columns), [f"regexp_matches(coalesce({text}, ''), {tokens})"]))
-        for relation, conds, texts in found:
-            condition = " OR ".join([c for c, _ in conds] + texts)
-            if condition:
-                con.execute(
-                    f"INSERT INTO _erase_rows SELECT DISTINCT ?, _partition_date, _row_number FROM {relation} WHERE {condition}",
-                    [t.name, *(p for _, p in conds)],
-                )
-
-
-def _delete_by_keys(con, relation: str, tbl: str) -> int:
-    return con.execute(
-        f"DELETE FROM {relation} x WHERE EXISTS (SELECT 1 FROM _erase_rows e WHERE e.tbl = ? "
-        "AND e._partition_date = x._partition_date AND e._row_number = x._row_number)",
-        [tbl],
-    ).fetchone()[0]
-
-
-def _subject_condition(columns: set[str]) -> str | None:
-    """A condition selecting the subject's rows of a table with these columns (None: it has none)."""
-    conds = []
-    if "customer_id" in columns:
-        conds.append("trim(CAST(customer_id AS VARCHAR)) = (SELECT customer_id FROM _erase_subject)")
-    for column in ("email_hash", "phone_hash"):
-        if column in columns:
-            conds.append(f"{column} IN (SELECT h FROM _erase_hashes)")
-    return " OR ".join(conds) or None
-
-
-def _erase_databases(con: duckdb.DuckDBPyConnection, aliases: Mapping[str, str], subject: Subject) -> tuple[dict[str, int], set[str]]:
-    """Delete the subject from the warehouse and every regional store. Returns ({place: rows}, the
-    regions whose store changed)."""
-    counts: dict[str, int] = {}
-    con.execute("CREATE OR REPLACE TEMP TABLE _erase_subject AS SELECT ?::VARCHAR AS customer_id", [subject.customer_id])
-    con.execute("CREATE OR REPLACE TEMP TABLE _erase_hashes (h VARCHAR)")
-    for h in sorted(subject.email_hashes | subject.phone_hashes):
-        con.execute("INSERT INTO _erase_hashes VALUES (?)", [h])
-    _subject_row_keys(con, aliases, subject)
-    main = con.execute("SELECT current_database()").fetchone()[0]
-    with warehouse.transaction(con):
-        for t in SOURCE_TABLES:
-            for layer in SOURCE_LAYERS:
-                if warehouse.table_exists(con, f"{layer}.{t.name}"):
-                    counts[f"{layer}.{t.name}"] = _delete_by_keys(con, f"{layer}.{t.name}", t.name)
-        handled = {f"{layer}.{t.name}" for layer in SOURCE_LAYERS for t in SOURCE_TABLES} | {suppression.TABLE}
-        for table, columns in _tables(con, main).items():
-            if table in handled:
-                continue
-            condition = _subject_condition(columns)
-            if condition:
-                counts[table] = con.execute(f"DELETE FROM {table} WHERE {condition}").fetchone()[0]
-    changed_regions = set()
-    for region, a in aliases.items():
-        with warehouse.transaction(con):
-            for table in PERSONAL_TABLES:
-                tbl = table.source.name
-                n = _delete_by_keys(con, f"{a}.{table.name}", tbl)
-                cond = _subject_condition({c for c, _ in table.columns})
-                n += con.execute(f"DELETE FROM {a}.{table.name} WHERE {cond}").fetchone()[0] if cond else 0
-                counts[f"{region} store {table.name}"] = n
-                if n:
-                    changed_regions.add(region)
-    return {k: v for k, v in counts.items() if v}, changed_regions
-
-
-def _tables(con, database: str) -> dict[str, set[str]]:
-    return {t: {c for c, _ in cols} for t, cols in warehouse.base_table_columns(con, database).items()}
-
-
-def _erase_datasets(subject: Subject, reason: str, root: Path) -> dict[str, int]:
-    from ai_data_platform.ml import datasets
-
-    counts = {}
-    for summary in datasets.list_datasets(root=root):
-        name, version = summary["name"], summary["version"]
-        path = root / name / version / datasets.DATA_FILE
-        con = duckdb.connect()
-        try:
-            columns = {c for c, *_ in con.execute(f"DESCRIBE SELECT * FROM read_parquet({warehouse.sql_literal(str(path))})").fetchall()}
-            if "customer_id" not in columns:
-                continue
-            present = con.execute(
-                f"SELECT count(*) FROM read_parquet({warehouse.sql_literal(str(path))}) WHERE trim(customer_id) = ?", [subject.customer_id]
-            ).fetchone()[0]
-        finally:
-            con.close()
-        if present:
-            counts[f"datasets/{name}/{version}"] = datasets.erase_rows(
-                name, version, "customer_id", {subject.customer_id}, subject=subject.ref, reason=reason, root=root
-            )
-    return counts
-
-
 # ---------------------------------------------------------------- the whole erasure
 
 
 @dataclass
 class ErasureResult:
-    subject_ref: str
-    status: str  # erased | nothing_found | unknown_subject | traces_remain
+    subject_ref: str | None  # None: an email or phone that named no single customer
+    status: str  # erased | nothing_found | unknown_subject | ambiguous_subject | traces_remain | error
     counts: dict[str, int]
     traces: list[Trace]
     not_searched: dict[str, str]
     erased_before: str | None
     files_searched: int
+    selector: str = "customer_id"  # what named the subject: customer_id | email | phone | subject_ref
+    matches: int | None = None  # for an email or phone: how many customers have it
+    failed_step: str | None = None
 
     @property
     def exit_code(self) -> int:
-        return {"unknown_subject": EXIT_UNKNOWN_SUBJECT, "traces_remain": EXIT_TRACES_REMAIN}.get(self.status, EXIT_ERASED)
+        if self.status in ("unknown_subject", "ambiguous_subject"):
+            return EXIT_UNKNOWN_SUBJECT
+        return EXIT_TRACES_REMAIN if self.status in ("traces_remain", "error") else EXIT_ERASED
+
+    def message(self) -> str:
+        """One line for a subject that is not erased (unknown, ambiguous); never the value given."""
+        nothing = "nothing was erased and nothing recorded as suppressed"
+        if self.status == "ambiguous_subject":
+            return f"{self.matches} customers have this {self.selector}: erase each by --customer-id; {nothing}"
+        if self.selector in ("email", "phone"):
+            return f"no customer has this {self.selector}: {nothing}"
+        return f"no data about this customer id is held anywhere as a customer's (no CRM record, no erasure): {nothing}"
 
     def report(self) -> list[str]:
+        if self.status in ("unknown_subject", "ambiguous_subject"):
+            return [self.message()]
         lines = [f"subject {self.subject_ref}: {self.status.replace('_', ' ')}"]
-        if self.status == "unknown_subject":
-            return lines + ["no data about this customer id is held anywhere: nothing was erased and nothing recorded as suppressed"]
         if self.erased_before:
             lines.append(f"first erased at {self.erased_before}")
         lines += [f"  removed {n:>7} from {place}" for place, n in sorted(self.counts.items())] or ["  nothing found to remove"]
         lines += [f"  not searched: {what} ({why})" for what, why in sorted(self.not_searched.items())]
-        if self.traces:
+        if self.status == "error":
+            lines.append(f"ERASURE FAILED while {self.failed_step}: run it again to finish (erasing twice is harmless)")
+        elif self.traces:
             lines.append(f"VERIFICATION FAILED: {len(self.traces)} trace(s) remain after searching {self.files_searched} file(s):")
             lines += [f"  {t.describe()}" for t in self.traces]
         else:
@@ -387,9 +182,12 @@ class ErasureResult:
 
 def check_reason(reason: str, subject: Subject) -> None:
     if not reason or not reason.strip():
-        raise ValueError("a reason is required (e.g. the request's ticket number)")
-    if any(n.python_pattern.search(reason) for n in subject.needles()):
-        raise ValueError("the reason contains the subject's personal data: it is kept in the audit log for good, use a ticket number instead")
+        raise InputError("a reason is required (e.g. the request's ticket number)")
+    if not storable(reason):
+        raise InputError("the reason must be text (it holds bytes that are not UTF-8)")
+    if canonical_id(reason) == subject.customer_id or Matcher(subject.needles()).in_value(reason, raw_record=True):
+        raise InputError("the reason contains the subject's personal data: it is kept in the audit log for good, "
+                         "use a ticket number instead")
 
 
 def search_roots(paths: settings.Paths, personal: PersonalData) -> list[Path]:
@@ -407,8 +205,8 @@ def verify(subject: Subject, paths: settings.Paths, personal: PersonalData) -> t
     their HMAC keys (it is how they stay erased); nothing else may keep anything."""
     warehouse_name = paths.warehouse.relative_to(paths.root).as_posix()
 
-    def allowed(file: str, location: str, needle: Needle) -> bool:
-        return file == warehouse_name and needle.label.endswith("HMAC") and (
+    def allowed(file: str, location: str, label: str) -> bool:
+        return file == warehouse_name and label.endswith("HMAC") and (
             location.startswith(suppression.TABLE + ".") or location == "bytes on disk"
         )
 
@@ -417,6 +215,37 @@ def verify(subject: Subject, paths: settings.Paths, personal: PersonalData) -> t
         if target.search is not None:
             traces += list(target.search(subject))
     return traces, searched
+
+
+class _Steps:
+    """The step an erasure is at and what it removed so far; :meth:`audited` writes the audit record
+    of a failure (status ``error``, the step, the error's type) and raises :class:`ErasureFailed`."""
+
+    def __init__(self, subject_ref: str | None, reason: str, actor: str | None, run_id: str | None, paths: settings.Paths):
+        self.subject_ref, self.reason, self.actor, self.run_id, self.paths = subject_ref, reason, actor, run_id, paths
+        self.step = "resolving the subject"
+        self.counts: dict[str, int] = {}
+        self.erased_before: str | None = None
+        self.reason_checked = False
+
+    @contextmanager
+    def at(self, step: str):
+        self.step = step
+        yield
+
+    @contextmanager
+    def audited(self, selector: str = "customer_id"):
+        try:
+            yield
+        except BaseException as exc:
+            failed = ErasureResult(self.subject_ref, "error", dict(self.counts), [], {}, self.erased_before, 0,
+                                   selector=selector, failed_step=self.step)
+            # an unchecked reason may hold personal data: it is left out
+            reason = self.reason if self.reason_checked else None
+            _audit(failed, reason, self.actor, self.run_id, self.paths, error=type(exc).__name__)
+            if isinstance(exc, Exception):
+                raise ErasureFailed(self.step, exc) from exc
+            raise
 
 
 def erase(
@@ -431,36 +260,105 @@ def erase(
     """Erase one data subject everywhere and verify it (see the module docstring)."""
     paths = paths or settings.paths()
     personal = personal or PersonalData.from_settings(paths)
-    subject = resolve(customer_id, paths, personal)
+    cid = required_id(customer_id)
+    steps = _Steps("subject:" + hmac_of(personal.hmac_key, cid), reason, actor, run_id, paths)
+    with steps.audited():
+        subject = resolve(cid, paths, personal)
     check_reason(reason, subject)
-    if subject.held:
-        _suppress(subject, paths)
-    counts = erase_landing(LandingZones.from_settings(paths), SubjectRecords(subject.customer_id, subject.normalized_emails))
-    con = warehouse.connect(paths.warehouse)
-    try:
-        warehouse.ensure_schemas(con)
-        with personal.stores.attached(con) as aliases:
-            removed, changed_regions = _erase_databases(con, aliases, subject)
-    finally:
-        con.close()
-    counts |= removed
-    counts |= _erase_datasets(subject, reason, paths.root / "datasets")
-    for target in registered_targets():
-        counts |= {f"{target.name}: {place}": n for place, n in target.erase(subject).items() if n}
-    if counts and not subject.held:
-        _suppress(subject, paths)  # only references (e.g. payments of an id the CRM never had) were held
-    if counts:
-        warehouse.compact(paths.warehouse)
-        for region in changed_regions:
-            warehouse.compact(personal.stores.paths[region])
-    traces, searched = verify(subject, paths, personal)
-    if not counts and not subject.held and subject.erased_before is None and not traces:
-        status = "unknown_subject"
-    elif traces:
-        status = "traces_remain"
+    steps.reason_checked, steps.erased_before = True, subject.erased_before
+    if not subject.erasable:
+        result = ErasureResult(subject.ref, "unknown_subject", {}, [], {}, None, 0)
     else:
-        status = "erased" if counts else "nothing_found"
-    result = ErasureResult(subject.ref, status, counts, traces, dict(subject.not_searched), subject.erased_before, searched)
+        with steps.audited():
+            result = _erase_known(subject, reason, paths, personal, steps)
+    _audit(result, reason, actor, run_id, paths)
+    return result
+
+
+def _erase_known(
+    subject: Subject, reason: str, paths: settings.Paths, personal: PersonalData, steps: _Steps
+) -> ErasureResult:
+    counts = steps.counts
+    with steps.at("recording the subject as suppressed"):
+        _suppress(subject, paths)
+    with steps.at("rewriting landing files"):
+        counts |= erase_landing(LandingZones.from_settings(paths), subject.identifiers())
+    with steps.at("deleting from the warehouse and the regional stores"):
+        con = warehouse.connect(paths.warehouse)
+        try:
+            warehouse.ensure_schemas(con)
+            with personal.stores.attached(con) as aliases:
+                removed, changed_regions = erase_databases(con, aliases, subject)
+        finally:
+            con.close()
+        counts |= removed
+    with steps.at("rewriting dataset versions"):
+        counts |= erase_datasets(subject, reason, paths.root / "datasets")
+    for target in registered_targets():
+        with steps.at(f"erasing from {target.name}"):
+            counts |= {f"{target.name}: {place}": n for place, n in target.erase(subject).items() if n}
+    if counts:
+        with steps.at("compacting the databases"):
+            warehouse.compact(paths.warehouse)
+            for region in changed_regions:
+                warehouse.compact(personal.stores.paths[region])
+    with steps.at("verifying by searching every store"):
+        traces, searched = verify(subject, paths, personal)
+    stale = _uncompacted(traces, paths, personal)
+    if stale:  # deleted rows an interrupted erasure (or any delete) left in a database's bytes
+        with steps.at("compacting the databases"):
+            for path in stale:
+                warehouse.compact(path)
+        with steps.at("verifying by searching every store"):
+            traces, searched = verify(subject, paths, personal)
+    status = "traces_remain" if traces else "erased" if counts else "nothing_found"
+    return ErasureResult(
+        subject.ref, status, dict(counts), traces, dict(subject.not_searched), subject.erased_before, searched
+    )
+
+
+def _uncompacted(traces: list[Trace], paths: settings.Paths, personal: PersonalData) -> list[Path]:
+    """The databases the erasure manages (the warehouse, the regional stores) where the subject is
+    found only in the bytes of deleted rows: compacting them removes the traces."""
+    managed = {}
+    for path in (paths.warehouse, *personal.stores.paths.values()):
+        managed[path.relative_to(paths.root).as_posix() if path.is_relative_to(paths.root) else str(path)] = path
+    on_disk = {t.file for t in traces if t.location == "bytes on disk"}
+    elsewhere = {t.file for t in traces if t.location != "bytes on disk"}
+    return [managed[f] for f in sorted(on_disk - elsewhere) if f in managed]
+
+
+def erase_matching(
+    selector: str,
+    value: str,
+    reason: str,
+    *,
+    paths: settings.Paths | None = None,
+    personal: PersonalData | None = None,
+    actor: str | None = None,
+    run_id: str | None = None,
+) -> ErasureResult:
+    """:func:`erase` for the one customer whose CRM record has this email or phone (``selector``);
+    none or several: nothing is erased, the audit record says so (without the value). An email
+    erased before (its HMAC on the suppression list) is verified by its HMACs."""
+    if selector not in ("email", "phone"):
+        raise InputError(f"cannot select a subject by {selector!r}: expected one of {list(SELECTORS)}")
+    if not value or not value.strip():
+        raise InputError(f"--{selector} must not be empty")
+    paths = paths or settings.paths()
+    personal = personal or PersonalData.from_settings(paths)
+    check_reason(reason, Subject("", "", "", **{f"{selector}s": {value}}))
+    steps = _Steps(None, reason, actor, run_id, paths)
+    steps.reason_checked = True
+    with steps.audited(selector):
+        matches = sorted(customers_matching(selector, value, paths, personal))
+        erased_ref = erased_email_ref(value, paths, personal) if not matches and selector == "email" else None
+    if len(matches) == 1:
+        return erase(matches[0], reason, paths=paths, personal=personal, actor=actor, run_id=run_id)
+    if erased_ref is not None:
+        return erase_by_ref(erased_ref, reason, paths=paths, personal=personal, actor=actor, run_id=run_id)
+    status = "ambiguous_subject" if matches else "unknown_subject"
+    result = ErasureResult(None, status, {}, [], {}, None, 0, selector=selector, matches=len(matches))
     _audit(result, reason, actor, run_id, paths)
     return result
 
@@ -474,50 +372,37 @@ def _suppress(subject: Subject, paths: settings.Paths) -> None:
         con.close()
 
 
-def _audit(result: ErasureResult, reason: str, actor: str | None, run_id: str | None, paths: settings.Paths) -> dict:
+def _audit(result: ErasureResult, reason: str | None, actor: str | None, run_id: str | None, paths: settings.Paths,
+           error: str | None = None) -> dict:
+    refused = result.status in ("unknown_subject", "ambiguous_subject")
+    details = {
+        "subject": result.subject_ref,
+        "selector": result.selector,
+        "reason": reason if reason is not None and storable(reason) else None,
+        "first_erased_at": result.erased_before,
+        "known_subject": not refused,
+        "verification": {
+            "passed": not result.traces and result.status not in ("error",) and not refused,
+            "files_searched": result.files_searched,
+            "traces": [t.describe() for t in result.traces],
+            "not_searched": result.not_searched,
+        },
+        "nothing_found": not result.counts,
+    }
+    if result.matches is not None:
+        details["customers_matching"] = result.matches
+    if result.status == "error":
+        details["failed_step"] = result.failed_step
+        details["error"] = error
     return audit.append(
         "erasure",
         directory=paths.root / "audit",
         actor=actor,
         run_id=run_id,
         row_counts=result.counts,
-        status=result.status,
-        details={
-            "subject": result.subject_ref,
-            "reason": reason,
-            "first_erased_at": result.erased_before,
-            "verification": {
-                "passed": not result.traces,
-                "files_searched": result.files_searched,
-                "traces": [t.describe() for t in result.traces],
-                "not_searched": result.not_searched,
-            },
-            "nothing_found": not result.counts,
-        },
+        status="nothing_found" if refused else result.status,
+        details=details | ({"outcome": result.status} if refused else {}),
     )
-
-
-def customer_id_for(subject_ref: str, paths: settings.Paths, personal: PersonalData) -> str | None:
-    """The customer id a ``subject:<hmac>`` reference stands for, found by hashing the ids the
-    platform holds (raw tables, then the CRM landing files); None if none matches."""
-    wanted = subject_ref.removeprefix("subject:")
-    key = personal.hmac_key
-    con = warehouse.connect(paths.warehouse)
-    try:
-        for t in SOURCE_TABLES:
-            if "customer_id" in warehouse_raw_columns(t) and warehouse.table_exists(con, f"raw.{t.name}"):
-                row = con.execute(
-                    f"SELECT DISTINCT trim(customer_id) FROM raw.{t.name} WHERE {hmac_sql(key, 'trim(customer_id)')} = ? LIMIT 1", [wanted]
-                ).fetchone()
-                if row:
-                    return row[0]
-    finally:
-        con.close()
-    for record in crm_customer_records(LandingZones.from_settings(paths)):
-        cid = (record.get("customer_id") or "").strip()
-        if cid and hmac_hex(key, cid) == wanted:
-            return cid
-    return None
 
 
 def erase_by_ref(
@@ -532,21 +417,37 @@ def erase_by_ref(
     """:func:`erase` for a subject named by ``subject_ref`` (what the Dagster job takes, so the
     id never enters Dagster's run storage). A subject already erased is verified by their HMACs."""
     if not subject_ref.startswith("subject:") or len(subject_ref) != len("subject:") + 64:
-        raise ValueError("expected a subject reference 'subject:<64 hex>' (adp erase --print-ref --customer-id ID prints it)")
+        raise InputError("expected a subject reference 'subject:<64 hex>' (adp erase --print-ref --customer-id ID prints it)")
+    if not reason or not reason.strip():
+        raise InputError("a reason is required (e.g. the request's ticket number)")
     paths = paths or settings.paths()
     personal = personal or PersonalData.from_settings(paths)
-    customer_id = customer_id_for(subject_ref, paths, personal)
+    steps = _Steps(subject_ref, reason, actor, run_id, paths)
+    steps.reason_checked = True  # kept as given: nothing to check it against before the subject is found
+    with steps.audited("subject_ref"):
+        customer_id = customer_id_for(subject_ref, paths, personal)
+        keys, when = _erased_keys(subject_ref, paths, personal) if customer_id is None else ({}, None)
     if customer_id is not None:
         return erase(customer_id, reason, paths=paths, personal=personal, actor=actor, run_id=run_id)
-    con = warehouse.connect(paths.warehouse)
-    try:
-        keys = suppression.keys(con, subject_ref)
-        when = con.execute(f"SELECT min(erased_at) FROM {suppression.TABLE} WHERE subject_ref = ?", [subject_ref]).fetchone()[0] if keys else None
-    finally:
-        con.close()
+    if not keys:
+        result = ErasureResult(subject_ref, "unknown_subject", {}, [], {}, None, 0, selector="subject_ref")
+        _audit(result, reason, actor, run_id, paths)
+        return result
     subject = Subject("", subject_ref, subject_ref.removeprefix("subject:"), email_hashes=set(keys.get(suppression.KIND_EMAIL, [])))
-    traces, searched = verify(subject, paths, personal) if keys else ([], 0)
-    status = "unknown_subject" if not keys else ("traces_remain" if traces else "nothing_found")
-    result = ErasureResult(subject_ref, status, {}, traces, {}, when.isoformat() if when else None, searched)
+    subject.erased_before = steps.erased_before = when
+    with steps.audited("subject_ref"), steps.at("verifying by searching every store"):
+        traces, searched = verify(subject, paths, personal)
+    status = "traces_remain" if traces else "nothing_found"
+    result = ErasureResult(subject_ref, status, {}, traces, {}, subject.erased_before, searched, selector="subject_ref")
     _audit(result, reason, actor, run_id, paths)
     return result
+
+
+def _erased_keys(subject_ref: str, paths: settings.Paths, personal: PersonalData) -> tuple[dict[str, list[str]], str | None]:
+    """The HMAC keys the suppression list holds for a subject, and when they were first erased."""
+    with reading(paths, personal) as (con, _):
+        keys = suppression.keys(con, subject_ref)
+        if not keys:
+            return {}, None
+        when = con.execute(f"SELECT min(erased_at) FROM {suppression.TABLE} WHERE subject_ref = ?", [subject_ref]).fetchone()[0]
+    return keys, when.isoformat() if when else None

@@ -1,11 +1,12 @@
 """Rewrite landing files without a data subject's records, in every landing zone (the shared
 one and each region's, ``sources/landing.LandingZones``): whichever regional file holds them.
 
-A record is the subject's when its ``customer_id`` is the subject's id, or (CRM tables) its email
-normalizes to one of the subject's emails; a record that cannot be split into fields (a truncated
-CSV row, a cut-off JSON line) is the subject's when its text contains the id (as a whole token)
-or one of the emails. Every other record keeps its exact bytes (CSV and JSON lines are rewritten
-record by record from the original text; Parquet is re-encoded with the file's own compression).
+Which records are the subject's is ``attribution.py``'s rule: a record split into fields by its
+identifier fields (``customer_id``; a CRM table's email; the customers' phone), a record that
+cannot be split (a truncated CSV row, a cut-off JSON line) only when it holds one of their
+identifiers as a whole quoted JSON string, keyed value or CSV field. Every other record keeps its
+exact bytes (CSV and JSON lines are rewritten record by record from the original text; Parquet is
+re-encoded with the file's own compression).
 
 Each rewrite is atomic (temp file, fsync, rename) and keeps the file's modification time, so the
 late-landing sensor (``sources/sensors.py``), which re-runs a day whose files changed after it was
@@ -15,45 +16,42 @@ from the warehouse itself.
 
 from __future__ import annotations
 
-import csv
 import io
 import json
 import os
-import re
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from ai_data_platform.governance.personal_data import SUBJECT_EMAIL_COLUMN
-from ai_data_platform.governance.pii import normalize_email
+from ai_data_platform.governance.attribution import (
+    EMAIL_FIELDS,
+    ID_FIELDS,
+    PHONE_FIELDS,
+    Identifiers,
+    canonical_id,
+    csv_records,
+    csv_split,
+    lines,
+    written_forms,
+)
+from ai_data_platform.governance.pii import normalize_phone
 from ai_data_platform.private_files import make_private_dir, open_private
 from ai_data_platform.sources.contracts import CUSTOMERS, SOURCE_TABLES, SourceTable
 from ai_data_platform.sources.landing import LandingZones
 
 
-@dataclass(frozen=True)
-class SubjectRecords:
-    """How to recognize a subject's records in landing files."""
-
-    customer_id: str
-    emails: frozenset[str]  # normalized
-
-    def _line_pattern(self) -> re.Pattern:
-        tokens = [re.escape(self.customer_id)] + [re.escape(e) for e in sorted(self.emails)]
-        return re.compile(r"(?<![A-Za-z0-9])(?:" + "|".join(tokens) + r")(?![A-Za-z0-9])", re.IGNORECASE)
-
-    def owns_record(self, t: SourceTable, record: dict) -> bool:
-        if "customer_id" in t.column_names and (record.get("customer_id") or "").strip() == self.customer_id:
-            return True
-        email_column = SUBJECT_EMAIL_COLUMN.get(t.name)
-        return bool(email_column) and normalize_email(record.get(email_column)) in self.emails
-
-    def owns_line(self, text: str) -> bool:
-        return bool(self._line_pattern().search(text))
+def may_hold(t: SourceTable, text: str, subject: Identifiers) -> bool:
+    """False when no record of ``text`` can be the subject's: none of their identifiers is in it in
+    any written form (``attribution.written_forms``), and no JSON escape could spell one (a cheap
+    test before splitting records)."""
+    if "\\u" in text or (subject.phones and "phone" in t.column_names):
+        return True
+    lowered = text.lower() if subject.emails else ""
+    return (any(form in text for i in subject.customer_ids for form in written_forms(i))
+            or any(form in lowered for e in subject.emails for form in written_forms(e)))
 
 
 def all_landing_files(zones: LandingZones) -> Iterator[tuple[SourceTable, Path]]:
@@ -63,45 +61,23 @@ def all_landing_files(zones: LandingZones) -> Iterator[tuple[SourceTable, Path]]
             yield t, path
 
 
-def _lines(text: str) -> Iterator[str]:
-    """Lines split on newline only, each with its newline (the last one may have none)."""
-    start = 0
-    while start < len(text):
-        end = text.find("\n", start)
-        end = len(text) if end < 0 else end + 1
-        yield text[start:end]
-        start = end
-
-
-def _csv_records(text: str) -> Iterator[str]:
-    """The raw text of each CSV record (a quoted field may span lines), line endings included."""
-    pending = ""
-    for line in _lines(text):
-        pending += line
-        if pending.count('"') % 2 == 0:
-            yield pending
-            pending = ""
-    if pending:
-        yield pending
-
-
 def text_records(t: SourceTable, text: str) -> tuple[str, list[tuple[str, dict | None]]]:
     """A text landing file as ``(header, [(raw record text, record)])``: each record's exact text
     (line ending included) and its fields by column name as text, or ``None`` for a record that
     cannot be split into the header's fields (a truncated CSV row, a cut-off JSON line). JSON
     lines have no header (``""``)."""
     if t.file_format == "csv":
-        raw_records = list(_csv_records(text))
+        raw_records = list(csv_records(text))
         if not raw_records:
             return "", []
-        header = next(csv.reader([raw_records[0]]))
+        header = csv_split(raw_records[0])
         out = []
         for raw in raw_records[1:]:
-            fields = next(csv.reader(io.StringIO(raw)), [])
+            fields = csv_split(raw)
             out.append((raw, dict(zip(header, fields)) if len(fields) == len(header) else None))
         return raw_records[0], out
     out = []
-    for raw in _lines(text):
+    for raw in lines(text):
         try:
             record = json.loads(raw)
         except ValueError:
@@ -111,11 +87,11 @@ def text_records(t: SourceTable, text: str) -> tuple[str, list[tuple[str, dict |
     return "", out
 
 
-def _without(t: SourceTable, text: str, subject: SubjectRecords) -> tuple[str, int]:
+def _without(t: SourceTable, text: str, subject: Identifiers) -> tuple[str, int]:
     header, records = text_records(t, text)
     kept, removed = [header], 0
     for raw, record in records:
-        owned = subject.owns_record(t, record) if record is not None else bool(raw.strip()) and subject.owns_line(raw)
+        owned = subject.owns_fields(record) if record is not None else bool(raw.strip()) and subject.owns_line(raw)
         if owned:
             removed += 1
         else:
@@ -139,19 +115,22 @@ def write_keeping_mtime(path: Path, data: bytes, mtime_ns: int | None = None) ->
         os.utime(path, ns=(stat.st_atime_ns if stat is not None else mtime, mtime))
 
 
-def _parquet_without(t: SourceTable, path: Path, subject: SubjectRecords) -> tuple[pa.Table | None, int]:
-    keys = [c for c in ("customer_id", SUBJECT_EMAIL_COLUMN.get(t.name)) if c and c in pq.read_schema(path).names]
+def _parquet_without(t: SourceTable, path: Path, subject: Identifiers) -> tuple[pa.Table | None, int]:
+    keys = [c for c in pq.read_schema(path).names if c in ID_FIELDS | EMAIL_FIELDS | PHONE_FIELDS]
     if not keys:
         return None, 0
     table = pq.read_table(path, columns=keys)  # the key columns first: most files hold nothing of theirs
     masks = []
-    if "customer_id" in table.column_names:
-        ids = pc.utf8_trim_whitespace(pc.cast(table.column("customer_id"), pa.string()))
-        masks.append(pc.fill_null(pc.equal(ids, subject.customer_id), False))
-    email_column = SUBJECT_EMAIL_COLUMN.get(t.name)
-    if email_column in table.column_names and subject.emails:
-        emails = pc.utf8_lower(pc.utf8_trim_whitespace(pc.cast(table.column(email_column), pa.string())))
-        masks.append(pc.fill_null(pc.is_in(emails, pa.array(sorted(subject.emails))), False))
+    for column in table.column_names:
+        values = pc.cast(table.column(column), pa.string())
+        if column in ID_FIELDS and subject.customer_ids:
+            masks.append(pc.is_in(pc.utf8_trim(values, " "), pa.array(sorted(subject.customer_ids))))
+        elif column in EMAIL_FIELDS and subject.emails:
+            masks.append(pc.is_in(pc.utf8_lower(pc.utf8_trim_whitespace(values)), pa.array(sorted(subject.emails))))
+        elif column in PHONE_FIELDS and subject.phones:
+            phones = pa.array([normalize_phone(v) for v in values.to_pylist()], pa.string())
+            masks.append(pc.is_in(phones, pa.array(sorted(subject.phones))))
+    masks = [pc.fill_null(m, False) for m in masks]
     if not masks:
         return None, 0
     owned = masks[0]
@@ -161,7 +140,7 @@ def _parquet_without(t: SourceTable, path: Path, subject: SubjectRecords) -> tup
     return (pq.read_table(path).filter(pc.invert(owned)) if removed else None), removed
 
 
-def erase_file(t: SourceTable, path: Path, subject: SubjectRecords) -> int:
+def erase_file(t: SourceTable, path: Path, subject: Identifiers) -> int:
     """Rewrite one landing file without the subject's records; returns how many were removed."""
     if t.file_format == "parquet":
         kept, removed = _parquet_without(t, path, subject)
@@ -173,7 +152,7 @@ def erase_file(t: SourceTable, path: Path, subject: SubjectRecords) -> int:
             write_keeping_mtime(path, buffer.getvalue())
         return removed
     text = path.read_bytes().decode("utf-8", errors="surrogateescape")
-    if not subject.owns_line(text):  # neither the id nor an email anywhere: nothing of theirs here
+    if not may_hold(t, text, subject):
         return 0
     kept_text, removed = _without(t, text, subject)
     if removed:
@@ -181,7 +160,7 @@ def erase_file(t: SourceTable, path: Path, subject: SubjectRecords) -> int:
     return removed
 
 
-def erase_landing(zones: LandingZones, subject: SubjectRecords) -> dict[str, int]:
+def erase_landing(zones: LandingZones, subject: Identifiers) -> dict[str, int]:
     """Rewrite every landing file holding the subject's records; {file name: records removed}."""
     counts = {}
     for t, path in all_landing_files(zones):
@@ -192,13 +171,18 @@ def erase_landing(zones: LandingZones, subject: SubjectRecords) -> dict[str, int
 
 
 def crm_customer_records(zones: LandingZones) -> Iterator[dict]:
-    """Every landed CRM customer record (as text), from every region's zone."""
+    """Every landed CRM customer record (as text), from every region's zone; a record with too few
+    fields (a truncated row) with the fields it has, named by the header in order."""
     for path in zones.landed(CUSTOMERS):
-        with path.open(newline="", encoding="utf-8", errors="replace") as fh:
-            yield from csv.DictReader(fh)
+        records = csv_records(path.read_bytes().decode("utf-8", "replace"))
+        header = csv_split(next(records, ""))
+        for raw in records:
+            if raw.strip():
+                yield dict(zip(header, csv_split(raw)))
 
 
 def subject_rows_in_crm_files(zones: LandingZones, customer_id: str) -> list[dict]:
     """Every landed CRM customer record (as text) with this customer id: where erasure finds the
     names, emails and phones of a subject not (yet) loaded into the warehouse."""
-    return [record for record in crm_customer_records(zones) if (record.get("customer_id") or "").strip() == customer_id]
+    wanted = canonical_id(customer_id)
+    return [record for record in crm_customer_records(zones) if wanted and canonical_id(record.get("customer_id")) == wanted]

@@ -9,11 +9,16 @@ from datetime import datetime, timezone
 from ai_data_platform.cli_args import day, text
 from ai_data_platform.errors import InputError
 
-ERASE_EPILOG = """exit codes:
+ERASE_EPILOG = """The subject is one known customer: by --customer-id, or by the --email or --phone of
+exactly one customer's CRM record.
+
+exit codes:
   0  erased, or nothing left to erase (already erased): verified by searching every store
-  1  verification failed: traces remain (each is listed: file, table, column, count)
+  1  verification failed: traces remain (each is listed: file, table, column, count); or a step
+     failed midway (the audit record names it; erasing again finishes the job)
   2  bad usage (no reason, a reason holding the subject's personal data, a bad subject reference)
-  3  unknown customer id: nothing about it is held; nothing erased, nothing recorded as suppressed
+  3  not one known customer (no customer record has the id; no customer or several have the email
+     or phone): nothing erased, nothing recorded as suppressed; the audit record says nothing_found
 """
 
 
@@ -22,22 +27,52 @@ _reason = text("a reason such as a ticket number (printable, at most 500 charact
 
 def cmd_erase(args: argparse.Namespace) -> int:
     from ai_data_platform import settings
-    from ai_data_platform.governance import audit, erasure
+    from ai_data_platform.governance import erasure
 
+    selector = next(name for name in erasure.SELECTORS if getattr(args, name) is not None)
+    value = getattr(args, selector)
     if args.print_ref:
-        print(audit.subject_ref(args.customer_id.strip()))
-        return 0
+        return _print_ref(selector, value)
     if not args.reason:
         print("adp erase: --reason is required (e.g. the request's ticket number)", file=sys.stderr)
         return 2
     try:
-        result = erasure.erase(args.customer_id, args.reason, paths=settings.paths())
-    except ValueError as exc:
+        if selector == "customer_id":
+            result = erasure.erase(value, args.reason, paths=settings.paths())
+        else:
+            result = erasure.erase_matching(selector, value, args.reason, paths=settings.paths())
+    except erasure.ErasureFailed as exc:
         print(f"adp erase: {exc}", file=sys.stderr)
-        return 2
+        return erasure.EXIT_TRACES_REMAIN
+    if result.exit_code == erasure.EXIT_UNKNOWN_SUBJECT:
+        print(f"adp erase: {result.message()}", file=sys.stderr)
+        return result.exit_code
     stream = sys.stdout if result.exit_code == erasure.EXIT_ERASED else sys.stderr
     print("\n".join(result.report()), file=stream)
     return result.exit_code
+
+
+def _print_ref(selector: str, value: str) -> int:
+    """Print the subject reference of a customer id, or of the one customer an email or phone names."""
+    from ai_data_platform import settings
+    from ai_data_platform.errors import InputError
+    from ai_data_platform.governance import audit, erasure
+    from ai_data_platform.governance.stores import PersonalData
+
+    if selector == "customer_id":
+        if not value.strip():
+            raise InputError("a customer id is required")
+        print("subject:" + erasure.subject_hash(value.strip()))
+        return 0
+    paths = settings.paths()
+    matches = sorted(erasure.customers_matching(selector, value, paths, PersonalData.from_settings(paths)))
+    if len(matches) != 1:
+        result = erasure.ErasureResult(None, "ambiguous_subject" if matches else "unknown_subject", {}, [], {}, None, 0,
+                                       selector=selector, matches=len(matches))
+        print(f"adp erase: {result.message()}", file=sys.stderr)
+        return erasure.EXIT_UNKNOWN_SUBJECT
+    print(audit.subject_ref(matches[0]))
+    return 0
 
 
 def cmd_retention(args: argparse.Namespace) -> int:
@@ -62,8 +97,12 @@ def add_lifecycle_parser(subparsers) -> None:
         epilog=ERASE_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    e.add_argument("--customer-id", required=True, type=text("a customer id (printable, at most 200 characters)", echo=False),
-                   help="the CRM customer id")
+    subject = e.add_mutually_exclusive_group(required=True)
+    # Any text: the erasure judges it (a value no customer record holds is refused with exit 3 and
+    # an audit record, whatever its length or characters).
+    subject.add_argument("--customer-id", help="the CRM customer id")
+    subject.add_argument("--email", help="the email of exactly one customer's CRM record")
+    subject.add_argument("--phone", help="the phone number of exactly one customer's CRM record")
     e.add_argument("--reason", type=_reason,
                    help="why (a ticket number): kept in the audit log, so never personal data")
     e.add_argument(

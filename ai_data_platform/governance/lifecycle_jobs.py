@@ -33,6 +33,8 @@ def erase_subject(context: dg.OpExecutionContext, config: EraseConfig, pii: PiiR
             actor=f"dagster run {context.run_id}",
             run_id=context.run_id,
         )
+    except erasure.ErasureFailed as exc:  # the audit record names the step; the cause may quote a value
+        raise dg.Failure(description=str(exc)) from None
     except ValueError as exc:
         raise dg.Failure(description=str(exc)) from exc
     report = "\n".join(result.report())

@@ -1,99 +1,84 @@
-"""Search every file of a data directory for given values: the proof behind "erased everywhere".
+"""Search every file of a data directory for a data subject: the proof behind "erased everywhere".
 
 Nothing is assumed about where data lives: every file under the searched roots is opened by what
-its bytes are, not by its name.
+its bytes are, not by its name, and no file stops the search (one that cannot be read as what it
+looks like is searched as bytes and reported).
 
-* **DuckDB databases** (``DUCK`` at byte 8): every table, every column that is not a number, date
-  or boolean (cast to text), matched in SQL; then the file's bytes, for deleted rows a missing
-  compaction left behind.
-* **SQLite databases** (Dagster's run and event storage, an online store): every table and column
-  (``LIKE`` prefilter, exact check in Python); then the bytes, as for DuckDB.
+* **DuckDB databases** (``DUCK`` at byte 8): every table, every column (a cheap SQL filter on
+  substrings, then the rules in Python); then the file's bytes, for deleted rows a
+  missing compaction left behind.
+* **SQLite databases** (Dagster's run and event storage, an online store): every table, column
+  and row; a blob is decompressed (zlib, gzip: Dagster compresses its snapshots) and read as
+  text, or searched as bytes; then the file's bytes, as for DuckDB.
 * **Parquet** (``PAR1``): read through DuckDB, every column, as for a table.
-* **Everything else** (CSV, JSON lines, JSON manifests, logs, model artifacts): the bytes.
+* **Everything else** (CSV, JSON lines, JSON documents, segment files, logs, model artifacts), a
+  gzip or zlib file decompressed first: text line by line (a ``.csv`` file by its header), or,
+  when it holds NUL bytes or is not UTF-8, the bytes.
 
-A value matches as a whole token (not inside a longer id or number), case-insensitively. Each hit
-is a :class:`Trace` naming the file (and table and column) and how many rows or occurrences hold
-the value, never the value itself. ``allowed`` exempts a (place, needle) pair: the one table that
-may keep an erased subject's keys, the suppression list. Pure Python, no Dagster.
+**What counts as a trace** is ``search_rules.py``'s: what attribution (``attribution.py``) counts
+as the subject's (identifier columns and JSON keys, raw records by whole values), and distinctive
+values (emails, phones, HMACs, opaque-key ids, full names) as words anywhere; nothing a short id
+merely resembles. So for the customer ``EUR`` a currency column, ``{"US": 10}`` in Dagster's
+metadata or ``06:42:49`` is no trace, while ``called C0000001 back`` in a note is one. Binary bytes
+are searched for words only. Each hit is a :class:`Trace` naming the file (and table and column)
+and how many rows, lines or occurrences hold the value, never the value itself. ``allowed``
+exempts a (place, label) pair: the one table that may keep an erased subject's keys, the
+suppression list. Pure Python, no Dagster.
 """
 
 from __future__ import annotations
 
-import re
+import itertools
 import sqlite3
+import zlib
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
 
 from ai_data_platform import warehouse
+from ai_data_platform.governance.attribution import csv_records, csv_split, json_document
+from ai_data_platform.governance.search_rules import (  # noqa: F401 - the labels, Needle, Trace, is_word: this module's API too
+    EMAIL,
+    EMAIL_HMAC,
+    HMAC_LABELS,
+    ID,
+    NAME,
+    PHONE,
+    PHONE_HMAC,
+    Matcher,
+    Needle,
+    Trace,
+    any_token_re2,
+    column_kind,
+    is_word,
+    word_count,
+)
 
-_BOUNDARY = "A-Za-z0-9"
-_NON_TEXT_TYPES = ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT", "UINTEGER", "UBIGINT",
-                   "FLOAT", "DOUBLE", "DATE", "TIME", "TIMESTAMP", "BOOLEAN", "INTERVAL", "UUID")
+_NUMERIC_TYPES = ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT", "UINTEGER", "UBIGINT",
+                  "UHUGEINT", "FLOAT", "DOUBLE", "DECIMAL")
+_NON_TEXT_TYPES = (*_NUMERIC_TYPES, "DATE", "TIME", "TIMESTAMP", "TIMESTAMP WITH TIME ZONE", "BOOLEAN", "INTERVAL", "UUID")
 _CHUNK = 8 << 20
-_RE2_SPECIAL = set("\\.^$|?*+()[]{}")
+_WHOLE_TEXT_LIMIT = 256 << 20  # a text file up to this size is read whole (a JSON document, a CSV file)
 
 
-@dataclass(frozen=True)
-class Needle:
-    """A value to look for, with what it is (the label is what reports show, never the value)."""
-
-    label: str  # e.g. "customer id", "email", "email HMAC"
-    value: str
-
-    @property
-    def python_pattern(self) -> re.Pattern:
-        return re.compile(rf"(?<![{_BOUNDARY}]){re.escape(self.value)}(?![{_BOUNDARY}])", re.IGNORECASE)
-
-    @property
-    def bytes_pattern(self) -> re.Pattern:
-        return re.compile(rf"(?<![{_BOUNDARY}])".encode() + re.escape(self.value.encode()) + rf"(?![{_BOUNDARY}])".encode(), re.IGNORECASE)
-
-    @property
-    def re2_literal(self) -> str:
-        return "".join("\\" + ch if ch in _RE2_SPECIAL else ch for ch in self.value)
-
-
-@dataclass(frozen=True)
-class Trace:
-    """Where a value remains: file (relative to the searched root), table.column if any, how often."""
-
-    file: str
-    location: str  # "schema.table.column", "bytes on disk" or "text"
-    needle: str  # the needle's label
-    count: int
-
-    def describe(self) -> str:
-        return f"{self.file}: {self.location}: {self.count} x {self.needle}"
-
-
-Allowed = Callable[[str, str, Needle], bool]  # (file, location, needle) -> the value may be there
-
-
-def any_token_re2(needles: list[Needle]) -> str:
-    """An RE2 pattern (DuckDB's ``regexp_matches``) matching any needle as a whole token, any case."""
-    body = "|".join(n.re2_literal for n in needles)
-    return f"(?i)(^|[^{_BOUNDARY}])({body})([^{_BOUNDARY}]|$)"
-
-
-def any_token_bytes(needles: list[Needle]) -> re.Pattern:
-    """One Python pattern matching any needle as a whole token, any case, in bytes."""
-    body = b"|".join(re.escape(n.value.encode()) for n in needles)
-    return re.compile(rf"(?<![{_BOUNDARY}])(?:".encode() + body + rf")(?![{_BOUNDARY}])".encode(), re.IGNORECASE)
+Allowed = Callable[[str, str, str], bool]  # (file, location, label) -> the value may be there
 
 
 def search_texts(name: str, items: Iterable[tuple[str, str]], needles: list[Needle]) -> list[Trace]:
-    """Traces in storage that is not a file (a Redis server): ``items`` are (place, text), the
-    place naming a table or key family (never a value); a Trace per place and needle, counting
-    the items holding it."""
-    counts: dict[tuple[str, str], int] = {}
-    patterns = [(n, n.python_pattern) for n in needles]
+    """Traces in storage that is not a file (a Redis server): ``items`` are (place, text), each
+    text a raw record (a stream entry, a key or a stored value), the place naming a table or key
+    family (never a value); a Trace per place and label, counting the items holding it."""
+    matcher = Matcher(needles)
+    counts: Counter = Counter()
     for place, text in items:
-        for label in {needle.label for needle, pattern in patterns if pattern.search(text)}:
-            counts[(place, label)] = counts.get((place, label), 0) + 1
+        for label in matcher.in_value(text, raw_record=True):
+            counts[(place, label)] += 1
     return [Trace(name, place, label, n) for (place, label), n in sorted(counts.items())]
+
+
+# ---------------------------------------------------------------- files by kind
 
 
 def _kind(path: Path) -> str:
@@ -105,127 +90,358 @@ def _kind(path: Path) -> str:
         return "sqlite"
     if head.startswith(b"PAR1"):
         return "parquet"
-    return "bytes"
+    return "other"
 
 
-def _duckdb_relations(con: duckdb.DuckDBPyConnection, database: str) -> Iterator[tuple[str, str, list[str]]]:
-    """(qualified name, schema.table, text-like columns) of every base table (views show tables' data)."""
-    for table, columns in warehouse.base_table_columns(con, database).items():
-        texts = [c for c, dtype in columns if dtype.split("(")[0] not in _NON_TEXT_TYPES]
-        if texts:
-            schema, name = table.split(".", 1)
-            yield f"{warehouse.quote(database)}.{warehouse.quote(schema)}.{warehouse.quote(name)}", table, texts
+def _is_zlib(head: bytes) -> bool:
+    return len(head) >= 2 and head[0] & 0x0F == 8 and (head[0] << 8 | head[1]) % 31 == 0
 
 
-def _search_relation(con, qualified: str, name: str, columns: list[str], needles: list[Needle], file: str, allowed: Allowed) -> list[Trace]:
-    """Traces in one DuckDB relation: one scan for all needles per column, then one per hit column and needle."""
-    texts = [f"CAST({warehouse.quote(c)} AS VARCHAR)" for c in columns]
-    pattern = warehouse.sql_literal(any_token_re2(needles))
-    hits = con.execute(
-        "SELECT " + ", ".join(f"count(*) FILTER (WHERE regexp_matches({t}, {pattern}))" for t in texts) + f" FROM {qualified}"
-    ).fetchone()
-    traces = []
-    for column, text, n in zip(columns, texts, hits):
-        if not n:
-            continue
-        for needle in needles:
-            location = f"{name}.{column}"
-            if allowed(file, location, needle):
-                continue
-            count = con.execute(
-                f"SELECT count(*) FROM {qualified} WHERE regexp_matches({text}, {warehouse.sql_literal(any_token_re2([needle]))})"
-            ).fetchone()[0]
-            if count:
-                traces.append(Trace(file, location, needle.label, count))
-    return traces
+def _decompressed(data: bytes) -> bytes:
+    """A zlib or gzip blob's content (Dagster stores snapshots zlib-compressed; at most
+    ``_WHOLE_TEXT_LIMIT`` bytes of it), else ``data`` itself."""
+    wbits = 16 + zlib.MAX_WBITS if data[:2] == b"\x1f\x8b" else zlib.MAX_WBITS if _is_zlib(data) else None
+    if wbits is None:
+        return data
+    try:
+        return zlib.decompressobj(wbits).decompress(data, _WHOLE_TEXT_LIMIT)
+    except zlib.error:
+        return data
 
 
-def _search_duckdb(path: Path, needles: list[Needle], file: str, allowed: Allowed) -> list[Trace]:
+def _as_text(data: bytes) -> str | None:
+    """Text a blob holds (UTF-8 without NUL bytes), else None: binary."""
+    if b"\x00" in data:
+        return None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+
+
+class _Counts:
+    """Hits per (location, label) in one file, skipping what ``allowed`` exempts."""
+
+    def __init__(self, file: str, allowed: Allowed):
+        self.file, self.allowed = file, allowed
+        self.counts: Counter = Counter()
+
+    def add(self, location: str, labels: Iterable[str], n: int = 1) -> None:
+        for label in labels:
+            if not self.allowed(self.file, location, label):
+                self.counts[(location, label)] += n
+
+    def traces(self) -> list[Trace]:
+        return [Trace(self.file, location, label, n) for (location, label), n in sorted(self.counts.items()) if n]
+
+
+def _prefilter(matcher: Matcher, text: str, lowered: str, kind: str | None) -> str:
+    """A DuckDB condition true for every value ``matcher`` may find anything in: ``text`` and
+    ``lowered`` are the value as text and lower-cased, the needles the parameters ``p.n_exact0``,
+    ``p.n_lower0``, ... of :func:`_needle_params`."""
+    if kind in (PHONE, NAME):  # compared after normalizing: any value of such a column
+        return f"{text} IS NOT NULL"
+    conds = [f"contains({text}, p.n_exact{i})" for i in range(len(matcher.sql_exact))]
+    conds += [f"contains({lowered}, p.n_lower{i})" for i in range(len(matcher.sql_lower))]
+    conds.append(f"contains({text}, '\\u')")
+    return "(" + " OR ".join(conds) + ")"
+
+
+def _needle_params(matcher: Matcher) -> tuple[str, list[str]]:
+    names = [f"n_exact{i}" for i in range(len(matcher.sql_exact))]
+    names += [f"n_lower{i}" for i in range(len(matcher.sql_lower))]
+    values = [*matcher.sql_exact, *matcher.sql_lower]
+    columns = ", ".join(f"?::VARCHAR AS {n}" for n in names) or "NULL AS n_none"
+    return f"(SELECT {columns}) p", values
+
+
+def _search_relation(
+    con, qualified: str, name: str, columns: list[tuple[str, str]], matcher: Matcher, counts: _Counts
+) -> None:
+    """Every value of one DuckDB relation's columns that may hold a needle (one scan, a substring
+    filter in SQL), judged in Python; a nested value (struct, map, list) as its JSON; a BLOB as a
+    blob (decompressed, or its bytes)."""
+    searched, blobs = [], []
+    for column, dtype in columns:
+        base = dtype.split("(")[0].upper()
+        kind = column_kind(column)
+        quoted = warehouse.quote(column)
+        if base == "BLOB":
+            blobs.append(column)
+        elif base in ("STRUCT", "MAP", "UNION") or dtype.endswith("]"):
+            searched.append((column, kind, f"CAST(to_json({quoted}) AS VARCHAR)"))
+        elif base not in _NON_TEXT_TYPES or (kind and base in _NUMERIC_TYPES):
+            searched.append((column, kind, f"CAST({quoted} AS VARCHAR)"))
+    if not matcher.needles:
+        return
+    for column in blobs:
+        cursor = con.execute(f"SELECT {warehouse.quote(column)} FROM {qualified} WHERE {warehouse.quote(column)} IS NOT NULL")
+        while rows := cursor.fetchmany(1000):
+            for (value,) in rows:
+                counts.add(f"{name}.{column}", _blob_labels(matcher, value, column))
+    if not searched:
+        return
+    params_sql, params = _needle_params(matcher)
+    texts = ", ".join(f"{text} AS t{i}, lower({text}) AS l{i}" for i, (_, _, text) in enumerate(searched))
+    picks = ", ".join(f"CASE WHEN {_prefilter(matcher, f't{i}', f'l{i}', kind)} THEN t{i} END AS v{i}"
+                      for i, (_, kind, _) in enumerate(searched))
+    hit = " OR ".join(f"v{i} IS NOT NULL" for i in range(len(searched)))
+    cursor = con.execute(
+        f"SELECT * FROM (SELECT {picks} FROM (SELECT {texts} FROM {qualified}), {params_sql}) WHERE {hit}", params
+    )
+    while rows := cursor.fetchmany(10_000):
+        for row in rows:
+            for (column, _, _), value in zip(searched, row):
+                if value is not None:
+                    counts.add(f"{name}.{column}", matcher.in_value(value, column))
+
+
+def _search_duckdb(path: Path, matcher: Matcher, counts: _Counts) -> None:
     con = warehouse.connect(path, read_only=True)
     try:
         database = con.execute("SELECT current_database()").fetchone()[0]
-        traces = []
-        for qualified, name, columns in _duckdb_relations(con, database):
-            traces += _search_relation(con, qualified, name, columns, needles, file, allowed)
-        return traces
+        for table, columns in warehouse.base_table_columns(con, database).items():
+            schema, name = table.split(".", 1)
+            qualified = f"{warehouse.quote(database)}.{warehouse.quote(schema)}.{warehouse.quote(name)}"
+            try:
+                _search_relation(con, qualified, table, columns, matcher, counts)
+            except duckdb.Error as exc:  # one table that cannot be read: said, and the others searched
+                counts.counts[(f"{table}: unreadable ({type(exc).__name__}): searched as bytes only", "table")] += 1
     finally:
         con.close()
 
 
-def _search_parquet(path: Path, needles: list[Needle], file: str, allowed: Allowed) -> list[Trace]:
-    con = duckdb.connect()
-    try:
-        con.execute(f"CREATE VIEW data AS SELECT * FROM read_parquet({warehouse.sql_literal(str(path))})")
-        columns = [c for c, t, *_ in con.execute("DESCRIBE data").fetchall() if t.split("(")[0] not in _NON_TEXT_TYPES]
-        return _search_relation(con, "data", "data", columns, needles, file, allowed) if columns else []
-    finally:
-        con.close()
+class _ParquetReader:
+    """One in-memory DuckDB connection reading a search's Parquet files (opening one costs), opened
+    at the first file."""
+
+    def __init__(self):
+        self._con: duckdb.DuckDBPyConnection | None = None
+
+    def __enter__(self) -> _ParquetReader:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._con is not None:
+            self._con.close()
+
+    def search(self, path: Path, matcher: Matcher, counts: _Counts) -> None:
+        if self._con is None:
+            self._con = duckdb.connect()
+        con = self._con
+        try:
+            con.execute(f"CREATE OR REPLACE TEMP VIEW data AS SELECT * FROM read_parquet({warehouse.sql_literal(str(path))})")
+            columns = [(c, t) for c, t, *_ in con.execute("DESCRIBE data").fetchall()]
+            _search_relation(con, "data", "data", columns, matcher, counts)
+        finally:
+            con.execute("DROP VIEW IF EXISTS data")
 
 
-def _search_sqlite(path: Path, needles: list[Needle], file: str, allowed: Allowed) -> list[Trace]:
+def _blob_labels(matcher: Matcher, value: bytes, column: str) -> set[str]:
+    """A blob: decompressed if it is zlib or gzip, then judged as text if it is text, else its bytes."""
+    data = _decompressed(bytes(value))
+    text = _as_text(data)
+    return matcher.in_value(text, column) if text is not None else matcher.in_bytes(data)
+
+
+def _sqlite_value(matcher: Matcher, value: object, column: str) -> set[str]:
+    if value is None:
+        return set()
+    if isinstance(value, str):
+        return matcher.in_value(value, column)
+    if isinstance(value, bytes):
+        return _blob_labels(matcher, value, column)
+    return matcher.exact(column_kind(column), value)  # a number: only as an identifier column's value
+
+
+def _search_sqlite(path: Path, matcher: Matcher, counts: _Counts) -> None:
     con = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-    traces = []
+    con.text_factory = lambda b: b.decode("utf-8", "surrogateescape")
     try:
         tables = [r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall()]
         for table in tables:
             quoted = '"' + table.replace('"', '""') + '"'
-            columns = [r[1] for r in con.execute(f"PRAGMA table_info({quoted})").fetchall()]
-            for column in columns:
-                qc = '"' + column.replace('"', '""') + '"'
-                for needle in needles:
-                    location = f"{table}.{column}"
-                    if allowed(file, location, needle):
-                        continue
-                    rows = con.execute(
-                        f"SELECT CAST({qc} AS TEXT) FROM {quoted} WHERE CAST({qc} AS TEXT) LIKE ? ESCAPE '\\'",
-                        ["%" + needle.value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"],
-                    ).fetchall()
-                    count = sum(1 for (text,) in rows if text and needle.python_pattern.search(text))
-                    if count:
-                        traces.append(Trace(file, location, needle.label, count))
+            cursor = con.execute(f"SELECT * FROM {quoted}")
+            columns = [d[0] for d in cursor.description]
+            while rows := cursor.fetchmany(1000):
+                for row in rows:
+                    for column, value in zip(columns, row):
+                        counts.add(f"{table}.{column}", _sqlite_value(matcher, value, column))
     finally:
         con.close()
-    return traces
 
 
-def _search_bytes(path: Path, needles: list[Needle], file: str, allowed: Allowed, location: str) -> list[Trace]:
-    wanted = [n for n in needles if not allowed(file, location, n)]
+def _search_binary(chunks: Iterable[bytes], matcher: Matcher, counts: _Counts, location: str, skip: set[str]) -> None:
+    """Word needles in a byte stream read in chunks, any case (a match may straddle two chunks)."""
+    wanted = {label: values for label, values in matcher.word_bytes.items()
+              if label not in skip and not counts.allowed(counts.file, location, label)}
     if not wanted:
-        return []
-    counts = dict.fromkeys(wanted, 0)
-    overlap = max(len(n.value.encode()) for n in wanted) + 2
+        return
+    overlap = matcher.longest_word + 2
+    found: Counter = Counter()
+    carried, context = b"", False  # the unsearched end of what was read; whether it starts with a byte of context
+
+    def count(data: bytes, first: int, last: int) -> None:
+        for label, values in wanted.items():
+            found[label] += sum(word_count(data, v, first, last) for v in values)
+
+    for chunk in chunks:
+        data = carried + chunk.lower()
+        first, last = int(context), len(data) - overlap  # a match starting at or after ``last`` may go on
+        if last <= first:
+            carried = data
+            continue
+        count(data, first, last)
+        carried, context = data[last - 1:], True
+    count(carried, int(context), len(carried))
+    for label, n in found.items():
+        if n:
+            counts.add(location, [label], n)
+
+
+def _raw_chunks(path: Path) -> Iterator[bytes]:
     with open(path, "rb") as fh:
-        carried = b""  # the end of the previous chunk: a match may straddle two chunks
-        while True:
-            chunk = fh.read(_CHUNK)
-            final = len(chunk) < _CHUNK
-            data = carried + chunk
-            # Count matches starting in [first, last): the rest are seen again with the next chunk,
-            # with one byte of context before them for the token boundary.
-            first = 1 if carried else 0
-            last = len(data) if final else max(len(data) - overlap, first)
-            for n in wanted:
-                counts[n] += sum(1 for m in n.bytes_pattern.finditer(data) if first <= m.start() < last)
-            if final:
-                break
-            carried = data[last - 1 :]
-    return [Trace(file, location, n.label, c) for n, c in counts.items() if c]
+        while chunk := fh.read(_CHUNK):
+            yield chunk
 
 
-def search_file(path: Path, needles: list[Needle], *, file: str, allowed: Allowed) -> list[Trace]:
-    """Every trace of ``needles`` in one file (see the module docstring)."""
-    if not needles or not path.is_file() or path.stat().st_size == 0:
-        return []
-    kind = _kind(path)
-    if kind == "bytes":
-        return _search_bytes(path, needles, file, allowed, "text")
-    searcher = {"duckdb": _search_duckdb, "sqlite": _search_sqlite, "parquet": _search_parquet}[kind]
-    traces = searcher(path, needles, file, allowed)
-    if kind == "parquet":
-        return traces
-    seen = {t.needle for t in traces}
-    # Values no table shows but the file still holds: deleted rows a compaction has not removed.
-    return traces + [t for t in _search_bytes(path, needles, file, allowed, "bytes on disk") if t.needle not in seen]
+def _inflated_chunks(path: Path, wbits: int) -> Iterator[bytes]:
+    """A gzip or zlib file's content in chunks of at most ``_CHUNK`` bytes (a bomb never in memory)."""
+    inflater = zlib.decompressobj(wbits)
+    for data in _raw_chunks(path):
+        while data and not inflater.eof:
+            out = inflater.decompress(data, _CHUNK)
+            if out:
+                yield out
+            data = inflater.unconsumed_tail
+    rest = inflater.flush()
+    if rest:
+        yield rest
+
+
+def _file_chunks(path: Path) -> Iterator[bytes]:
+    """The file's content in chunks: decompressed when it is a gzip or zlib file, else its bytes."""
+    with open(path, "rb") as fh:
+        head = fh.read(2)
+    wbits = 16 + zlib.MAX_WBITS if head == b"\x1f\x8b" else zlib.MAX_WBITS if _is_zlib(head) else None
+    if wbits is not None:
+        try:
+            next(_inflated_chunks(path, wbits), None)  # it is compressed: the first chunk inflates
+        except zlib.error:
+            wbits = None
+    if wbits is None:
+        yield from _raw_chunks(path)
+        return
+    try:
+        yield from _inflated_chunks(path, wbits)
+    except zlib.error:  # corrupt further on: what inflated was searched, the bytes are searched too
+        yield from _raw_chunks(path)
+
+
+def _looks_binary(head: bytes) -> bool:
+    """NUL bytes, or more than 1% of the bytes not UTF-8 (a chunk may end inside a character)."""
+    return b"\x00" in head or head.decode("utf-8", "replace").count("\ufffd") > len(head) // 100 + 1
+
+
+def _text_lines(chunks: Iterable[bytes]) -> Iterator[str]:
+    carried = b""
+    for chunk in chunks:
+        data = carried + chunk
+        cut = data.rfind(b"\n")
+        if cut < 0:
+            carried = data
+            continue
+        yield from data[: cut + 1].decode("utf-8", "surrogateescape").splitlines()
+        carried = data[cut + 1:]
+    if carried:
+        yield from carried.decode("utf-8", "surrogateescape").splitlines()
+
+
+def _search_csv(text: str, matcher: Matcher, counts: _Counts) -> None:
+    """A CSV file by its header: each field as its column's value; a record that does not split
+    into the header's fields as a raw record."""
+    records = csv_records(text)
+    header = csv_split(next(records, ""))
+    for raw in records:
+        if not matcher.may_hold(raw):
+            continue
+        fields = csv_split(raw)
+        if len(fields) == len(header):
+            found: set[str] = set()
+            for column, value in zip(header, fields):
+                found |= matcher.in_value(value, column, raw_record=False)
+        else:
+            found = matcher.in_value(raw, raw_record=True)
+        counts.add("text", found)
+
+
+def _search_text(text: str, csv_file: bool, matcher: Matcher, counts: _Counts) -> None:
+    """A whole text file: a JSON document by its keys, a CSV file by its header, else line by line."""
+    if not matcher.may_hold(text):
+        return
+    document = json_document(text)
+    if document is not None:
+        counts.add("text", matcher.in_document(document) | matcher.in_words(text))
+    elif csv_file:
+        _search_csv(text, matcher, counts)
+    else:
+        _search_lines(text.splitlines(), matcher, counts)
+
+
+def _search_lines(lines: Iterable[str], matcher: Matcher, counts: _Counts) -> None:
+    for line in lines:
+        if line and matcher.may_hold(line):
+            counts.add("text", matcher.in_value(line, raw_record=True))
+
+
+def _search_other(path: Path, matcher: Matcher, counts: _Counts) -> None:
+    """A file that is no database: text (whole, up to ``_WHOLE_TEXT_LIMIT``, else line by line), or binary."""
+    chunks = _file_chunks(path)
+    first = next(chunks, b"")
+    if _looks_binary(first):
+        _search_binary(itertools.chain([first], chunks), matcher, counts, "bytes", set())
+        return
+    buffered, size = [first], len(first)
+    for chunk in chunks:
+        buffered.append(chunk)
+        size += len(chunk)
+        if size > _WHOLE_TEXT_LIMIT:
+            _search_lines(_text_lines(itertools.chain(buffered, chunks)), matcher, counts)
+            return
+    csv_file = path.name.lower().endswith((".csv", ".csv.gz"))
+    _search_text(b"".join(buffered).decode("utf-8", "surrogateescape"), csv_file, matcher, counts)
+
+
+def search_file(path: Path, needles: list[Needle] | Matcher, *, file: str, allowed: Allowed) -> list[Trace]:
+    """Every trace of ``needles`` in one file (see the module docstring). A file that cannot be
+    read as what it looks like (locked, corrupt) is searched as bytes and reported as a trace."""
+    matcher = needles if isinstance(needles, Matcher) else Matcher(needles)
+    with _ParquetReader() as parquet:
+        return _search_file(path, matcher, file, allowed, parquet)
+
+
+def _search_file(path: Path, matcher: Matcher, file: str, allowed: Allowed, parquet: _ParquetReader) -> list[Trace]:
+    counts = _Counts(file, allowed)
+    try:
+        if not matcher or not path.is_file() or path.stat().st_size == 0:
+            return []
+        kind = _kind(path)
+    except OSError as exc:
+        return [Trace(file, f"unreadable ({type(exc).__name__})", "file", 1)]
+    searcher = {"duckdb": _search_duckdb, "sqlite": _search_sqlite, "parquet": parquet.search, "other": _search_other}[kind]
+    try:
+        searcher(path, matcher, counts)
+    except Exception as exc:  # noqa: BLE001 - whatever a file holds, the search goes on and says so
+        counts.counts[(f"unreadable as {kind} ({type(exc).__name__}): searched as bytes only", "file")] += 1
+        kind = "unreadable"
+    if kind in ("duckdb", "sqlite", "unreadable"):
+        # Values no table shows but the file still holds: deleted rows a compaction has not removed.
+        seen = {label for (_, label) in counts.counts}
+        try:
+            _search_binary(_raw_chunks(path), matcher, counts, "bytes on disk", seen)
+        except OSError as exc:
+            counts.counts[(f"unreadable ({type(exc).__name__})", "file")] += 1
+    return counts.traces()
 
 
 def files_under(roots: Iterable[Path]) -> Iterator[tuple[Path, str]]:
@@ -245,10 +461,12 @@ def files_under(roots: Iterable[Path]) -> Iterator[tuple[Path, str]]:
 
 def search(roots: Iterable[Path], needles: list[Needle], *, allowed: Allowed | None = None) -> tuple[list[Trace], int]:
     """Every trace of ``needles`` in every file below ``roots``, and how many files were searched."""
-    allowed = allowed or (lambda file, location, needle: False)
+    allowed = allowed or (lambda file, location, label: False)
     traces: list[Trace] = []
     searched = 0
-    for path, name in files_under(roots):
-        traces += search_file(path, needles, file=name, allowed=allowed)
-        searched += 1
+    matcher = Matcher(needles)
+    with _ParquetReader() as parquet:
+        for path, name in files_under(roots):
+            traces += _search_file(path, matcher, name, allowed, parquet)
+            searched += 1
     return traces, searched

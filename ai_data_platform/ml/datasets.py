@@ -598,15 +598,16 @@ def erase_rows(
     reason: str | None,
     root: Path | None = None,
 ) -> int:
-    """Rewrite ``name``/``version`` without the rows whose ``column`` is in ``values``; returns
-    how many rows went. The new version gets its own content hash and an ``erasure`` history
-    event naming ``subject`` (an HMAC reference, never the id) and the row count removed."""
+    """Rewrite ``name``/``version`` without the rows whose ``column``, spaces around it aside (as the
+    warehouse's ``trim``), is in ``values``; returns how many rows went. The new version gets its
+    own content hash and an ``erasure`` history event naming ``subject`` (an HMAC reference, never
+    the id) and the row count removed."""
     root = Path(root) if root is not None else datasets_root()
     manifest = read_manifest(name, version, root=root)
     frame = load_dataset(name, version, root=root)  # verifies the content hash first
     if column not in frame.columns:
         return 0
-    drop = frame[column].astype("string").str.strip().isin(values).fillna(False).to_numpy()
+    drop = frame[column].astype("string").str.strip(" ").isin(values).fillna(False).to_numpy()
     removed = int(drop.sum())
     if not removed:
         return 0

@@ -14,8 +14,9 @@ replaces their retained stream records by tombstones. From then on:
   positions are committed past them, exactly once like any record.
 
 A record belongs to a subject by its ``customer_id`` (for a rejected JSON object too); a payload
-the judge cannot read as one JSON object (``json_object.read_object``) cannot be attributed, as with an
-unsplittable line of a landing file.
+the judge cannot read as one JSON object (``json_object.read_object``) by the erasure's rule for a
+raw line (``governance/attribution.py``): when it holds an erased id as a whole quoted JSON string,
+keyed value or CSV field.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from collections.abc import Iterable
 from typing import Any, NamedTuple
 
 from ai_data_platform.errors import shown
+from ai_data_platform.governance.attribution import id_candidates
 from ai_data_platform.governance.pii import hmac_hex
 from ai_data_platform.sources.json_object import read_object
 from ai_data_platform.streaming.events import Violation, judge
@@ -117,5 +119,10 @@ def judge_record(record: Record, erased: ErasedSubjects = NOBODY, known: Judged 
     judged = known if known is not None else _judged(record, interpreter)
     if judged.dropped is not None or not erased:
         return judged
-    customer_id = judged.typed["customer_id"] if judged.typed is not None else customer_id_of(record.payload)
-    return Judged(None, None, ERASED_SUBJECT) if erased.holds(customer_id) else judged
+    if judged.typed is not None:
+        theirs = erased.holds(judged.typed["customer_id"])
+    elif read_object(record.payload) is not None:
+        theirs = erased.holds(customer_id_of(record.payload))
+    else:  # no fields: any whole value it could be attributed by
+        theirs = any(erased.holds(c) for c in id_candidates(record.payload.decode("utf-8", "surrogateescape")))
+    return Judged(None, None, ERASED_SUBJECT) if theirs else judged

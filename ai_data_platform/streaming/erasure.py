@@ -8,10 +8,10 @@ calls its target after the warehouse, the regional stores and the datasets:
      byte length, a Redis entry is deleted (``XDEL``) and acknowledged: every other record keeps
      its position, so the consumer and the warehouse sink, which commit positions, continue
      exactly once after their own offsets, skipping the erased records (``transport.py``).
-  2. **Warehouse** (schema ``stream``): every row holding the subject: a payload whose JSON
-     ``customer_id`` is theirs (``stream.records._payload``, ``stream.quarantine_events.raw_record``,
-     neither has a ``customer_id`` column for the core's rule), or any text column holding one of
-     their keys as a whole token. (``stream.events`` is also covered by the core's ``customer_id``
+  2. **Warehouse** (schema ``stream``): every row holding the subject: a row whose identifier
+     column (``customer_id``) is theirs, or whose payload (``stream.records._payload``,
+     ``stream.quarantine_events.raw_record``: neither table has a ``customer_id`` column for the
+     core's rule) is theirs. (``stream.events`` is also covered by the core's ``customer_id``
      rule.) The core compacts the warehouse afterwards.
   3. **Online store**: the erased subjects' id HMACs are recorded first (every one in
      ``meta.erased_subjects``, and this subject's), so from then on the consumer drops their events
@@ -19,13 +19,15 @@ calls its target after the warehouse, the regional stores and the datasets:
      customer is deleted (a SQLite store is compacted, so the bytes are gone).
 
 ``search(subject)``
-  With ``REDIS_URL``, every key of the online store and every entry of the stream, for the
-  subject's keys: storage the verification's search of files cannot see. (Segment files and the
-  SQLite store are files under ``$ADP_DATA_DIR``: the core's search reads them byte by byte.)
+  With ``REDIS_URL``, the online store's customers and every key and entry of the store and the
+  stream, for the subject's keys, by the verification's rules (``governance/search.py``):
+  storage the search of files cannot see. (Segment files and the SQLite store are files under
+  ``$ADP_DATA_DIR``: the core's search reads them.)
 
-A record is the subject's when its payload holds one of their keys (id, emails, phones, names and
-their HMACs) as a whole token, any case (as the verification searches), or its JSON
-``customer_id`` is their id however it is escaped.
+A record is the subject's by ``governance/attribution.py``'s rule: a payload that is a JSON
+object by its identifier fields (``customer_id``, however it is escaped), any other payload only
+when it holds one of their identifiers as a whole quoted JSON string, keyed value or CSV field.
+A word inside a payload (``EUR`` in another customer's card transaction) never makes it theirs.
 """
 
 from __future__ import annotations
@@ -35,9 +37,10 @@ from pathlib import Path
 from ai_data_platform import settings, warehouse
 from ai_data_platform.governance import suppression
 from ai_data_platform.governance.erasure import ErasureTarget, Subject
-from ai_data_platform.governance.search import Trace, any_token_bytes, any_token_re2, search_texts
+from ai_data_platform.governance.erasure_delete import text_candidates
+from ai_data_platform.governance.search import Trace, search_texts
+from ai_data_platform.governance.search_rules import ID
 from ai_data_platform.streaming import backends, warehouse_sink
-from ai_data_platform.streaming.erased import customer_id_of
 from ai_data_platform.streaming.online_store import OnlineStore
 from ai_data_platform.streaming.transport import PayloadMatch, Transport
 
@@ -53,48 +56,33 @@ def erasure_targets() -> list[ErasureTarget]:
 
 def payload_matcher(subject: Subject) -> PayloadMatch:
     """Whether a stream payload is the subject's (see the module docstring)."""
-    needles = subject.needles()
-    tokens = any_token_bytes(needles) if needles else None
-    customer_id = subject.customer_id
-
-    def matches(payload: bytes) -> bool:
-        if tokens is not None and tokens.search(payload):
-            return True
-        if customer_id and b"\\u" in payload:  # a JSON escape can spell the id without its bytes
-            found = customer_id_of(payload)
-            return found is not None and found.strip() == customer_id
-        return False
-
-    return matches
-
-
-def _json_customer_id(column: str) -> str:
-    quoted = warehouse.quote(column)
-    return (f"CASE WHEN json_valid({quoted}) AND json_type({quoted}) = 'OBJECT' "
-            f"THEN trim(json_extract_string({quoted}, '$.customer_id')) END")
+    return subject.identifiers().owns_payload
 
 
 def erase_stream_tables(path: Path, subject: Subject) -> dict[str, int]:
     """Delete the subject's rows from every ``stream`` table; {table: rows}."""
-    needles = subject.needles()
-    if not needles or not path.exists():
+    ids = subject.identifiers()
+    if not ids or not path.exists():
         return {}
-    pattern = warehouse.sql_literal(any_token_re2(needles))
     counts = {}
     con = warehouse.connect(path)
     try:
-        tables = {t: cols for t, cols in warehouse.base_table_columns(con).items() if t.split(".")[0] == warehouse_sink.SCHEMA}
+        tables = {t: {c for c, _ in cols} for t, cols in warehouse.base_table_columns(con).items()
+                  if t.split(".")[0] == warehouse_sink.SCHEMA}
         with warehouse.transaction(con):
             for table, columns in sorted(tables.items()):
-                texts = [c for c, dtype in columns if dtype == "VARCHAR"]
-                conditions = [f"coalesce(regexp_matches({warehouse.quote(c)}, {pattern}), FALSE)" for c in texts]
-                if subject.customer_id:
-                    literal = warehouse.sql_literal(subject.customer_id)
-                    conditions += [f"coalesce({_json_customer_id(c)} = {literal}, FALSE)" for c in texts if c in PAYLOAD_COLUMNS]
-                if conditions:
-                    n = con.execute(f"DELETE FROM {table} WHERE {' OR '.join(conditions)}").fetchone()[0]
-                    if n:
-                        counts[table] = n
+                doomed = set()
+                if "customer_id" in columns and subject.customer_id:
+                    doomed |= {r for (r,) in con.execute(
+                        f"SELECT rowid FROM {table} WHERE trim(CAST(customer_id AS VARCHAR)) = ?", [subject.customer_id]
+                    ).fetchall()}
+                for column in sorted(columns & set(PAYLOAD_COLUMNS)):
+                    condition, params = text_candidates(column, ids)
+                    candidates = con.execute(f"SELECT rowid, {warehouse.quote(column)} FROM {table} WHERE {condition}", params)
+                    doomed |= {rowid for rowid, text in candidates.fetchall() if ids.owns_line(text)}
+                if doomed:
+                    con.execute(f"DELETE FROM {table} WHERE list_contains(?, rowid)", [sorted(doomed)])
+                    counts[table] = len(doomed)
     finally:
         con.close()
     return counts
@@ -110,13 +98,11 @@ def _erased_id_hashes(path: Path) -> frozenset[str]:
         con.close()
 
 
-def erase_online_store(store: OnlineStore, subject: Subject, recorded: frozenset[str], found_elsewhere: bool) -> int:
-    """Record the erased subjects in the store, then delete the customer; returns items removed."""
-    cid = subject.customer_id
-    held_here = bool(cid) and cid in store.customer_ids()
-    theirs = {subject.id_hash} if (held_here or found_elsewhere or subject.held or subject.erased_before) else set()
-    store.add_erased_subjects(recorded | theirs)  # first: the consumer drops their events from now on
-    return store.delete_customer(cid) if cid else 0
+def erase_online_store(store: OnlineStore, subject: Subject, recorded: frozenset[str]) -> int:
+    """Record the erased subjects in the store (a known customer's erasure: theirs too), then
+    delete the customer; returns items removed."""
+    store.add_erased_subjects(recorded | {subject.id_hash})  # first: the consumer drops their events from now on
+    return store.delete_customer(subject.customer_id) if subject.customer_id else 0
 
 
 def erase(subject: Subject) -> dict[str, int]:
@@ -133,7 +119,7 @@ def erase(subject: Subject) -> dict[str, int]:
     store = backends.existing_online_store()
     if store is not None:
         try:
-            counts["online store"] = erase_online_store(store, subject, _erased_id_hashes(paths.warehouse), any(counts.values()))
+            counts["online store"] = erase_online_store(store, subject, _erased_id_hashes(paths.warehouse))
         finally:
             store.close()
     return counts
@@ -156,6 +142,8 @@ def search(subject: Subject) -> list[Trace]:
     traces: list[Trace] = []
     store = backends.existing_online_store()
     try:
+        if subject.customer_id and subject.customer_id in store.customer_ids():
+            traces.append(Trace(store.label, "customers", ID, 1))
         traces += search_texts(store.label, store.dump(), needles)
     finally:
         store.close()

@@ -1,0 +1,274 @@
+"""What a search for a data subject counts as a trace: the rules of ``search.py``, on one value.
+
+A :class:`Needle` is a value to look for with what it is (its label); a :class:`Matcher` says
+which labels a value, a raw record, a JSON document or binary data holds:
+
+* an identifier column or JSON key (``customer_id``, ``email``, ``phone``, ``name``, ``*_hash``)
+  whose whole value is one of the subject's (:func:`column_kind`);
+* a raw record (a line of a text file, a ``_raw_line``/``raw_record``/``raw_value``/``_payload``
+  value) holding one as a whole quoted JSON string, keyed value or CSV field (``attribution.py``);
+* a JSON document or fragment by its keys, recursively;
+* a **word** anywhere, any case, for values distinctive enough (:func:`is_word`): emails, phones
+  of at least seven digits, HMACs, ids shaped like opaque keys (``C0000001``, a UUID starting with
+  a letter) and full names; a short or common value (``42``, ``EUR``, ``login``) never is one.
+
+Pure Python, no files: ``search.py`` reads the stores and asks the :class:`Matcher`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+
+from ai_data_platform.governance.attribution import (
+    EMAIL,
+    ID,
+    PHONE,
+    Identifiers,
+    as_bytes,
+    json_document,
+    json_fragments,
+    written_forms,
+)
+from ai_data_platform.governance.pii import normalize_phone
+
+NAME = "name"
+EMAIL_HMAC = "email HMAC"
+PHONE_HMAC = "phone HMAC"
+HMAC_LABELS = (EMAIL_HMAC, PHONE_HMAC)
+LABELS = (ID, EMAIL, PHONE, NAME, *HMAC_LABELS)
+
+_BOUNDARY = "A-Za-z0-9"
+_EMAIL_CHARS = "A-Za-z0-9._%+\\-"  # what may stand before an address, making it part of a longer one
+_RE2_SPECIAL = set("\\.^$|?*+()[]{}")
+RAW_RECORD_COLUMNS = frozenset({"_raw_line", "raw_record", "raw_value", "_payload"})
+_NAME_COLUMNS = frozenset({"name", "full_name", "customer_name"})
+_OPAQUE_KEY = re.compile(r"[A-Za-z][A-Za-z0-9_-]{5,}")
+_FULL_NAME = re.compile(r"[^\W\d_]{2,}(?:[ '-][^\W\d_]{2,})+")
+_EMAIL_SHAPE = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
+
+
+@dataclass(frozen=True)
+class Needle:
+    """A value to look for. The label says what it is (``customer id``, ``email``, ``phone``,
+    ``name``, ``email HMAC``, ``phone HMAC``; any other label: a value searched as a word) and is
+    what reports show, never the value."""
+
+    label: str
+    value: str
+
+    @property
+    def re2_literal(self) -> str:
+        return "".join("\\" + ch if ch in _RE2_SPECIAL else ch for ch in self.value)
+
+
+@dataclass(frozen=True)
+class Trace:
+    """Where a value remains: file (relative to the searched root), table.column if any, how often."""
+
+    file: str
+    location: str  # "schema.table.column", "bytes on disk", "text", or why the file was not readable
+    needle: str  # the needle's label
+    count: int
+
+    def describe(self) -> str:
+        return f"{self.file}: {self.location}: {self.count} x {self.needle}"
+
+
+def any_token_re2(needles: list[Needle]) -> str:
+    """An RE2 pattern (DuckDB's ``regexp_matches``) matching any needle as a whole token, any case
+    (a pre-filter for callers that judge each hit; erasure attributes exactly, never by it)."""
+    body = "|".join(n.re2_literal for n in needles)
+    return f"(?i)(^|[^{_BOUNDARY}])({body})([^{_BOUNDARY}]|$)"
+
+
+def is_word(needle: Needle) -> bool:
+    """Whether a value is distinctive enough to be searched as a word anywhere (see the module
+    docstring): a short or common one (``42``, ``EUR``, ``login``, ``2026-11-20``) is not."""
+    value = needle.value.strip()
+    if not value or any(ord(ch) < 32 for ch in value):
+        return False
+    if needle.label == ID:
+        return bool(_OPAQUE_KEY.fullmatch(value)) and any(ch.isdigit() for ch in value)
+    if needle.label == NAME:
+        return len(value) >= 8 and bool(_FULL_NAME.fullmatch(value))
+    if needle.label == EMAIL:
+        return bool(_EMAIL_SHAPE.fullmatch(value))
+    if needle.label == PHONE:
+        return sum(ch.isdigit() for ch in value) >= 7
+    return len(value) >= 6  # HMACs (64 hex) and values of other labels
+
+
+def column_kind(column: str | None) -> str | None:
+    """The identifier a column (or JSON key) of that name holds, if any."""
+    if not column:
+        return None
+    name = column.lower()
+    if name == "customer_id" or name.endswith("_customer_id"):
+        return ID
+    if name in ("email", "customer_email") or name.endswith("_email"):
+        return EMAIL
+    if name == "phone" or name.endswith("_phone"):
+        return PHONE
+    if name in _NAME_COLUMNS:
+        return NAME
+    if name.endswith("_hash"):
+        return EMAIL_HMAC
+    return None
+
+
+def _is_utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _word_pattern(values: Iterable[str], label: str) -> re.Pattern | None:
+    """Any of ``values`` as a word, any case: no letter or digit next to it; for an email, nothing
+    that would make it part of a longer address (``jo.ann@x.org``, ``ann@x.org.uk``) either."""
+    body = "|".join(re.escape(v) for v in sorted(set(values), key=len, reverse=True))
+    if not body:
+        return None
+    if label == EMAIL:
+        after = rf"(?![{_BOUNDARY}_%+\-@]|\.[{_BOUNDARY}])"  # a dot may end a sentence, not a domain
+        return re.compile(rf"(?<![{_EMAIL_CHARS}])(?:{body}){after}", re.IGNORECASE)
+    return re.compile(rf"(?<![{_BOUNDARY}])(?:{body})(?![{_BOUNDARY}])", re.IGNORECASE)
+
+
+class Matcher:
+    """Which labels a value, a raw record or a document holds (the rules of the module docstring).
+    Built once per search: the needles' patterns are compiled here."""
+
+    def __init__(self, needles: Iterable[Needle]):
+        self.needles = [n for n in needles if n.value and n.value.strip()]
+        by = {label: [n.value for n in self.needles if n.label == label] for label in LABELS}
+        self.identifiers = Identifiers.of(by[ID], by[EMAIL], by[PHONE])
+        self.names = frozenset(v.strip().casefold() for v in by[NAME])
+        self.hmacs = {v.strip().lower(): label for label in HMAC_LABELS for v in by[label]}
+        self.words: dict[str, re.Pattern] = {}
+        self.word_bytes: dict[str, list[bytes]] = {}  # lower-cased, to find in lower-cased bytes
+        word_values = []
+        for label in dict.fromkeys(n.label for n in self.needles):
+            values = [n.value.strip() for n in self.needles if n.label == label and is_word(n)]
+            if label == PHONE:
+                values += [p for p in (normalize_phone(v) for v in values) if p]
+            pattern = _word_pattern(values, label)
+            if pattern is not None:
+                self.words[label] = pattern
+                self.word_bytes[label] = sorted({as_bytes(v).lower() for v in values})
+                word_values += values
+        self.longest_word = max((len(as_bytes(v)) for v in word_values), default=0)
+        # Substrings every match contains (a cheap filter before the rules), in every written form
+        # (JSON and CSV escapes): ids as they are, the rest lower-cased; a backslash-u JSON escape
+        # may spell any of them.
+        lowered = {*self.identifiers.emails, *self.names, *self.hmacs, *(v.lower() for v in word_values),
+                   *(v.strip() for v in by[PHONE]), *self.identifiers.phones} - {""}
+        self.exact_substrings = sorted({form for i in self.identifiers.customer_ids for form in written_forms(i)})
+        self.lower_substrings = sorted({form for v in lowered for form in written_forms(v)})
+        parts = [re.escape(s) for s in self.exact_substrings] + [f"(?i:{re.escape(s)})" for s in self.lower_substrings]
+        self._candidate = re.compile("|".join([*parts, r"\\u"]))
+        # A database holds UTF-8 text only: a needle that is none (an argument's undecodable bytes) is in none
+        self.sql_exact = [s for s in self.exact_substrings if _is_utf8(s)]
+        self.sql_lower = [s for s in self.lower_substrings if _is_utf8(s)]
+
+
+    def __bool__(self) -> bool:
+        return bool(self.needles)
+
+    def may_hold(self, text: str) -> bool:
+        """False when ``text`` certainly holds nothing (no needle's substring, no JSON escape)."""
+        return self._candidate.search(text) is not None
+
+    def exact(self, kind: str | None, value: object) -> set[str]:
+        """The label ``value`` is, as the whole value of a column or key of ``kind``."""
+        if kind is None or value is None or isinstance(value, (dict, list, bytes)):
+            return set()
+        if kind in (ID, EMAIL, PHONE):
+            found = self.identifiers.kind_of(kind, value)
+            return {found} if found else set()
+        text = value if isinstance(value, str) else str(value)
+        if kind == NAME:
+            return {NAME} if text.strip().casefold() in self.names else set()
+        label = self.hmacs.get(text.strip().lower())
+        return {label} if label else set()
+
+    def in_words(self, text: str) -> set[str]:
+        return {label for label, pattern in self.words.items() if pattern.search(text)}
+
+    def in_document(self, document: object) -> set[str]:
+        """Labels a parsed JSON document holds under identifier keys, or as words or nested JSON in
+        its strings (walked without recursion: a document may be nested arbitrarily deep)."""
+        found: set[str] = set()
+        stack = [document]
+        while stack:
+            item = stack.pop()
+            if isinstance(item, dict):
+                for key, value in item.items():
+                    if isinstance(key, str):
+                        found |= self.exact(column_kind(key), value)
+                    stack.append(value)
+            elif isinstance(item, list):
+                stack.extend(item)
+            elif isinstance(item, str) and item and self.may_hold(item):
+                found |= self.in_words(item)
+                nested = json_document(item)
+                if nested is not None:
+                    stack.append(nested)
+        return found
+
+    def in_value(self, text: str, column: str | None = None, *, raw_record: bool | None = None) -> set[str]:
+        """Labels one value holds: as an identifier column's whole value, as words, as a JSON
+        document or by the JSON fragments inside it (a segment or log line) and, for a raw record
+        (``raw_record``; by default: a column named like one), by the raw-line rules."""
+        kind = column_kind(column)
+        if kind not in (PHONE, NAME) and not self.may_hold(text):
+            return set()
+        found = self.exact(kind, text) | self.in_words(text)
+        document = json_document(text)
+        if document is not None:
+            return found | self.in_document(document)
+        fragments, rest = json_fragments(text) if "{" in text or "[" in text else ([], text)
+        for fragment in fragments:
+            found |= self.in_document(fragment)
+        if raw_record if raw_record is not None else column in RAW_RECORD_COLUMNS:
+            found |= self.identifiers.loose_kinds(rest)
+        return found
+
+    def in_bytes(self, data: bytes) -> set[str]:
+        """The labels of the word needles binary data holds."""
+        lowered = data.lower()
+        return {label for label, values in self.word_bytes.items()
+                if any(word_count(lowered, v, 0, len(lowered)) for v in values)}
+
+
+_WORD_BYTES = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789")
+_EMAIL_BYTES = _WORD_BYTES | frozenset(b"._%+-")
+
+
+def word_count(data: bytes, value: bytes, first: int, last: int) -> int:
+    """Occurrences of ``value`` in ``data`` as a word starting in ``[first, last)``, with the
+    boundaries of :func:`_word_pattern` (an email's if ``value`` has an ``@``); ``bytes.find``, which
+    is far faster than a case-insensitive pattern."""
+    email = b"@" in value
+    before = _EMAIL_BYTES if email else _WORD_BYTES
+    n, start = 0, first
+    while (i := data.find(value, start, last + len(value) - 1 if last < len(data) else len(data))) >= 0:
+        end = i + len(value)
+        if (i == 0 or data[i - 1] not in before) and not _continues(data, end, email):
+            n += 1
+        start = i + 1
+    return n
+
+
+def _continues(data: bytes, end: int, email: bool) -> bool:
+    if end >= len(data):
+        return False
+    if not email:
+        return data[end] in _WORD_BYTES
+    return data[end] in _EMAIL_BYTES - {ord(".")} or data[end] == ord("@") or (
+        data[end] == ord(".") and end + 1 < len(data) and data[end + 1] in _WORD_BYTES
+    )
