@@ -31,6 +31,9 @@ def cmd_erase(args: argparse.Namespace) -> int:
 
     selector = next(name for name in erasure.SELECTORS if getattr(args, name) is not None)
     value = getattr(args, selector)
+    if not value.strip():
+        raise InputError(f"--{selector.replace('_', '-')} is empty: name the subject (any other value no customer "
+                         "record holds is refused with exit code 3)")
     if args.print_ref:
         return _print_ref(selector, value)
     if not args.reason:
