@@ -25,7 +25,8 @@
    for the id, emails, phones, names and their HMACs. Anything left is a :class:`search.Trace`
    naming the file, table, column and count; the erasure then fails (exit code 1).
 6. **Audit**: one record holding no personal data: ``subject_ref``, counts per place, reason,
-   actor, time, the verification outcome.
+   actor, time, the verification outcome. The audit trail is checked against its anchor before
+   step 2, so an erasure it could not record is refused before anything changes.
 
 Erasing twice is harmless: nothing is found, nothing changes, verification passes, and the audit
 record says nothing was found and when the subject was first erased. An id the platform holds
@@ -426,12 +427,14 @@ def erase(
     personal: PersonalData | None = None,
     actor: str | None = None,
     run_id: str | None = None,
+    anchor: audit.Anchor | None = None,
 ) -> ErasureResult:
     """Erase one data subject everywhere and verify it (see the module docstring)."""
     paths = paths or settings.paths()
     personal = personal or PersonalData.from_settings(paths)
     subject = resolve(customer_id, paths, personal)
     check_reason(reason, subject)
+    audit.anchor_pending(directory=paths.root / "audit", anchor=anchor)  # refuses before anything changes if it cannot record
     if subject.held:
         _suppress(subject, paths)
     counts = erase_landing(LandingZones.from_settings(paths), SubjectRecords(subject.customer_id, subject.normalized_emails))
@@ -460,7 +463,7 @@ def erase(
     else:
         status = "erased" if counts else "nothing_found"
     result = ErasureResult(subject.ref, status, counts, traces, dict(subject.not_searched), subject.erased_before, searched)
-    _audit(result, reason, actor, run_id, paths)
+    _audit(result, reason, actor, run_id, paths, anchor)
     return result
 
 
@@ -473,10 +476,12 @@ def _suppress(subject: Subject, paths: settings.Paths) -> None:
         con.close()
 
 
-def _audit(result: ErasureResult, reason: str, actor: str | None, run_id: str | None, paths: settings.Paths) -> dict:
+def _audit(result: ErasureResult, reason: str, actor: str | None, run_id: str | None, paths: settings.Paths,
+           anchor: audit.Anchor | None) -> dict:
     return audit.append(
         "erasure",
         directory=paths.root / "audit",
+        anchor=anchor,
         actor=actor,
         run_id=run_id,
         row_counts=result.counts,
@@ -527,6 +532,7 @@ def erase_by_ref(
     personal: PersonalData | None = None,
     actor: str | None = None,
     run_id: str | None = None,
+    anchor: audit.Anchor | None = None,
 ) -> ErasureResult:
     """:func:`erase` for a subject named by ``subject_ref`` (what the Dagster job takes, so the
     id never enters Dagster's run storage). A subject already erased is verified by their HMACs."""
@@ -536,7 +542,7 @@ def erase_by_ref(
     personal = personal or PersonalData.from_settings(paths)
     customer_id = customer_id_for(subject_ref, paths, personal)
     if customer_id is not None:
-        return erase(customer_id, reason, paths=paths, personal=personal, actor=actor, run_id=run_id)
+        return erase(customer_id, reason, paths=paths, personal=personal, actor=actor, run_id=run_id, anchor=anchor)
     con = warehouse.connect(paths.warehouse)
     try:
         keys = suppression.keys(con, subject_ref)
@@ -547,5 +553,5 @@ def erase_by_ref(
     traces, searched = verify(subject, paths, personal) if keys else ([], 0)
     status = "unknown_subject" if not keys else ("traces_remain" if traces else "nothing_found")
     result = ErasureResult(subject_ref, status, {}, traces, {}, when.isoformat() if when else None, searched)
-    _audit(result, reason, actor, run_id, paths)
+    _audit(result, reason, actor, run_id, paths, anchor)
     return result

@@ -11,6 +11,9 @@ ERASE_EPILOG = """exit codes:
   1  verification failed: traces remain (each is listed: file, table, column, count)
   2  bad usage (no reason, a reason holding the subject's personal data, a bad subject reference)
   3  unknown customer id: nothing about it is held; nothing erased, nothing recorded as suppressed
+  4  the audit trail cannot record it: its log does not match the head recorded in Dagster, or
+     Dagster's storage is out of reach (refused before anything changes; if the storage went away
+     during the erasure, the record is written but not anchored); see `adp audit verify`
 """
 
 
@@ -36,6 +39,9 @@ def cmd_erase(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"adp erase: {exc}", file=sys.stderr)
         return 2
+    except audit.AuditError as exc:
+        print(f"adp erase: audit trail: {exc}", file=sys.stderr)
+        return 4
     stream = sys.stdout if result.exit_code == erasure.EXIT_ERASED else sys.stderr
     print("\n".join(result.report()), file=stream)
     return result.exit_code
@@ -43,7 +49,7 @@ def cmd_erase(args: argparse.Namespace) -> int:
 
 def cmd_retention(args: argparse.Namespace) -> int:
     from ai_data_platform import settings
-    from ai_data_platform.governance import retention
+    from ai_data_platform.governance import audit, retention
 
     try:
         policy = retention.load_policy()
@@ -51,7 +57,11 @@ def cmd_retention(args: argparse.Namespace) -> int:
         print(f"adp retention: {exc}", file=sys.stderr)
         return 2
     as_of = args.as_of or datetime.now(timezone.utc).date()
-    report = retention.run(policy, as_of, dry_run=args.dry_run, paths=settings.paths())
+    try:
+        report = retention.run(policy, as_of, dry_run=args.dry_run, paths=settings.paths())
+    except audit.AuditError as exc:
+        print(f"adp retention: audit trail: {exc}", file=sys.stderr)
+        return 1
     print("\n".join(report.lines()))
     return 0
 
