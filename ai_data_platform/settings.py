@@ -116,10 +116,15 @@ def audit_key() -> bytes:
     key = os.environ.get(AUDIT_KEY_VAR, "").strip().encode()
     if key:
         if len(key) < AUDIT_KEY_MIN_BYTES:
-            raise InputError(f"{AUDIT_KEY_VAR} must hold at least {AUDIT_KEY_MIN_BYTES} bytes, got {len(key)}: use a long random secret")
+            raise InputError(
+                f"{AUDIT_KEY_VAR} must hold at least {AUDIT_KEY_MIN_BYTES} bytes, got {len(key)}: use a long random secret"
+            )
         return key
     if environment() == "prod":
-        raise InputError(f"{AUDIT_KEY_VAR} must be set when ADP_ENV=prod: a secret of at least {AUDIT_KEY_MIN_BYTES} bytes, kept out of $ADP_DATA_DIR")
+        raise InputError(
+            f"{AUDIT_KEY_VAR} must be set when ADP_ENV=prod: a secret of at least {AUDIT_KEY_MIN_BYTES} bytes, "
+            "kept out of $ADP_DATA_DIR"
+        )
     return hmac.new(pii_hmac_key().encode(), _AUDIT_KEY_LABEL, hashlib.sha256).digest()
 
 

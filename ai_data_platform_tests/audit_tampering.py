@@ -6,6 +6,7 @@ import json
 from ai_data_platform.governance import audit
 
 ATTACKER_KEY = b"a guess at the audit key, 32 bytes or more"
+FORGED = {"action": "erasure", "actor": "dpo", "ts": "2026-11-21T00:00:00+00:00", "status": "erased"}
 
 
 def lines_of(directory):
@@ -88,20 +89,20 @@ def delete_log(directory):
 
 def forge_new(directory):
     records = [json.loads(line) for line in lines_of(directory)]
-    records.append({"action": "erasure", "actor": "dpo", "ts": "2026-11-21T00:00:00+00:00", "status": "erased"})
+    records.append(dict(FORGED))
     write_records(directory, rechain(records, len(records) - 1))
 
 
 def forge_new_without_mac(directory):
     records = [json.loads(line) for line in lines_of(directory)]
-    forged = {"action": "erasure", "actor": "dpo", "ts": "2026-11-21T00:00:00+00:00", "seq": len(records), "prev_hash": records[-1]["hash"]}
+    forged = {**FORGED, "seq": len(records), "prev_hash": records[-1]["hash"]}
     forged["hash"] = audit.record_hash(forged)
     write_records(directory, [*records, forged])
 
 
 def forge_with_a_borrowed_mac(directory):
     records = [json.loads(line) for line in lines_of(directory)]
-    forged = {"action": "erasure", "actor": "dpo", "ts": "2026-11-21T00:00:00+00:00", "seq": len(records), "prev_hash": records[-1]["hash"]}
+    forged = {**FORGED, "seq": len(records), "prev_hash": records[-1]["hash"]}
     forged["hash"] = audit.record_hash(forged)
     forged["mac"] = records[-1]["mac"]
     write_records(directory, [*records, forged])

@@ -16,7 +16,8 @@ from ai_data_platform.errors import InputError
 from ai_data_platform.governance import audit
 
 from .audit_tampering import (
-    ATTACKER_KEY, LOSES_NOTHING, RECORDS, TAMPERS, cover_tracks, dump, forge_new, lines_of, rechain, rewrite, truncate_mid_record, write_records,
+    ATTACKER_KEY, LOSES_NOTHING, RECORDS, TAMPERS,
+    cover_tracks, dump, forge_new, lines_of, rechain, rewrite, truncate_mid_record, write_records,
 )
 
 
@@ -82,8 +83,10 @@ def _log(directory, anchor, n=RECORDS):
 
 
 def test_records_chain_mac_and_verify(tmp_path, anchor):
-    first = audit.append("materialization", directory=tmp_path, anchor=anchor, asset="staging/payments", partition="2026-11-20", row_counts={"rows": 10}, actor="ci")
-    second = audit.append("erasure", directory=tmp_path, anchor=anchor, details={"subject": audit.subject_ref("C1", key="k")}, actor="dpo")
+    first = audit.append("materialization", directory=tmp_path, anchor=anchor, asset="staging/payments",
+                         partition="2026-11-20", row_counts={"rows": 10}, actor="ci")
+    second = audit.append("erasure", directory=tmp_path, anchor=anchor, details={"subject": audit.subject_ref("C1", key="k")},
+                          actor="dpo")
     assert (first["seq"], second["seq"]) == (0, 1)
     assert first["prev_hash"] == audit.GENESIS_HASH and second["prev_hash"] == first["hash"]
     assert second["mac"] == audit.record_mac(second, adp_settings.audit_key()) != audit.record_mac(second, ATTACKER_KEY)
@@ -218,7 +221,8 @@ def test_a_hostile_rewrite_of_any_kind_is_caught(tmp_path_factory, operation, re
 def test_an_append_while_the_anchor_is_out_of_reach_is_kept_reported_then_recorded_as_late(tmp_path, anchor):
     _log(tmp_path, anchor, 2)
     anchor.down = True
-    with pytest.raises(audit.AuditAnchorError, match=r"record\(s\) seq 2..2 written but not anchored in the test anchor \(connection refused\)") as err:
+    written_not_anchored = r"record\(s\) seq 2..2 written but not anchored in the test anchor \(connection refused\)"
+    with pytest.raises(audit.AuditAnchorError, match=written_not_anchored) as err:
         audit.append("erasure", directory=tmp_path, anchor=anchor, status="erased")
     assert err.value.records[0]["action"] == "erasure" and err.value.records[0]["seq"] == 2
     assert [r["action"] for r in audit.records(tmp_path)][-1] == "erasure"  # kept: nothing is lost
@@ -251,6 +255,19 @@ def test_anchor_pending_anchors_late_records_without_new_ones_and_refuses_forged
     forge_new(tmp_path)
     with pytest.raises(audit.AuditError, match="record seq 2, after the head recorded in the test anchor: the MAC of record 2"):
         audit.anchor_pending(directory=tmp_path, anchor=anchor)
+
+
+def test_a_log_written_before_records_were_maced_is_refused_and_reported(tmp_path, anchor):
+    legacy = [{"action": "retention", "actor": "ci", "ts": "2026-01-01T00:00:00+00:00"} for _ in range(2)]
+    for record in rechain(legacy):
+        del record["mac"]
+    write_records(tmp_path, legacy)
+    problem = audit.verify(tmp_path, anchor=anchor).problem
+    assert "record 0 carries no MAC (forged, or written before records were MACed)" in problem
+    refused = "record seq 0, of a log nothing of which is recorded in the test anchor: record 0 carries no MAC"
+    with pytest.raises(audit.AuditError, match=refused):
+        audit.append("erasure", directory=tmp_path, anchor=anchor)
+    assert len(lines_of(tmp_path)) == 2
 
 
 def test_a_log_holding_half_a_line_takes_no_appends(tmp_path, anchor):

@@ -35,7 +35,8 @@ def anchored_world(tmp_path_factory):
         patch.setenv("DAGSTER_HOME", str(root / "dagster_home"))
         with data_dir_anchor() as anchor:  # one instance for all (each `adp` command opens its own)
             for i in range(RECORDS):
-                audit.append("erasure" if i == RECORDS - 1 else "retention", anchor=anchor, row_counts={"rows": i}, actor="ci")
+                action = "erasure" if i == RECORDS - 1 else "retention"
+                audit.append(action, anchor=anchor, row_counts={"rows": i}, actor="ci")
     pristine = root.parent / "pristine_audit"
     shutil.copytree(root / "audit", pristine)
     return root, pristine
@@ -114,7 +115,9 @@ def test_a_record_beyond_the_head_recorded_in_dagster_is_not_anchored(anchored, 
     assert code == 1 and f"record(s) seq {RECORDS}..{RECORDS} are not anchored in Dagster" in err
 
 
-def test_an_adp_erase_record_deleted_with_audit_head_rewritten_is_caught_and_erasure_is_refused(lifecycle_paths, monkeypatch, capsys):
+def test_an_adp_erase_record_deleted_with_audit_head_rewritten_is_caught_and_erasure_is_refused(
+    lifecycle_paths, monkeypatch, capsys
+):
     monkeypatch.setenv("DAGSTER_HOME", str(lifecycle_paths.dagster_home))
     assert main(["erase", "--customer-id", world.SUBJECT, "--reason", "ticket 11"]) == 0
     capsys.readouterr()
@@ -151,7 +154,8 @@ def test_dagster_storage_out_of_reach_keeps_the_record_reports_it_then_records_t
     audit.append("retention", row_counts={"rows": 1})
     with monkeypatch.context() as broken:
         broken.setenv("DAGSTER_PG_HOST", "db.internal")  # DAGSTER_PG_USER and _DB missing: the instance cannot open
-        with pytest.raises(audit.AuditAnchorError, match=r"seq 1..1 written but not anchored in Dagster \(cannot open the Dagster instance: "):
+        not_anchored = r"seq 1..1 written but not anchored in Dagster \(cannot open the Dagster instance: "
+        with pytest.raises(audit.AuditAnchorError, match=not_anchored):
             audit.append("erasure", status="erased")
         code, _, err = _verify(capsys)
         assert code == 1 and err.startswith("audit trail NOT VERIFIED: ") and "cannot read the head recorded in Dagster" in err
@@ -221,7 +225,8 @@ RUNS_AND_SENSOR = textwrap.dedent(
 def test_honest_concurrent_writers_never_raise_a_false_alarm(fresh, capsys):
     """Two `adp`-like processes appending, one process running jobs and the audit sensor, all on
     one Dagster instance, while this process verifies over and over."""
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(Path(__file__).parents[1]), os.environ.get("PYTHONPATH")])))
+    package_root = str(Path(__file__).parents[1])
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")])))
     runner.prepare_instance().dispose()  # created once, before the writers race for it
     writers = [subprocess.Popen([sys.executable, "-c", WRITER, name, "3"], env=env) for name in ("cli-a", "cli-b")]
     writers.append(subprocess.Popen([sys.executable, "-c", RUNS_AND_SENSOR, "2"], env=env))

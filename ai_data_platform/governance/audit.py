@@ -304,12 +304,12 @@ def _append_locked(directory: Path, pending: list[dict], store: Anchor, key: byt
         anchored: Head | None = store.newest(log)
     except AnchorUnavailable as exc:
         unreachable: AnchorUnavailable | None = exc
-        late: list[dict] = []
+        late: Late | None = None
         last = _last_record(path)
     else:
         unreachable = None
         late = _after_anchor(path, anchored, key, store.where)
-        last = late[-1] if late else (None if anchored is None else {"seq": anchored.seq, "hash": anchored.hash})
+        last = late.last if late else (None if anchored is None else {"seq": anchored.seq, "hash": anchored.hash})
     written = ([_gap_record(late, anchored)] if late else []) + pending
     if not written:
         if unreachable is not None:
@@ -353,48 +353,68 @@ def _last_record(path: Path) -> dict | None:
         raise AuditError(f"{path}: the last record is not a valid audit record ({exc}); run `adp audit verify`") from exc
 
 
-def _after_anchor(path: Path, anchored: Head | None, key: bytes, where: str) -> list[dict]:
-    """The records after the anchored head, each verified; AuditError when the log does not hold
-    the anchored head as its record of that seq, or a record after it does not verify."""
-    stop = -1 if anchored is None else anchored.seq
+@dataclass(frozen=True)
+class Late:
+    """Records a log holds after its anchored head: the first one's seq and the last one."""
+
+    first_seq: int
+    last: dict
+
+
+def _after_anchor(path: Path, anchored: Head | None, key: bytes, where: str) -> Late | None:
+    """The records after the anchored head, each verified, or None; AuditError when the log does
+    not hold the anchored head as its record of that seq, or a record after it does not verify."""
+    if anchored is None:
+        return _verified_from_genesis(path, key, where)
     newest_first: list[Any] = []
-    for line in _reversed_lines(path):
+    for line in _reversed_lines(path):  # back to the anchored head: a few records at most
         try:
             record = json.loads(line)
         except ValueError:
-            raise AuditError(f"{path}: a line near the end is not JSON; nothing appended: run `adp audit verify`") from None
+            problem = "a line near the end is not JSON"
+            raise AuditError(f"{path}: {problem}; nothing appended: run `adp audit verify`") from None
         newest_first.append(record)
         seq = record.get("seq") if isinstance(record, dict) else None
-        if isinstance(seq, int) and not isinstance(seq, bool) and seq <= stop:
+        if isinstance(seq, int) and not isinstance(seq, bool) and seq <= anchored.seq:
             break
     chain = newest_first[::-1]
-    seq, prev = 0, GENESIS_HASH
-    if anchored is not None:
-        found = chain[0] if chain and isinstance(chain[0], dict) else {}
-        if found.get("seq") != anchored.seq:
-            ends = f"ends at seq {chain[-1].get('seq')!r}" if chain and isinstance(chain[-1], dict) else "holds no records"
-            raise AuditError(
-                f"{path}: {where} recorded head seq {anchored.seq} but the log {ends}: records were removed or the "
-                "log was replaced; nothing appended: run `adp audit verify`"
-            )
-        if Head.of(found) != anchored:
-            raise AuditError(f"{path}: record seq {anchored.seq} is not the one recorded in {where} (the log was "
-                             "rewritten); nothing appended: run `adp audit verify`")
-        chain, seq, prev = chain[1:], anchored.seq + 1, anchored.hash
-    for record in chain:
-        problem = record_problem(record, seq, prev, key)
-        if problem:
-            raise AuditError(f"{path}: record seq {seq}, after the head recorded in {where}: {problem}; "
-                             "nothing appended: run `adp audit verify`")
+    found = chain[0] if chain and isinstance(chain[0], dict) else {}
+    if found.get("seq") != anchored.seq:
+        ends = f"ends at seq {chain[-1].get('seq')!r}" if chain and isinstance(chain[-1], dict) else "holds no records"
+        raise AuditError(f"{path}: {where} recorded head seq {anchored.seq} but the log {ends}: records were removed "
+                         "or the log was replaced; nothing appended: run `adp audit verify`")
+    if Head.of(found) != anchored:
+        raise AuditError(f"{path}: record seq {anchored.seq} is not the one recorded in {where} (the log was "
+                         "rewritten); nothing appended: run `adp audit verify`")
+    seq, prev = anchored.seq + 1, anchored.hash
+    for record in chain[1:]:
+        _refuse_unless_valid(path, record, seq, prev, key, f"after the head recorded in {where}")
         seq, prev = seq + 1, record["hash"]
-    return chain
+    return Late(anchored.seq + 1, chain[-1]) if len(chain) > 1 else None
 
 
-def _gap_record(late: list[dict], anchored: Head | None) -> dict:
-    return _new_record(GAP_ACTION, {
-        "status": "anchored_late",
-        "details": {"first_seq": late[0]["seq"], "last_seq": late[-1]["seq"], "anchored_seq": None if anchored is None else anchored.seq},
-    })
+def _verified_from_genesis(path: Path, key: bytes, where: str) -> Late | None:
+    """A log none of whose records is anchored yet, read from its start and verified, or None when empty."""
+    seq, prev, last = 0, GENESIS_HASH, None
+    for record in records(path.parent):
+        _refuse_unless_valid(path, record, seq, prev, key, f"of a log nothing of which is recorded in {where}")
+        seq, prev, last = seq + 1, record["hash"], record
+    return None if last is None else Late(0, last)
+
+
+def _refuse_unless_valid(path: Path, record: Any, seq: int, prev: str, key: bytes, context: str) -> None:
+    problem = record_problem(record, seq, prev, key)
+    if problem:
+        raise AuditError(f"{path}: record seq {seq}, {context}: {problem}; nothing appended: run `adp audit verify`")
+
+
+def _gap_record(late: Late, anchored: Head | None) -> dict:
+    details = {
+        "first_seq": late.first_seq,
+        "last_seq": late.last["seq"],
+        "anchored_seq": None if anchored is None else anchored.seq,
+    }
+    return _new_record(GAP_ACTION, {"status": "anchored_late", "details": details})
 
 
 def records(directory: Path | None = None) -> Iterator[dict]:
@@ -476,7 +496,8 @@ def _verify_locked(directory: Path, anchor: Anchor | None, key: bytes) -> Verifi
         with path.open("rb") as fh:
             for line_no, raw in enumerate(fh, start=1):
                 if not raw.endswith(b"\n"):
-                    return Verification(False, count, "the last line is incomplete (a write was cut short, or the file was cut)", line_no)
+                    problem = "the last line is incomplete (a write was cut short, or the file was cut)"
+                    return Verification(False, count, problem, line_no)
                 if not raw.strip():
                     return Verification(False, count, "empty line inside the log", line_no)
                 try:
@@ -516,14 +537,17 @@ def _head_file_problem(directory: Path, last: dict | None, count: int) -> str | 
     if not isinstance(written, dict):
         return f"{HEAD_FILE} is not a head record (it was changed)"
     if last is None:
-        return f"the log holds no records but {HEAD_FILE} says seq {written.get('seq')!r} (the log was removed or emptied)"
+        return (f"the log holds no records but {HEAD_FILE} says seq {written.get('seq')!r} (the log was removed or "
+                "emptied)")
     if written.get("seq") != last["seq"] or written.get("hash") != last["hash"]:
         return (f"the log ends at seq {last['seq']} but {HEAD_FILE} says seq {written.get('seq')!r} (records were cut "
                 "off the end, or the head was changed)")
     return None
 
 
-def _anchor_problem(anchored: Head | None, last: dict | None, at_anchor: dict | None, count: int, where: str) -> str | None:
+def _anchor_problem(
+    anchored: Head | None, last: dict | None, at_anchor: dict | None, count: int, where: str
+) -> str | None:
     if anchored is None:
         if last is None:
             return None
@@ -531,7 +555,8 @@ def _anchor_problem(anchored: Head | None, last: dict | None, at_anchor: dict | 
     if last is None or anchored.seq > last["seq"]:
         ends = "the log holds no records" if last is None else f"the log ends at seq {last['seq']}"
         missing = anchored.seq + 1 - count
-        return f"{where} recorded head seq {anchored.seq} but the log has no such record: the newest {missing} record(s) are missing ({ends})"
+        return (f"{where} recorded head seq {anchored.seq} but the log has no such record: the newest {missing} "
+                f"record(s) are missing ({ends})")
     if at_anchor is None or Head.of(at_anchor) != anchored:
         return f"record seq {anchored.seq} is not the one recorded in {where} (the log was rewritten)"
     if anchored.seq < last["seq"]:
@@ -542,5 +567,6 @@ def _anchor_problem(anchored: Head | None, last: dict | None, at_anchor: dict | 
 
 def _gap_note(record: dict) -> str:
     details = record.get("details") or {}
-    return (f"record(s) seq {details.get('first_seq')}..{details.get('last_seq')} were not anchored when written (the "
-            f"anchor was out of reach, or the writer died first); noted at seq {record.get('seq')} ({record.get('ts')})")
+    return (f"record(s) seq {details.get('first_seq')}..{details.get('last_seq')} were not anchored when written "
+            f"(the anchor was out of reach, or the writer died first); noted at seq {record.get('seq')} "
+            f"({record.get('ts')})")

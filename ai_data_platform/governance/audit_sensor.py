@@ -38,7 +38,7 @@ from dagster._core.storage.event_log.sql_event_log import SqlEventLogStorage
 from ai_data_platform.file_lock import locked
 from ai_data_platform.governance import audit
 from ai_data_platform.governance import openlineage as ol
-from ai_data_platform.governance.audit_anchor import AUDIT_LOG_KEY, DagsterAnchor  # noqa: F401 (AUDIT_LOG_KEY: importable from here too)
+from ai_data_platform.governance.audit_anchor import AUDIT_LOG_KEY, DagsterAnchor  # noqa: F401 (importable from here)
 from ai_data_platform.governance.audit_events import Part, World, parts_for
 
 AUDIT_SENSOR_NAME = "audit_lineage_sensor"

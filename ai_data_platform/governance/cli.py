@@ -39,7 +39,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
     if result.anchored_seq is None:
         print(f"{result.describe(path)}; nothing recorded in Dagster for it either")
     else:
-        print(f"{result.describe(path)}; the newest record matches the head recorded in Dagster (seq {result.anchored_seq})")
+        matched = f"the newest record matches the head recorded in Dagster (seq {result.anchored_seq})"
+        print(f"{result.describe(path)}; {matched}")
     return 0
 
 
