@@ -279,6 +279,34 @@ def test_a_log_holding_half_a_line_takes_no_appends(tmp_path, anchor):
     assert (tmp_path / audit.AUDIT_FILE).read_bytes() == before
 
 
+def _replace_with_a_directory(path):
+    path.unlink()
+    path.mkdir()
+
+
+HOSTILE_FILES = {
+    "the log is a directory": lambda d: _replace_with_a_directory(d / audit.AUDIT_FILE),
+    "the lock is a directory": lambda d: _replace_with_a_directory(d / audit.LOCK_FILE),
+    "audit.head is a directory": lambda d: _replace_with_a_directory(d / audit.HEAD_FILE),
+    "a record nested past the parser's depth": lambda d: (d / audit.AUDIT_FILE).open("a").write("[" * 100_000 + "]" * 100_000 + "\n"),
+    "bytes that are not UTF-8": lambda d: (d / audit.AUDIT_FILE).open("ab").write(b"\xff\xfe{\"seq\": 5}\n"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(HOSTILE_FILES))
+def test_hostile_files_beside_the_log_are_reported_never_raised_past_audit_error(tmp_path, anchor, name):
+    _log(tmp_path, anchor, 2)
+    HOSTILE_FILES[name](tmp_path)
+    try:
+        result = audit.verify(tmp_path, anchor=anchor)
+    except audit.AuditError as exc:
+        assert str(tmp_path) in str(exc)
+    else:
+        assert not result.ok and result.problem
+    with pytest.raises(audit.AuditError):
+        audit.append("erasure", directory=tmp_path, anchor=anchor)
+
+
 # -- the key ----------------------------------------------------------------------------------------
 
 

@@ -5,9 +5,9 @@ removed, Dagster's storage out of reach, and honest writers (the CLI, runs, the 
 import json
 import os
 import shutil
+import multiprocessing
 import subprocess
 import sys
-import textwrap
 import time
 from pathlib import Path
 
@@ -191,20 +191,14 @@ def test_the_audit_key_is_required_in_prod(fresh, monkeypatch, capsys):
     )
 
 
-WRITER = textwrap.dedent(
-    """
-    import sys
-    from ai_data_platform.governance import audit
+def _cli_writer(name: str, appends: int) -> None:
+    """What `adp erase` does to the trail, ``appends`` times: one append anchored in the data dir's instance."""
+    for i in range(appends):
+        audit.append("erasure", status="erased", details={"writer": name, "i": i})
 
-    for i in range(int(sys.argv[2])):
-        audit.append("erasure", status="erased", details={"writer": sys.argv[1], "i": i})
-    """
-)
-RUNS_AND_SENSOR = textwrap.dedent(
-    """
-    import sys
-    import dagster as dg
-    from ai_data_platform import runner
+
+def _runs_and_sensor(runs: int) -> None:
+    """A job run, then an audit sensor tick, ``runs`` times, on the data dir's instance."""
     from ai_data_platform.governance.audit_sensor import evaluate_audit_once
 
     @dg.asset
@@ -212,32 +206,32 @@ RUNS_AND_SENSOR = textwrap.dedent(
         return 1
 
     code = dg.Definitions(assets=[orders])
-    quiet = {"loggers": {"console": {"config": {"log_level": "ERROR"}}}}
     instance = runner.prepare_instance()
     cursor = None
-    for _ in range(int(sys.argv[1])):
-        dg.materialize([orders], instance=instance, run_config=quiet)
+    for _ in range(runs):
+        dg.materialize([orders], instance=instance, run_config={"loggers": {"console": {"config": {"log_level": "ERROR"}}}})
         cursor = evaluate_audit_once(instance, code, cursor).cursor
-    """
-)
 
 
 def test_honest_concurrent_writers_never_raise_a_false_alarm(fresh, capsys):
     """Two `adp`-like processes appending, one process running jobs and the audit sensor, all on
     one Dagster instance, while this process verifies over and over."""
-    package_root = str(Path(__file__).parents[1])
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")])))
     runner.prepare_instance().dispose()  # created once, before the writers race for it
-    writers = [subprocess.Popen([sys.executable, "-c", WRITER, name, "3"], env=env) for name in ("cli-a", "cli-b")]
-    writers.append(subprocess.Popen([sys.executable, "-c", RUNS_AND_SENSOR, "2"], env=env))
+    fork = multiprocessing.get_context("fork")
+    writers = [fork.Process(target=_cli_writer, args=(name, 3)) for name in ("cli-a", "cli-b")]
+    writers.append(fork.Process(target=_runs_and_sensor, args=(2,)))
+    for writer in writers:
+        writer.start()
     outcomes = []
     with data_dir_anchor() as anchor:
-        while any(w.poll() is None for w in writers):
+        while any(w.is_alive() for w in writers):
             outcomes.append(audit.verify(anchor=anchor))
-            time.sleep(1.0)
-        assert [w.wait(timeout=300) for w in writers] == [0, 0, 0]
+            time.sleep(0.5)
+        for writer in writers:
+            writer.join(300)
+        assert [w.exitcode for w in writers] == [0, 0, 0]
         outcomes.append(audit.verify(anchor=anchor))
-    assert [o.problem for o in outcomes if not o.ok] == []
+    assert len(outcomes) >= 2 and [o.problem for o in outcomes if not o.ok] == []
     records = list(audit.records())
     assert sorted(r["action"] for r in records) == ["erasure"] * 6 + ["materialization"] * 2  # no gap: every append anchored
     instance = runner.prepare_instance()
@@ -249,6 +243,8 @@ def test_honest_concurrent_writers_never_raise_a_false_alarm(fresh, capsys):
     code, out, err = _verify(capsys)
     assert (code, err) == (0, "") and "8 record(s), hash chain intact, every MAC valid" in out
 
+    package_root = str(Path(__file__).parents[1])
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")])))
     lines = audit.audit_path().read_text().splitlines()
     forged = json.loads(lines[-1])
     forged["status"] = "failed"

@@ -46,7 +46,7 @@ import json
 import os
 import socket
 from collections.abc import Iterable, Iterator, Mapping
-from contextlib import AbstractContextManager, nullcontext
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -280,7 +280,7 @@ def append_many(
         return []
     key = settings.audit_key()
     directory = directory or audit_dir()
-    with locked(directory / LOCK_FILE), _anchor_in_use(anchor) as store:
+    with _unreadable_as_audit_error(directory), locked(directory / LOCK_FILE), _anchor_in_use(anchor) as store:
         _append_locked(directory, pending, store, key)
     return pending
 
@@ -290,8 +290,20 @@ def anchor_pending(*, directory: Path | None = None, anchor: Anchor | None = Non
     ``audit_anchor_gap`` record); return the anchored head. Raises as :func:`append_many` does."""
     key = settings.audit_key()
     directory = directory or audit_dir()
-    with locked(directory / LOCK_FILE), _anchor_in_use(anchor) as store:
+    with _unreadable_as_audit_error(directory), locked(directory / LOCK_FILE), _anchor_in_use(anchor) as store:
         return _append_locked(directory, [], store, key)
+
+
+@contextmanager
+def _unreadable_as_audit_error(directory: Path) -> Iterator[None]:
+    """A file of the log that cannot be read, written or locked (a directory, a dangling link, a
+    full disk, JSON nested past the parser's depth) as an AuditError naming it."""
+    try:
+        yield
+    except OSError as exc:
+        raise AuditError(f"{exc.filename or directory}: {exc.strerror or exc}; run `adp audit verify`") from exc
+    except RecursionError as exc:
+        raise AuditError(f"{audit_path(directory)}: a record is nested too deep to read; run `adp audit verify`") from exc
 
 
 def _append_locked(directory: Path, pending: list[dict], store: Anchor, key: bytes) -> Head | None:
@@ -349,7 +361,7 @@ def _last_record(path: Path) -> dict | None:
     try:
         last = json.loads(line)
         return {"seq": int(last["seq"]), "hash": str(last["hash"])}
-    except (ValueError, KeyError, TypeError) as exc:
+    except (ValueError, KeyError, TypeError, RecursionError) as exc:
         raise AuditError(f"{path}: the last record is not a valid audit record ({exc}); run `adp audit verify`") from exc
 
 
@@ -370,7 +382,7 @@ def _after_anchor(path: Path, anchored: Head | None, key: bytes, where: str) -> 
     for line in _reversed_lines(path):  # back to the anchored head: a few records at most
         try:
             record = json.loads(line)
-        except ValueError:
+        except (ValueError, RecursionError):
             problem = "a line near the end is not JSON"
             raise AuditError(f"{path}: {problem}; nothing appended: run `adp audit verify`") from None
         newest_first.append(record)
@@ -428,7 +440,7 @@ def records(directory: Path | None = None) -> Iterator[dict]:
                 continue
             try:
                 yield json.loads(line)
-            except ValueError as exc:
+            except (ValueError, RecursionError) as exc:
                 raise AuditError(f"{path} line {number}: not JSON ({exc})") from exc
 
 
@@ -438,7 +450,7 @@ def records_newest_first(directory: Path | None = None) -> Iterator[dict]:
     for line in _reversed_lines(path):
         try:
             yield json.loads(line)
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:
             raise AuditError(f"{path}: a line near the end is not JSON ({exc}); run `adp audit verify`") from exc
 
 
@@ -479,7 +491,7 @@ def verify(directory: Path | None = None, *, anchor: Anchor | None = None) -> Ve
     key = settings.audit_key()
     directory = directory or audit_dir()
     guard = locked(directory / LOCK_FILE, shared=True) if directory.exists() else nullcontext()
-    with guard:
+    with _unreadable_as_audit_error(directory), guard:
         return _verify_locked(directory, anchor, key)
 
 
@@ -502,7 +514,7 @@ def _verify_locked(directory: Path, anchor: Anchor | None, key: bytes) -> Verifi
                     return Verification(False, count, "empty line inside the log", line_no)
                 try:
                     rec = json.loads(raw)
-                except ValueError:
+                except (ValueError, RecursionError):
                     return Verification(False, count, "not a JSON record", line_no)
                 problem = record_problem(rec, count, prev, key)
                 if problem:
@@ -530,7 +542,7 @@ def _verify_locked(directory: Path, anchor: Anchor | None, key: bytes) -> Verifi
 def _head_file_problem(directory: Path, last: dict | None, count: int) -> str | None:
     try:
         written = head(directory)
-    except (ValueError, OSError):
+    except (ValueError, OSError, RecursionError):
         return f"{HEAD_FILE} is not a head record (it was changed)"
     if written is None:
         return None if last is None else f"{HEAD_FILE} is missing but the log holds {count} record(s) (it was removed)"
