@@ -113,7 +113,7 @@ def audit_key() -> bytes:
     """
     from ai_data_platform.errors import InputError
 
-    key = os.environ.get(AUDIT_KEY_VAR, "").strip().encode()
+    key = os.environ.get(AUDIT_KEY_VAR, "").strip().encode("utf-8", "surrogateescape")
     if key:
         if len(key) < AUDIT_KEY_MIN_BYTES:
             raise InputError(

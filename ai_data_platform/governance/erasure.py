@@ -434,7 +434,7 @@ def erase(
     personal = personal or PersonalData.from_settings(paths)
     subject = resolve(customer_id, paths, personal)
     check_reason(reason, subject)
-    audit.anchor_pending(directory=paths.root / "audit", anchor=anchor)  # refuses before anything changes if it cannot record
+    audit.anchor_pending(directory=paths.root / "audit", anchor=anchor)  # a trail that cannot record it: refused here
     if subject.held:
         _suppress(subject, paths)
     counts = erase_landing(LandingZones.from_settings(paths), SubjectRecords(subject.customer_id, subject.normalized_emails))
