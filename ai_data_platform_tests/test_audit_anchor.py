@@ -182,6 +182,17 @@ def test_dagster_storage_out_of_reach_keeps_the_record_reports_it_then_records_t
     assert "matches the head recorded in Dagster (seq 5)" in out
 
 
+def test_adp_materialize_reports_a_trail_that_refuses_the_sensor_records_in_one_line(anchored, capsys):
+    delete_newest(anchored)
+    instance = runner.prepare_instance()
+    try:
+        assert runner.run_audit_sensor(instance) == (0, 0)
+    finally:
+        instance.dispose()
+    err = capsys.readouterr().err
+    assert err.startswith("audit trail: ") and err.count("\n") == 1 and "records were removed" in err
+
+
 def test_the_audit_key_is_required_in_prod(fresh, monkeypatch, capsys):
     monkeypatch.setenv("ADP_ENV", "prod")
     monkeypatch.delenv("ADP_AUDIT_KEY", raising=False)
