@@ -108,6 +108,14 @@ def forge_with_a_borrowed_mac(directory):
     write_records(directory, [*records, forged])
 
 
+def repeat_a_key(directory):
+    """The newest record's line with a second ``actor`` before the real one (which the parser keeps):
+    a reader of the text sees someone else."""
+    lines = lines_of(directory)
+    lines[-1] = '{"actor":"mallory",' + lines[-1][1:]
+    rewrite(directory, lines)
+
+
 def duplicate_newest(directory):
     lines = lines_of(directory)
     rewrite(directory, [*lines, lines[-1]])
@@ -143,6 +151,7 @@ TAMPERS = {
     "forge_new_without_mac": (forge_new_without_mac, "record 5 carries no MAC"),
     "forge_with_a_borrowed_mac": (forge_with_a_borrowed_mac, "MAC of record 5 does not verify"),
     "duplicate_newest": (duplicate_newest, "seq 4 where 5 was expected"),
+    "repeat_a_key": (repeat_a_key, "record 4 is not written as the audit writer writes it"),
     "rewrite_head_older": (rewrite_head_older, "audit.head says seq 1"),
     "rewrite_head_garbage": (rewrite_head_garbage, "audit.head is not a head record"),
     "remove_head": (remove_head, "audit.head is missing"),

@@ -356,6 +356,14 @@ def test_concurrent_appends_from_processes_keep_one_anchored_chain(tmp_path):
     assert len(anchor_file.read_text().splitlines()) == 100  # one anchored head per append
 
 
+def test_any_text_a_record_carries_is_stored_as_it_verifies(tmp_path, anchor):
+    texts = ["bad \udcff byte from a file name", "line\u2028separator", "tab\tand\nnewline", "Zürich 東京 🙂", "\x00"]
+    for text in texts:
+        audit.append("step_failed", directory=tmp_path, anchor=anchor, details={"error": text})
+    assert [r["details"]["error"] for r in audit.records(tmp_path)] == ["bad ? byte from a file name", *texts[1:]]
+    assert audit.verify(tmp_path, anchor=anchor).ok
+
+
 def test_unknown_fields_and_missing_action_are_refused(tmp_path, anchor):
     with pytest.raises(audit.AuditError, match="unknown audit record field"):
         audit.append("materialization", directory=tmp_path, anchor=anchor, asset_key="typo")

@@ -176,6 +176,11 @@ def record_mac(record: Mapping[str, Any], key: bytes) -> str:
     return hmac.new(key, canonical_bytes(record), hashlib.sha256).hexdigest()
 
 
+def encoded_line(record: Mapping[str, Any]) -> bytes:
+    """A record as the log holds it: one line of sorted-key compact JSON."""
+    return json.dumps(record, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode() + b"\n"
+
+
 def record_problem(record: Any, seq: int, prev_hash: str, key: bytes) -> str | None:
     """Why ``record`` is not a valid record number ``seq`` after a record hashed ``prev_hash``, or None."""
     if not isinstance(record, dict):
@@ -243,8 +248,9 @@ def _new_record(action: str, fields: dict[str, Any]) -> dict[str, Any]:
     fields = dict(fields)
     record: dict[str, Any] = {"action": action, "actor": fields.pop("actor", None) or default_actor(), "ts": fields.pop("ts", None) or _utc_now()}
     record.update({k: v for k, v in fields.items() if v is not None})
-    # Normalize through JSON once so the stored bytes and the hashed bytes are the same values.
-    return json.loads(json.dumps(record, default=str))
+    # Normalize through JSON once so the stored bytes and the hashed bytes are the same values; a
+    # lone surrogate (an undecodable byte in an error message or a file name) becomes "?".
+    return json.loads(json.dumps(record, default=str, ensure_ascii=False).encode("utf-8", "replace"))
 
 
 def _anchor_in_use(anchor: Anchor | None) -> AbstractContextManager[Anchor]:
@@ -333,7 +339,7 @@ def _append_locked(directory: Path, pending: list[dict], store: Anchor, key: byt
         record["hash"] = prev = record_hash(record)
         record["mac"] = record_mac(record, key)
         seq += 1
-    lines = [json.dumps(r, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode() + b"\n" for r in written]
+    lines = [encoded_line(record) for record in written]
     with path.open("ab") as fh:
         fh.write(b"".join(lines))
         fh.flush()
@@ -517,6 +523,9 @@ def _verify_locked(directory: Path, anchor: Anchor | None, key: bytes) -> Verifi
                 except (ValueError, RecursionError):
                     return Verification(False, count, "not a JSON record", line_no)
                 problem = record_problem(rec, count, prev, key)
+                if not problem and raw != encoded_line(rec):
+                    problem = (f"record {count} is not written as the audit writer writes it (re-encoded: repeated "
+                               "keys, spacing or key order)")
                 if problem:
                     return Verification(False, count, problem, line_no)
                 if rec.get("action") == GAP_ACTION:
