@@ -140,6 +140,7 @@ RECORDS = 5
 TAMPERS = {
     "delete_newest": (delete_newest, "the newest 1 record(s) are missing"),
     "delete_newest_3": (lambda d: delete_newest(d, 3), "the newest 3 record(s) are missing"),
+    "delete_newest_leaving_the_head": (lambda d: rewrite(d, lines_of(d)[:-1]), "the newest 1 record(s) are missing"),
     "delete_every_record": (lambda d: delete_newest(d, RECORDS), "the newest 5 record(s) are missing"),
     "truncate_mid_record": (truncate_mid_record, "the last line is incomplete"),
     "reorder": (reorder, "MAC of record 1 does not verify"),

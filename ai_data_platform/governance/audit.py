@@ -509,7 +509,7 @@ def _verify_locked(directory: Path, anchor: Anchor | None, key: bytes) -> Verifi
             anchored = anchor.newest(log_id(directory))
         except AnchorUnavailable as exc:
             unreachable = str(exc)
-    prev, count, line_no, last, at_anchor, notes = GENESIS_HASH, 0, 0, None, None, []
+    prev, count, line_no, last, at_anchor, gaps = GENESIS_HASH, 0, 0, None, None, []
     if path.exists():
         with path.open("rb") as fh:
             for line_no, raw in enumerate(fh, start=1):
@@ -529,23 +529,24 @@ def _verify_locked(directory: Path, anchor: Anchor | None, key: bytes) -> Verifi
                 if problem:
                     return Verification(False, count, problem, line_no)
                 if rec.get("action") == GAP_ACTION:
-                    notes.append(_gap_note(rec))
+                    gaps.append(_gap_note(rec))
                 if anchored is not None and count == anchored.seq:
                     at_anchor = rec
                 prev, last, count = rec["hash"], rec, count + 1
-    last_line = line_no or None
+    last_line, notes = line_no or None, tuple(gaps)
+    if anchor is not None and unreachable is None:  # the anchor first: it names what was lost
+        problem = _anchor_problem(anchored, last, at_anchor, count, anchor.where)
+        if problem:
+            return Verification(False, count, problem, last_line, notes=notes)
     problem = _head_file_problem(directory, last, count)
     if problem:
-        return Verification(False, count, problem, last_line, notes=tuple(notes))
+        return Verification(False, count, problem, last_line, notes=notes)
     if anchor is None:
-        return Verification(True, count, notes=tuple(notes))
+        return Verification(True, count, notes=notes)
     if unreachable is not None:
         problem = f"cannot read the head recorded in {anchor.where} ({unreachable}): the log is not verified against it"
-        return Verification(False, count, problem, notes=tuple(notes), checked=False)
-    problem = _anchor_problem(anchored, last, at_anchor, count, anchor.where)
-    if problem:
-        return Verification(False, count, problem, last_line, notes=tuple(notes))
-    return Verification(True, count, anchored_seq=None if anchored is None else anchored.seq, notes=tuple(notes))
+        return Verification(False, count, problem, notes=notes, checked=False)
+    return Verification(True, count, anchored_seq=None if anchored is None else anchored.seq, notes=notes)
 
 
 def _head_file_problem(directory: Path, last: dict | None, count: int) -> str | None:
