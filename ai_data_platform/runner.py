@@ -11,6 +11,7 @@ import json
 import os
 import re
 from collections.abc import Sequence
+import sys
 from dataclasses import dataclass, field
 from datetime import date
 from typing import NoReturn
@@ -217,7 +218,8 @@ def run_alert_sensor(instance: dg.DagsterInstance) -> int:
 
 def run_audit_sensor(instance: dg.DagsterInstance, *, max_ticks: int = 100) -> tuple[int, int]:
     """Evaluate the audit and lineage sensor until it has caught up (as the daemon would, tick by
-    tick); return (audit records, OpenLineage events) written."""
+    tick); return (audit records, OpenLineage events) written. An audit trail that cannot take the
+    records (see ``adp audit verify``) is reported on stderr and stops the ticks."""
     from ai_data_platform.governance.audit_sensor import evaluate_audit_once
 
     defs = load_defs()
@@ -225,7 +227,11 @@ def run_audit_sensor(instance: dg.DagsterInstance, *, max_ticks: int = 100) -> t
     cursor = cursor_path.read_text() if cursor_path.exists() else None
     records = events = 0
     for _ in range(max_ticks):
-        result = evaluate_audit_once(instance, defs, cursor)
+        try:
+            result = evaluate_audit_once(instance, defs, cursor)
+        except audit.AuditError as exc:
+            print(f"audit trail: {exc}", file=sys.stderr)
+            break
         records, events, cursor = records + result.records, events + result.lineage_events, result.cursor
         write_private(cursor_path, cursor.encode())
         if not result.more:

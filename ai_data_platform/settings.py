@@ -7,6 +7,8 @@ Dagster's instance storage included, by setting one variable.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import os
 import re
@@ -162,6 +164,35 @@ def pii_hmac_key() -> str:
     except UnicodeEncodeError:
         raise InputError(f"{PII_KEY_VAR} is not valid UTF-8") from None
     return key
+
+
+AUDIT_KEY_VAR = "ADP_AUDIT_KEY"
+AUDIT_KEY_MIN_BYTES = 32
+_AUDIT_KEY_LABEL = b"adp audit log record MAC key, derived from ADP_PII_HMAC_KEY outside prod"
+
+
+def audit_key() -> bytes:
+    """The key of the audit log's record MACs (``ADP_AUDIT_KEY``), a secret kept out of ``$ADP_DATA_DIR``.
+
+    Set, it must hold at least 32 bytes (surrounding whitespace ignored); in ``prod`` it must be
+    set. Outside ``prod`` an unset key is derived from the PII key under its own label: weaker,
+    since whoever holds the PII key (anyone, with the demo key) can then write records that verify.
+    """
+    from ai_data_platform.errors import InputError
+
+    key = os.environ.get(AUDIT_KEY_VAR, "").strip().encode("utf-8", "surrogateescape")
+    if key:
+        if len(key) < AUDIT_KEY_MIN_BYTES:
+            raise InputError(
+                f"{AUDIT_KEY_VAR} must hold at least {AUDIT_KEY_MIN_BYTES} bytes, got {len(key)}: use a long random secret"
+            )
+        return key
+    if environment() == "prod":
+        raise InputError(
+            f"{AUDIT_KEY_VAR} must be set when ADP_ENV=prod: a secret of at least {AUDIT_KEY_MIN_BYTES} bytes, "
+            "kept out of $ADP_DATA_DIR"
+        )
+    return hmac.new(pii_hmac_key().encode(), _AUDIT_KEY_LABEL, hashlib.sha256).digest()
 
 
 REGION_STORE_VAR_PREFIX = "ADP_REGION_STORE_"

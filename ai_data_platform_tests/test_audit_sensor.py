@@ -176,7 +176,13 @@ def test_the_sensor_is_on_by_default_and_persists_its_cursor(tiny_world, tmp_pat
     assert f"{_recordable_events(instance)} audit record(s)" in tick.skip_message
 
 
-def test_adp_audit_verify_names_an_edited_line_and_show_filters(recorded, capsys):
+def test_adp_audit_verify_names_an_edited_line_and_show_filters(recorded, capsys, monkeypatch):
+    from contextlib import nullcontext
+
+    from ai_data_platform.governance import audit_anchor
+
+    instance = recorded[0]  # the tick anchored every append in the tiny world's instance: verify against it
+    monkeypatch.setattr(audit_anchor, "data_dir_anchor", lambda: nullcontext(audit_anchor.DagsterAnchor(instance)))
     assert main(["audit", "verify"]) == 0
     assert "hash chain intact" in capsys.readouterr().out
     assert main(["audit", "show", "--asset", "staging/payments", "--action", "materialization", "--json"]) == 0
@@ -214,6 +220,22 @@ def test_records_cut_off_and_re_headed_are_caught_against_dagster(tmp_path, monk
     assert audit.verify().ok  # the file alone looks fine
     assert main(["audit", "verify"]) == 1
     assert "Dagster recorded head seq 4 but the log has no such record" in capsys.readouterr().err
+
+
+def test_every_append_of_a_tick_is_anchored_and_a_log_cut_short_takes_no_more(recorded):
+    from ai_data_platform.governance.audit_anchor import DagsterAnchor
+
+    from .audit_tampering import delete_newest
+
+    instance, _, _, records = recorded
+    assert DagsterAnchor(instance).newest(audit.log_id()) == audit.Head.of(records[-1])
+    assert audit.verify(anchor=DagsterAnchor(instance)).ok
+    delete_newest(audit.audit_dir(), 2)
+    kept = audit.audit_path().read_bytes()
+    with pytest.raises(audit.AuditError, match="records were removed or the log was replaced; nothing appended"):
+        evaluate_audit_once(instance, defs, None)
+    assert audit.audit_path().read_bytes() == kept
+    assert "the newest 2 record(s) are missing" in audit.verify(anchor=DagsterAnchor(instance)).problem
 
 
 def test_a_check_over_a_range_run_names_the_range(recorded):

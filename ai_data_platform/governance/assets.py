@@ -6,9 +6,9 @@
   a layer some role may read is a relation, classified by its own ``dagster/column_schema``, so a
   table added later gets its role relations (and its masking) without touching this module.
 - ``meta/audit_log``: the audit trail, an external asset (written by the audit sensor and the
-  erasure and retention jobs, not materialized). The sensor records the chain's head on it as an
-  observation after every append, so the head also lives in Dagster's storage, where the audit
-  writer cannot rewrite it; ``adp audit verify`` checks the file against it.
+  erasure and retention jobs, not materialized). Every append records the chain's head on it as
+  an observation (``governance/audit_anchor.py``), so the head also lives in Dagster's storage,
+  where the audit writer cannot rewrite it; ``adp audit verify`` checks the file against it.
 """
 
 import dagster as dg
@@ -49,9 +49,9 @@ AUDIT_LOG = dg.AssetSpec(
     AUDIT_LOG_KEY,
     group_name="governance",
     description=(
-        "The audit trail: $ADP_DATA_DIR/audit/audit.jsonl, append-only and hash-chained (governance/audit.py). "
-        "Holds no personal data (subjects appear as keyed hashes). Observed with its head (seq, hash) after "
-        "every append by the audit sensor. Grain: one record per materialization, check result, failed "
+        "The audit trail: $ADP_DATA_DIR/audit/audit.jsonl, append-only, hash-chained and MACed (governance/audit.py). "
+        "Holds no personal data (subjects appear as keyed hashes). Observed with its head (seq, hash, MAC) "
+        "at every append. Grain: one record per materialization, check result, failed "
         "run or step, erasure or retention action."
     ),
     kinds={"json"},

@@ -4,8 +4,9 @@
 the platform's own records of what happened. It reads the event log by storage id, so it sees
 runs launched anywhere (UI, schedules, sensors, backfills, ``adp``, Dagster's CLI) and runless
 reports, and records every asset materialization, asset check evaluation and failed run/step
-(what each becomes: :mod:`ai_data_platform.governance.audit_events`). After appending, it
-records the chain's head on ``meta/audit_log`` as an observation, in Dagster's storage.
+(what each becomes: :mod:`ai_data_platform.governance.audit_events`). Every append anchors its
+head in the tick's Dagster storage (:mod:`ai_data_platform.governance.audit_anchor`); a tick with
+nothing to append still anchors records an earlier writer could not (``audit.anchor_pending``).
 
 Exactly once. Each record carries ``details.event_storage_id`` (and ``event_part`` when one
 event makes several records). A tick holds ``audit/sensor.lock``, derives where it stopped from
@@ -37,6 +38,7 @@ from dagster._core.storage.event_log.sql_event_log import SqlEventLogStorage
 from ai_data_platform.file_lock import locked
 from ai_data_platform.governance import audit
 from ai_data_platform.governance import openlineage as ol
+from ai_data_platform.governance.audit_anchor import AUDIT_LOG_KEY, DagsterAnchor  # noqa: F401 (importable from here)
 from ai_data_platform.governance.audit_events import Part, World, parts_for
 
 AUDIT_SENSOR_NAME = "audit_lineage_sensor"
@@ -51,7 +53,6 @@ EVENT_TYPES = (
     dg.DagsterEventType.RUN_FAILURE,
 )
 LOCK_FILE = "sensor.lock"
-AUDIT_LOG_KEY = dg.AssetKey(["meta", "audit_log"])
 
 
 # -- reading the event log --------------------------------------------------------------------------
@@ -96,21 +97,14 @@ class AuditTickResult:
 
 
 def report_head(instance: dg.DagsterInstance, directory=None) -> None:
-    """Record the chain's head on ``meta/audit_log`` in Dagster's storage, out of the writer's reach."""
-    head = audit.head(directory)
-    if head is not None:
-        instance.report_runless_asset_event(
-            dg.AssetObservation(asset_key=AUDIT_LOG_KEY, metadata={"head_seq": int(head["seq"]), "head_hash": str(head["hash"])})
-        )
+    """Anchor in ``instance`` any records of the log after its anchored head (``audit.anchor_pending``)."""
+    audit.anchor_pending(directory=directory, anchor=DagsterAnchor(instance))
 
 
-def recorded_head(instance: dg.DagsterInstance) -> dict | None:
-    """The newest head recorded in Dagster: ``{"seq", "hash"}``, or None."""
-    found = instance.fetch_observations(AUDIT_LOG_KEY, limit=1).records
-    if not found:
-        return None
-    metadata = found[0].asset_observation.metadata
-    return {"seq": int(metadata["head_seq"].value), "hash": str(metadata["head_hash"].value)}
+def recorded_head(instance: dg.DagsterInstance, directory=None) -> dict | None:
+    """The newest head of the log recorded in ``instance``: ``{"seq", "hash", "mac"}``, or None."""
+    head = DagsterAnchor(instance).newest(audit.log_id(directory))
+    return None if head is None else {"seq": head.seq, "hash": head.hash, "mac": head.mac}
 
 
 def _recorded(directory) -> tuple[int | None, set[tuple[int, int]]]:
@@ -198,10 +192,12 @@ def evaluate_audit_once(
                 entries.append((part.action, {**part.fields, "details": details}))
                 lineage += part.lineage
         sink.write(lineage)  # first: a crash before the audit append repeats lines, never loses them
-        audit.append_many(entries, directory=directory)
-        result.records, result.lineage_events = len(entries), len(lineage)
+        anchor = DagsterAnchor(instance)
         if entries:
-            report_head(instance, directory)
+            audit.append_many(entries, directory=directory, anchor=anchor)
+        else:
+            audit.anchor_pending(directory=directory, anchor=anchor)
+        result.records, result.lineage_events = len(entries), len(lineage)
         newest = records[-1].storage_id if records else after
         result.cursor = json.dumps({"version": CURSOR_VERSION, "after": max(newest, after)})
     result.delivery = sink.deliver()

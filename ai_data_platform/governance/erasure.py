@@ -39,7 +39,8 @@
 6. **Audit**: one record holding no personal data: ``subject_ref``, counts per place, reason,
    actor, time, the verification outcome. It is written whatever happens: a step that fails
    midway leaves a record with status ``error`` naming the step (and what was removed before it),
-   and the caller gets an :class:`ErasureFailed`.
+   and the caller gets an :class:`ErasureFailed`. The audit trail is checked against its
+   anchor first, so an erasure it could not record is refused before anything changes.
 
 Erasing twice is harmless: nothing is found, nothing changes, verification passes, and the audit
 record says nothing was found and when the subject was first erased.
@@ -221,8 +222,10 @@ class _Steps:
     """The step an erasure is at and what it removed so far; :meth:`audited` writes the audit record
     of a failure (status ``error``, the step, the error's type) and raises :class:`ErasureFailed`."""
 
-    def __init__(self, subject_ref: str | None, reason: str, actor: str | None, run_id: str | None, paths: settings.Paths):
+    def __init__(self, subject_ref: str | None, reason: str, actor: str | None, run_id: str | None, paths: settings.Paths,
+                 anchor: audit.Anchor | None):
         self.subject_ref, self.reason, self.actor, self.run_id, self.paths = subject_ref, reason, actor, run_id, paths
+        self.anchor = anchor
         self.step = "resolving the subject"
         self.counts: dict[str, int] = {}
         self.erased_before: str | None = None
@@ -242,7 +245,7 @@ class _Steps:
                                    selector=selector, failed_step=self.step)
             # an unchecked reason may hold personal data: it is left out
             reason = self.reason if self.reason_checked else None
-            _audit(failed, reason, self.actor, self.run_id, self.paths, error=type(exc).__name__)
+            _audit(failed, reason, self.actor, self.run_id, self.paths, self.anchor, error=type(exc).__name__)
             if isinstance(exc, Exception):
                 raise ErasureFailed(self.step, exc) from exc
             raise
@@ -256,22 +259,24 @@ def erase(
     personal: PersonalData | None = None,
     actor: str | None = None,
     run_id: str | None = None,
+    anchor: audit.Anchor | None = None,
 ) -> ErasureResult:
     """Erase one data subject everywhere and verify it (see the module docstring)."""
     paths = paths or settings.paths()
     personal = personal or PersonalData.from_settings(paths)
     cid = required_id(customer_id)
-    steps = _Steps("subject:" + hmac_of(personal.hmac_key, cid), reason, actor, run_id, paths)
+    steps = _Steps("subject:" + hmac_of(personal.hmac_key, cid), reason, actor, run_id, paths, anchor)
     with steps.audited():
         subject = resolve(cid, paths, personal)
     check_reason(reason, subject)
+    audit.anchor_pending(directory=paths.root / "audit", anchor=anchor)  # a trail that cannot record it: refused here
     steps.reason_checked, steps.erased_before = True, subject.erased_before
     if not subject.erasable:
         result = ErasureResult(subject.ref, "unknown_subject", {}, [], {}, None, 0)
     else:
         with steps.audited():
             result = _erase_known(subject, reason, paths, personal, steps)
-    _audit(result, reason, actor, run_id, paths)
+    _audit(result, reason, actor, run_id, paths, anchor)
     return result
 
 
@@ -337,6 +342,7 @@ def erase_matching(
     personal: PersonalData | None = None,
     actor: str | None = None,
     run_id: str | None = None,
+    anchor: audit.Anchor | None = None,
 ) -> ErasureResult:
     """:func:`erase` for the one customer whose CRM record has this email or phone (``selector``);
     none or several: nothing is erased, the audit record says so (without the value). An email
@@ -348,18 +354,18 @@ def erase_matching(
     paths = paths or settings.paths()
     personal = personal or PersonalData.from_settings(paths)
     check_reason(reason, Subject("", "", "", **{f"{selector}s": {value}}))
-    steps = _Steps(None, reason, actor, run_id, paths)
+    steps = _Steps(None, reason, actor, run_id, paths, anchor)
     steps.reason_checked = True
     with steps.audited(selector):
         matches = sorted(customers_matching(selector, value, paths, personal))
         erased_ref = erased_email_ref(value, paths, personal) if not matches and selector == "email" else None
     if len(matches) == 1:
-        return erase(matches[0], reason, paths=paths, personal=personal, actor=actor, run_id=run_id)
+        return erase(matches[0], reason, paths=paths, personal=personal, actor=actor, run_id=run_id, anchor=anchor)
     if erased_ref is not None:
-        return erase_by_ref(erased_ref, reason, paths=paths, personal=personal, actor=actor, run_id=run_id)
+        return erase_by_ref(erased_ref, reason, paths=paths, personal=personal, actor=actor, run_id=run_id, anchor=anchor)
     status = "ambiguous_subject" if matches else "unknown_subject"
     result = ErasureResult(None, status, {}, [], {}, None, 0, selector=selector, matches=len(matches))
-    _audit(result, reason, actor, run_id, paths)
+    _audit(result, reason, actor, run_id, paths, anchor)
     return result
 
 
@@ -373,7 +379,7 @@ def _suppress(subject: Subject, paths: settings.Paths) -> None:
 
 
 def _audit(result: ErasureResult, reason: str | None, actor: str | None, run_id: str | None, paths: settings.Paths,
-           error: str | None = None) -> dict:
+           anchor: audit.Anchor | None, error: str | None = None) -> dict:
     refused = result.status in ("unknown_subject", "ambiguous_subject")
     details = {
         "subject": result.subject_ref,
@@ -397,6 +403,7 @@ def _audit(result: ErasureResult, reason: str | None, actor: str | None, run_id:
     return audit.append(
         "erasure",
         directory=paths.root / "audit",
+        anchor=anchor,
         actor=actor,
         run_id=run_id,
         row_counts=result.counts,
@@ -413,6 +420,7 @@ def erase_by_ref(
     personal: PersonalData | None = None,
     actor: str | None = None,
     run_id: str | None = None,
+    anchor: audit.Anchor | None = None,
 ) -> ErasureResult:
     """:func:`erase` for a subject named by ``subject_ref`` (what the Dagster job takes, so the
     id never enters Dagster's run storage). A subject already erased is verified by their HMACs."""
@@ -422,16 +430,16 @@ def erase_by_ref(
         raise InputError("a reason is required (e.g. the request's ticket number)")
     paths = paths or settings.paths()
     personal = personal or PersonalData.from_settings(paths)
-    steps = _Steps(subject_ref, reason, actor, run_id, paths)
+    steps = _Steps(subject_ref, reason, actor, run_id, paths, anchor)
     steps.reason_checked = True  # kept as given: nothing to check it against before the subject is found
     with steps.audited("subject_ref"):
         customer_id = customer_id_for(subject_ref, paths, personal)
         keys, when = _erased_keys(subject_ref, paths, personal) if customer_id is None else ({}, None)
     if customer_id is not None:
-        return erase(customer_id, reason, paths=paths, personal=personal, actor=actor, run_id=run_id)
+        return erase(customer_id, reason, paths=paths, personal=personal, actor=actor, run_id=run_id, anchor=anchor)
     if not keys:
         result = ErasureResult(subject_ref, "unknown_subject", {}, [], {}, None, 0, selector="subject_ref")
-        _audit(result, reason, actor, run_id, paths)
+        _audit(result, reason, actor, run_id, paths, anchor)
         return result
     subject = Subject("", subject_ref, subject_ref.removeprefix("subject:"), email_hashes=set(keys.get(suppression.KIND_EMAIL, [])))
     subject.erased_before = steps.erased_before = when
@@ -439,7 +447,7 @@ def erase_by_ref(
         traces, searched = verify(subject, paths, personal)
     status = "traces_remain" if traces else "nothing_found"
     result = ErasureResult(subject_ref, status, {}, traces, {}, subject.erased_before, searched, selector="subject_ref")
-    _audit(result, reason, actor, run_id, paths)
+    _audit(result, reason, actor, run_id, paths, anchor)
     return result
 
 

@@ -19,6 +19,9 @@ exit codes:
   2  bad usage (no reason, a reason holding the subject's personal data, a bad subject reference)
   3  not one known customer (no customer record has the id; no customer or several have the email
      or phone): nothing erased, nothing recorded as suppressed; the audit record says nothing_found
+  4  the audit trail cannot record it: its log does not match the head recorded in Dagster, or
+     Dagster's storage is out of reach (refused before anything changes; if the storage went away
+     during the erasure, the record is written but not anchored); see `adp audit verify`
 """
 
 
@@ -27,7 +30,7 @@ _reason = text("a reason such as a ticket number (printable, at most 500 charact
 
 def cmd_erase(args: argparse.Namespace) -> int:
     from ai_data_platform import settings
-    from ai_data_platform.governance import erasure
+    from ai_data_platform.governance import audit, erasure
 
     selector = next(name for name in erasure.SELECTORS if getattr(args, name) is not None)
     value = getattr(args, selector)
@@ -47,6 +50,9 @@ def cmd_erase(args: argparse.Namespace) -> int:
     except erasure.ErasureFailed as exc:
         print(f"adp erase: {exc}", file=sys.stderr)
         return erasure.EXIT_TRACES_REMAIN
+    except audit.AuditError as exc:
+        print(f"adp erase: audit trail: {exc}", file=sys.stderr)
+        return 4
     if result.exit_code == erasure.EXIT_UNKNOWN_SUBJECT:
         print(f"adp erase: {result.message()}", file=sys.stderr)
         return result.exit_code
@@ -80,14 +86,18 @@ def _print_ref(selector: str, value: str) -> int:
 
 def cmd_retention(args: argparse.Namespace) -> int:
     from ai_data_platform import settings
-    from ai_data_platform.governance import retention
+    from ai_data_platform.governance import audit, retention
 
     today = datetime.now(timezone.utc).date()
     as_of = args.as_of or today
     if as_of > today and not args.dry_run:
         raise InputError(f"--as-of {as_of} is after today ({today}): only a --dry-run may count ages from a future day")
     policy = retention.load_policy()  # a RetentionConfigError names the file, the asset and the key
-    report = retention.run(policy, as_of, dry_run=args.dry_run, paths=settings.paths())
+    try:
+        report = retention.run(policy, as_of, dry_run=args.dry_run, paths=settings.paths())
+    except audit.AuditError as exc:
+        print(f"adp retention: audit trail: {exc}", file=sys.stderr)
+        return 1
     print("\n".join(report.lines()))
     return 0
 

@@ -23,6 +23,7 @@ class EraseConfig(dg.Config):
 def erase_subject(context: dg.OpExecutionContext, config: EraseConfig, pii: PiiResource, regional_stores: RegionalStoresResource):
     """Erase one data subject everywhere, verify by searching every store, write the audit record."""
     from ai_data_platform.governance import erasure  # imported by the run that needs it, not the code location
+    from ai_data_platform.governance.audit_anchor import DagsterAnchor
 
     try:
         result = erasure.erase_by_ref(
@@ -32,6 +33,7 @@ def erase_subject(context: dg.OpExecutionContext, config: EraseConfig, pii: PiiR
             personal=regional_stores.personal_data(pii),
             actor=f"dagster run {context.run_id}",
             run_id=context.run_id,
+            anchor=DagsterAnchor(context.instance),
         )
     except erasure.ErasureFailed as exc:  # the audit record names the step; the cause may quote a value
         raise dg.Failure(description=str(exc)) from None
@@ -74,6 +76,7 @@ class RetentionConfig(dg.Config):
 def apply_retention(context: dg.OpExecutionContext, config: RetentionConfig, pii: PiiResource, regional_stores: RegionalStoresResource):
     """Delete what the retention policy says has expired, compact, and audit it (or, dry, list it)."""
     from ai_data_platform.governance import retention  # imported by the run that needs it, not the code location
+    from ai_data_platform.governance.audit_anchor import DagsterAnchor
 
     scheduled = context.run.tags.get("dagster/scheduled_execution_time")
     as_of = (
@@ -87,7 +90,7 @@ def apply_retention(context: dg.OpExecutionContext, config: RetentionConfig, pii
         raise dg.Failure(description=str(exc)) from exc
     report = retention.run(
         policy, as_of, dry_run=config.dry_run, paths=settings.paths(), stores=regional_stores.stores,
-        actor=f"dagster run {context.run_id}", run_id=context.run_id,
+        actor=f"dagster run {context.run_id}", run_id=context.run_id, anchor=DagsterAnchor(context.instance),
     )
     context.log.info("\n".join(report.lines()))
     return dg.Output(

@@ -328,13 +328,17 @@ def run(
     stores: RegionalStores | None = None,
     actor: str | None = None,
     run_id: str | None = None,
+    anchor: audit.Anchor | None = None,
 ) -> RetentionReport:
-    """Apply ``policies`` as of ``as_of`` (see the module docstring)."""
+    """Apply ``policies`` as of ``as_of`` (see the module docstring); the audit record is anchored
+    with ``anchor`` (default: the Dagster storage of this data directory)."""
     paths = paths or settings.paths()
     stores = stores or RegionalStores.from_settings(paths)
     report = RetentionReport(as_of, dry_run)
     aged = {a: p for a, p in policies.items() if p.days is not None}
     changed: set[Path] = set()
+    if not dry_run:  # refuse before anything changes if the audit trail cannot record it
+        audit.anchor_pending(directory=paths.root / "audit", anchor=anchor)
 
     if dry_run and not paths.warehouse.exists():
         con = warehouse.connect(":memory:")  # nothing stored yet: a dry run must not create the file
@@ -362,6 +366,7 @@ def run(
         audit.append(
             "retention",
             directory=paths.root / "audit",
+            anchor=anchor,
             actor=actor,
             run_id=run_id,
             row_counts=report.counts_by_asset(),
