@@ -146,6 +146,18 @@ def restrict_database(path: str | os.PathLike[str]) -> None:
         restrict(f"{os.fspath(path)}{suffix}")
 
 
+def restrict_tree(path: str | os.PathLike[str]) -> None:
+    """Make every folder of ours under ``path`` (itself included) 0700 and every file 0600: for a
+    tree a library fills with its own modes (Dagster's storage under ``dagster_home``)."""
+    root = Path(path)
+    restrict(root, DIR_MODE)
+    for folder, folders, files in os.walk(root):
+        for name in folders:
+            restrict(Path(folder) / name, DIR_MODE)
+        for name in files:
+            restrict(Path(folder) / name, FILE_MODE)
+
+
 def restrict_umask() -> int:
     """Narrow this process's umask so nothing it creates is readable by group or others (inherited
     by the processes it starts); returns the previous umask."""

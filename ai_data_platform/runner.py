@@ -21,7 +21,7 @@ import dagster as dg
 from ai_data_platform import settings, warehouse
 from ai_data_platform.errors import InputError, shown
 from ai_data_platform.governance import audit
-from ai_data_platform.private_files import write_private
+from ai_data_platform.private_files import restrict_tree, write_private
 
 _ASSET_KEY = re.compile(r"[A-Za-z0-9_]+(?:/[A-Za-z0-9_]+)*")
 
@@ -30,7 +30,9 @@ def prepare_instance() -> dg.DagsterInstance:
     """The instance under ``$ADP_DATA_DIR/dagster_home`` (sets ``DAGSTER_HOME`` for this process)."""
     home = settings.ensure_dagster_home()
     os.environ["DAGSTER_HOME"] = str(home)
-    return dg.DagsterInstance.get()
+    instance = dg.DagsterInstance.get()
+    restrict_tree(home)  # the SQLite storage Dagster just created took the umask's modes
+    return instance
 
 
 def load_defs() -> dg.Definitions:

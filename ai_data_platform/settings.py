@@ -520,12 +520,13 @@ def _check_region_locations() -> None:
 
 def check_environment() -> None:
     """Judge every platform variable that is set, before a command does any work: an InputError
-    names the first bad one. In ``prod`` the pseudonymization key must be usable."""
+    names the first bad one. In ``prod`` the pseudonymization key and the audit key must be usable."""
     if environment() == "prod":
         try:
             pii_hmac_key()
         except (RuntimeError, ValueError) as exc:
             raise InputError(str(exc)) from None
+    audit_key()  # set: long enough; in prod: set
     check_directory(data_dir(), "ADP_DATA_DIR")
     partition_start_override()
     crm_database_url()

@@ -158,3 +158,25 @@ TAMPERS = {
     "remove_head": (remove_head, "audit.head is missing"),
 }
 LOSES_NOTHING = {"rewrite_head_older", "rewrite_head_garbage", "remove_head"}  # the next append rewrites audit.head
+
+
+class MemoryAnchor:
+    """Heads kept in this process: what Dagster's storage is to the platform. ``down`` makes it unreachable."""
+
+    where = "the test anchor"
+
+    def __init__(self):
+        self.heads = {}
+        self.down = False
+
+    def newest(self, log):
+        self._reach()
+        return self.heads.get(log)
+
+    def record(self, log, head):
+        self._reach()
+        self.heads[log] = head
+
+    def _reach(self):
+        if self.down:
+            raise audit.AnchorUnavailable("connection refused")

@@ -16,31 +16,9 @@ from ai_data_platform.errors import InputError
 from ai_data_platform.governance import audit
 
 from .audit_tampering import (
-    ATTACKER_KEY, LOSES_NOTHING, RECORDS, TAMPERS,
+    ATTACKER_KEY, LOSES_NOTHING, RECORDS, TAMPERS, MemoryAnchor,
     cover_tracks, dump, forge_new, lines_of, rechain, rewrite, truncate_mid_record, write_records,
 )
-
-
-class MemoryAnchor:
-    """Heads kept in this process: what Dagster's storage is to the platform. ``down`` makes it unreachable."""
-
-    where = "the test anchor"
-
-    def __init__(self):
-        self.heads = {}
-        self.down = False
-
-    def newest(self, log):
-        self._reach()
-        return self.heads.get(log)
-
-    def record(self, log, head):
-        self._reach()
-        self.heads[log] = head
-
-    def _reach(self):
-        if self.down:
-            raise audit.AnchorUnavailable("connection refused")
 
 
 class FileAnchor:

@@ -35,6 +35,7 @@ from ai_data_platform.sources.contracts import SOURCE_TABLES
 from ai_data_platform.streaming.transport import parse_line, tombstone
 
 from . import hostile_world, lifecycle_world
+from .audit_tampering import MemoryAnchor
 from .hostile_world import HOSTILE_IDS, LONG_ID
 from .lifecycle_world import KEY
 
@@ -327,6 +328,7 @@ def _without_erasure_records(state: dict) -> dict:
 def test_erasing_a_subject_removes_exactly_their_records_and_nothing_of_anyone_else(hostile_built, tmp_path_factory, subjects):
     paths = lifecycle_world.copy(hostile_built, tmp_path_factory.mktemp("erasing") / "adp")
     personal = lifecycle_world.personal_data(paths.root)
+    anchor = MemoryAnchor()
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("ADP_DATA_DIR", str(paths.root))
         mp.setenv("ADP_PII_HMAC_KEY", KEY)
@@ -335,7 +337,8 @@ def test_erasing_a_subject_removes_exactly_their_records_and_nothing_of_anyone_e
             before = snapshot(paths)
             oracle = Oracle(subject, _crm_records(paths))
 
-            result = erasure.erase(subject, "DSR 1", paths=paths, personal=personal)
+            # the audit trail anchored in the test: the Dagster-shaped storage of the world stays as crafted
+            result = erasure.erase(subject, "DSR 1", paths=paths, personal=personal, anchor=anchor)
 
             shown = "a 100 000-character id" if subject == LONG_ID else repr(subject)
             assert (result.status, result.exit_code, result.traces) == ("erased", 0, []), shown

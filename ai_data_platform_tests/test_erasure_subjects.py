@@ -27,9 +27,11 @@ def paths(lifecycle_paths):
 
 
 def _state(paths) -> str:
-    """A digest of every byte under the data directory except the audit log."""
+    """A digest of every byte under the data directory except the audit trail: its log, and its
+    anchor in Dagster's storage (``dagster_home``)."""
     digest = hashlib.sha256()
-    for path in sorted(p for p in paths.root.rglob("*") if p.is_file() and "audit" not in p.parts):
+    trail = {"audit", "dagster_home"}
+    for path in sorted(p for p in paths.root.rglob("*") if p.is_file() and not trail & set(p.relative_to(paths.root).parts)):
         digest.update(path.relative_to(paths.root).as_posix().encode() + b"\0" + path.read_bytes())
     return digest.hexdigest()
 
