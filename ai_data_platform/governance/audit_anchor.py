@@ -19,6 +19,7 @@ from contextlib import contextmanager
 import dagster as dg
 
 from ai_data_platform.governance.audit import AnchorUnavailable, Head
+from ai_data_platform.private_files import restrict_tree
 
 AUDIT_LOG_KEY = dg.AssetKey(["meta", "audit_log"])
 #: Observations read per page while looking for a log's newest head.
@@ -86,7 +87,10 @@ class _DataDirAnchor:
         return self._anchor().newest(log)
 
     def record(self, log: str, head: Head) -> None:
-        self._anchor().record(log, head)
+        anchor = self._anchor()
+        anchor.record(log, head)
+        if self.instance.root_directory:  # Dagster may have created a storage file with the umask's mode
+            restrict_tree(self.instance.root_directory)
 
 
 @contextmanager
