@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from ai_data_platform import settings as adp_settings
 from ai_data_platform.errors import InputError
 from ai_data_platform.governance import audit
+from ai_data_platform_tests.waiting import bound
 
 from .audit_tampering import (
     ATTACKER_KEY, LOSES_NOTHING, RECORDS, TAMPERS, MemoryAnchor,
@@ -326,7 +327,7 @@ def test_concurrent_appends_from_processes_keep_one_anchored_chain(tmp_path):
     for p in procs:
         p.start()
     for p in procs:
-        p.join(60)
+        p.join(bound(300))
         assert p.exitcode == 0
     result = audit.verify(log, anchor=FileAnchor(anchor_file))
     assert result.ok and result.records == 100 and result.anchored_seq == 99

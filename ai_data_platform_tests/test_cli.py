@@ -16,9 +16,13 @@ from ai_data_platform.sources.landing import LandingZones
 from ai_data_platform.sources.simulator import generate
 
 from .conftest import END
+from .waiting import bound, wait_for
 
 pytestmark = pytest.mark.slow
 BIN = Path(sys.executable).parent
+# Bounds (seconds, times ADP_TEST_TIME_SCALE): generous, they only stop a command that hangs.
+COMMAND_SECONDS = 1800  # a command that materializes (minutes on a busy machine)
+QUICK_COMMAND_SECONDS = 300  # a command that answers from its arguments
 
 
 def _env(data_dir):
@@ -33,7 +37,7 @@ def test_partition_range_backfill_over_three_days(data_dir):
     proc = subprocess.run(
         [str(BIN / "dagster"), "asset", "materialize", "-m", "ai_data_platform.definitions",
          "--select", "not group:ml and not group:streaming", "--partition-range", f"{start}...{END.isoformat()}"],
-        env=env, capture_output=True, text=True, timeout=600,
+        env=env, capture_output=True, text=True, timeout=bound(COMMAND_SECONDS),
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     with dg.DagsterInstance.from_config(str(home)) as instance:
@@ -56,7 +60,7 @@ def test_job_backfill_queues_the_nightly_job_for_the_daemon(data_dir):
     proc = subprocess.run(
         [str(BIN / "dagster"), "job", "backfill", "-w", str(settings.PROJECT_ROOT / "workspace.yaml"), "-j", "nightly",
          "--partitions", ",".join(days), "--noprompt"],
-        env=env, capture_output=True, text=True, timeout=300,
+        env=env, capture_output=True, text=True, timeout=bound(COMMAND_SECONDS),
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     with dg.DagsterInstance.from_config(str(home)) as instance:
@@ -88,13 +92,14 @@ def test_every_adp_subcommand_has_help(capsys):
             build_parser().parse_args([*path, "--help"])
         assert exit_.value.code == 0 and f"usage: adp {' '.join(path)}" in capsys.readouterr().out, path
     # and the installed console script answers
-    proc = subprocess.run([str(BIN / "adp"), "--help"], capture_output=True, text=True, timeout=60)
+    proc = subprocess.run([str(BIN / "adp"), "--help"], capture_output=True, text=True,
+                          timeout=bound(QUICK_COMMAND_SECONDS))
     assert proc.returncode == 0 and "usage: adp" in proc.stdout
 
 
 def test_generate_rejects_bad_arguments_clearly():
     proc = subprocess.run([str(BIN / "adp"), "generate", "--customers", "10", "--days", "2", "--seed", "1", "--end", "2026-13-01"],
-                          capture_output=True, text=True, timeout=60)
+                          capture_output=True, text=True, timeout=bound(QUICK_COMMAND_SECONDS))
     assert proc.returncode == 2 and "expected a date YYYY-MM-DD" in proc.stderr
 
 
@@ -109,7 +114,6 @@ def _free_port() -> int:
 def test_adp_ui_serves_the_instance_and_stops_its_whole_process_group(data_dir):
     import json
     import signal
-    import time
     import urllib.request
 
     port = _free_port()
@@ -117,32 +121,26 @@ def test_adp_ui_serves_the_instance_and_stops_its_whole_process_group(data_dir):
     proc = subprocess.Popen([str(BIN / "adp"), "ui", "--port", str(port)], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     query = json.dumps({"query": "{ assetNodes { assetKey { path } groupName } }"}).encode()
+    def asset_nodes():
+        assert proc.poll() is None, f"adp ui exited with {proc.returncode}"
+        req = urllib.request.Request(f"http://127.0.0.1:{port}/graphql", data=query, headers={"content-type": "application/json"})
+        try:
+            return json.load(urllib.request.urlopen(req, timeout=bound(QUICK_COMMAND_SECONDS)))["data"]["assetNodes"]
+        except OSError as exc:
+            return f"{type(exc).__name__}: {exc}"
+
     try:
-        deadline = time.monotonic() + 120
-        nodes = None
-        while time.monotonic() < deadline and nodes is None:
-            time.sleep(2)
-            try:
-                req = urllib.request.Request(f"http://127.0.0.1:{port}/graphql", data=query, headers={"content-type": "application/json"})
-                nodes = json.load(urllib.request.urlopen(req, timeout=5))["data"]["assetNodes"]
-            except OSError:
-                continue
-        assert nodes is not None, "the UI did not come up"
+        nodes = wait_for(asset_nodes, "the UI to answer GraphQL", until=lambda n: isinstance(n, list), timeout=600)
         groups = {n["groupName"] for n in nodes}
         assert groups == {"crm", "billing", "behavioral", "marts", "features", "ml", "governance", "streaming"}
         assert ["features", "customer_daily"] in [n["assetKey"]["path"] for n in nodes]
         assert (data_dir / "dagster_home" / "dagster.yaml").exists()
     finally:
         os.kill(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=60)
+        proc.wait(timeout=bound(QUICK_COMMAND_SECONDS))
     # every process of `dagster dev` (webserver, daemon, code server) is gone
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        left = subprocess.run(["pgrep", "-f", f"-p {port}|--port {port}"], capture_output=True, text=True).stdout.split()
-        if not left:
-            break
-        time.sleep(1)
-    assert not left, f"processes still running: {left}"
+    wait_for(lambda: subprocess.run(["pgrep", "-f", f"-p {port}|--port {port}"], capture_output=True, text=True).stdout.split(),
+             "every process of `adp ui` to exit", until=lambda left: not left)
 
 
 def test_adp_demo_materializes_everything_and_prints_the_summary(data_dir):
@@ -150,7 +148,7 @@ def test_adp_demo_materializes_everything_and_prints_the_summary(data_dir):
     env.pop("ADP_PARTITION_START", None)  # partitions start at the generated data's first day
     proc = subprocess.run(
         [str(BIN / "adp"), "demo", "--customers", "300", "--days", "4", "--end", END.isoformat()],
-        env=env, capture_output=True, text=True, timeout=600,
+        env=env, capture_output=True, text=True, timeout=bound(COMMAND_SECONDS),
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     out = proc.stdout
@@ -176,5 +174,5 @@ def test_adp_demo_materializes_everything_and_prints_the_summary(data_dir):
         assert {r.status for r in runs} == {dg.DagsterRunStatus.SUCCESS}
     # a second demo reuses the landing data instead of regenerating it
     again = subprocess.run([str(BIN / "adp"), "demo", "--customers", "300", "--days", "4", "--end", END.isoformat()],
-                           env=env, capture_output=True, text=True, timeout=600)
+                           env=env, capture_output=True, text=True, timeout=bound(COMMAND_SECONDS))
     assert again.returncode == 0 and "already present" in again.stdout

@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 from ai_data_platform.ml import models as m
+from ai_data_platform_tests.waiting import bound
 
 FEATURES = ["driver", "noise_a", "noise_b", "flag", "count"]
 MANIFEST = {"name": "churn_training", "version": "2026-10-01", "content_hash": "sha256:abc123", "row_count": 3000}
@@ -260,6 +261,7 @@ def test_training_and_scoring_limit_the_boosters_openmp_threads_in_a_fresh_proce
         "    openmp = [i['num_threads'] for i in threadpool_info() if i['user_api'] == 'openmp']\n"
         "print(openmp)\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True).stdout
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=bound(600),
+                         check=True).stdout
     threads = eval(out.strip().splitlines()[-1])  # noqa: S307 - our own output: a list of ints
     assert threads and set(threads) == {m.OPENMP_THREADS}

@@ -26,6 +26,7 @@ import requests
 from ai_data_platform import settings
 from ai_data_platform.sources.assets import WAREHOUSE_POOL
 from ai_data_platform_tests.services import POSTGRES, require_service
+from ai_data_platform_tests.waiting import bound, wait_for
 
 BIN = Path(sys.executable).parent
 END = date(2026, 11, 20)
@@ -41,7 +42,13 @@ FAULT_DAY = DAYS[4]
 LOCATION = "ai_data_platform"
 REPOSITORY = "__repository__"
 RAW_TABLES = ("customers", "support_tickets", "subscriptions", "invoices", "payments", "chargebacks", "events")
-WAIT_SECONDS = 150
+# Bounds (seconds, times ADP_TEST_TIME_SCALE) of the waits on the profile. An idle 2-core machine
+# needs a fraction of each, a busy one several times more; they only end a wait that is stuck.
+EVENT_SECONDS = 600  # one awaited event: the profile up, a run started, a sensor's request, an exit
+RUNS_STALLED_SECONDS = 300  # runs being waited on whose statuses have not changed for this long are stuck
+RUNS_SECONDS = 1800  # the most a series of runs may take while their statuses keep changing
+REQUEST_SECONDS = 300  # one HTTP request to the webserver
+FINISHED = {s.value for s in (dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED)}
 
 
 def _iso(days) -> list[str]:
@@ -138,7 +145,8 @@ class Prod:
 
     def graphql(self, query: str, variables: dict) -> dict:
         response = requests.post(
-            f"http://127.0.0.1:{self.port}/graphql", json={"query": query, "variables": variables}, timeout=60
+            f"http://127.0.0.1:{self.port}/graphql", json={"query": query, "variables": variables},
+            timeout=bound(REQUEST_SECONDS),
         )
         response.raise_for_status()
         body = response.json()
@@ -164,17 +172,6 @@ def _processes_with(marker: str) -> list[int]:
         except OSError:
             continue
     return pids
-
-
-def _wait(predicate, what: str, timeout: float = WAIT_SECONDS, every: float = 2.0):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(every)
 
 
 DAEMONS = {"SCHEDULER", "SENSOR", "QUEUED_RUN_COORDINATOR", "BACKFILL", "MONITORING", "EVENT_LOG_CONSUMER"}
@@ -207,17 +204,22 @@ def prod(tmp_path_factory):
     patch = pytest.MonkeyPatch()
     patch.setenv("DAGSTER_PG_URL", dagster_url)  # this process reads the instance too (runs, events)
     try:
-        def up():
+        def state() -> str:
             assert proc.poll() is None, (root / "adp_prod.log").read_text()[-3000:]
             try:
-                if requests.get(f"http://127.0.0.1:{port}/server_info", timeout=2).status_code != 200:
-                    return False
+                answer = requests.get(f"http://127.0.0.1:{port}/server_info", timeout=bound(REQUEST_SECONDS))
+            except requests.RequestException as exc:
+                return f"webserver: {type(exc).__name__}"
+            if answer.status_code != 200:
+                return f"webserver: HTTP {answer.status_code}"
+            try:
                 beating = {r[0] for r in p.sql("SELECT daemon_type FROM daemon_heartbeats")}
-            except (requests.ConnectionError, psycopg.OperationalError, psycopg.errors.UndefinedTable):
-                return False
-            return DAEMONS <= beating
+            except (psycopg.OperationalError, psycopg.errors.UndefinedTable) as exc:
+                return f"daemon heartbeats: {type(exc).__name__}"
+            return f"no heartbeat yet from {sorted(DAEMONS - beating)}" if DAEMONS - beating else "up"
 
-        _wait(up, "the webserver to answer and every daemon to heartbeat into PostgreSQL", timeout=90)
+        wait_for(state, "the webserver to answer and every daemon to heartbeat into PostgreSQL",
+                 until=lambda s: s == "up", timeout=EVENT_SECONDS)
         p.instance = dg.DagsterInstance.from_config(str(p.home))
         _materialize_first_days(p)
         yield p
@@ -225,7 +227,7 @@ def prod(tmp_path_factory):
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGTERM)
             try:
-                proc.wait(timeout=40)
+                proc.wait(timeout=bound(EVENT_SECONDS))
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
         for pid in _processes_with(str(root)):  # only if `adp prod` failed to stop its children
@@ -311,14 +313,17 @@ def _runs(p: Prod, **tags):
     return p.instance.get_runs(filters=dg.RunsFilter(tags=tags))
 
 
-def _wait_for_runs(p: Prod, expected: int, timeout: float = WAIT_SECONDS, **tags):
-    """The runs carrying ``tags`` once ``expected`` of them exist and all have finished."""
+def _wait_for_runs(p: Prod, expected: int, **tags):
+    """The runs carrying ``tags`` once ``expected`` of them exist and all have finished. The wait
+    lasts while their statuses keep changing: a busy machine runs them slowly, not wrongly."""
 
-    def finished():
-        runs = _runs(p, **tags)
-        return runs if len(runs) >= expected and all(r.is_finished for r in runs) else None
+    def statuses() -> dict[str, str]:
+        return {r.run_id[:8]: r.status.value for r in _runs(p, **tags)}
 
-    return _wait(finished, f"{expected} finished runs tagged {tags}", timeout)
+    wait_for(statuses, f"{expected} finished runs tagged {tags}",
+             until=lambda s: len(s) >= expected and set(s.values()) <= FINISHED,
+             timeout=RUNS_SECONDS, stalled_after=RUNS_STALLED_SECONDS)
+    return _runs(p, **tags)
 
 
 def _lock_conflicts(p: Prod, run_ids: list[str]) -> list[str]:
@@ -429,8 +434,8 @@ def test_twenty_partition_backfill_and_a_sensor_burst_at_once_all_succeed_withou
         # 20 partitions, one run each (raw loads of the nightly job), at a lower priority so sensor
         # runs overtake their queued runs
         backfill_id = _launch_backfill(prod, _iso(LOAD), [["raw", t] for t in LOAD_TABLES], priority=-1)
-        _wait(lambda: [r for r in _runs(prod, **{"dagster/backfill": backfill_id}) if r.status.value == "STARTED"],
-              "a backfill run to start", timeout=90)
+        wait_for(lambda: sorted(r.status.value for r in _runs(prod, **{"dagster/backfill": backfill_id})),
+                 "a backfill run to start", until=lambda s: "STARTED" in s, timeout=EVENT_SECONDS)
         # late re-exports of two loaded days: at its next tick (within 5 s here,
         # ADP_LATE_SENSOR_INTERVAL_SECONDS) the late-landing sensor requests a nightly run for each
         now = time.time()
@@ -438,7 +443,8 @@ def test_twenty_partition_backfill_and_a_sensor_burst_at_once_all_succeed_withou
             if path.is_file() and path.stem in _iso(LATE):
                 os.utime(path, (now, now))
         sensor = {"adp/trigger": "late_landing_sensor"}
-        _wait(lambda: len(_runs(prod, **sensor)) >= len(LATE), "the late-landing sensor to request its runs", timeout=90)
+        wait_for(lambda: len(_runs(prod, **sensor)), "the late-landing sensor to request its runs",
+                 until=lambda n: n >= len(LATE), timeout=EVENT_SECONDS)
     finally:
         events.set_concurrency_slots(WAREHOUSE_POOL, 1)
 
@@ -494,7 +500,8 @@ def test_a_run_killed_mid_write_leaves_the_partition_untouched_is_marked_failed_
                     return None
                 raise
 
-        writer = _wait(reader_inside_transaction, "raw/events to open the landing file", every=0.2)
+        writer = wait_for(reader_inside_transaction, "raw/events to open the landing file",
+                          until=lambda fd: fd is not None, timeout=EVENT_SECONDS, max_interval=0.2)
         started = [e for e in prod.instance.all_logs(run_id) if "Started process for run" in (e.message or "")]
         pid = int(started[0].message.split("pid: ")[1].rstrip(")."))
         os.kill(pid, signal.SIGKILL)
@@ -509,12 +516,9 @@ def test_a_run_killed_mid_write_leaves_the_partition_untouched_is_marked_failed_
     # The open transaction died with the process: the partition is exactly as it was.
     assert _rows(prod, "raw.events", FAULT_DAY) == before
 
-    def finished(run_id):
-        run = prod.instance.get_run_by_id(run_id)
-        return run if run.is_finished else None
-
-    killed = _wait(lambda: finished(run_id), "the killed run to be marked finished", timeout=60)
-    assert killed.status.value == "FAILURE"
+    status = wait_for(lambda: prod.instance.get_run_by_id(run_id).status.value, "the killed run to be marked finished",
+                      until=lambda s: s in FINISHED, timeout=EVENT_SECONDS)
+    assert status == "FAILURE"
     messages = " ".join(e.message or "" for e in prod.instance.all_logs(run_id))
     assert "SIGKILL" in messages, messages[-2000:]
     # run retries relaunch it (from the failed step) once run monitoring freed its pool slot
@@ -527,7 +531,8 @@ def test_a_run_killed_mid_write_leaves_the_partition_untouched_is_marked_failed_
 def test_adp_prod_stops_the_webserver_and_daemon_process_groups_on_sigterm(prod):
     assert len(_processes_with(str(prod.root))) >= 5  # adp, webserver, daemon and their code servers
     os.killpg(prod.proc.pid, signal.SIGTERM)
-    assert prod.proc.wait(timeout=40) == 0
-    _wait(lambda: not _processes_with(str(prod.root)), "every process of the profile to exit", timeout=10)
+    assert prod.proc.wait(timeout=bound(EVENT_SECONDS)) == 0
+    wait_for(lambda: _processes_with(str(prod.root)), "every process of the profile to exit",
+             until=lambda pids: not pids, timeout=EVENT_SECONDS)
     with pytest.raises(requests.ConnectionError):
-        requests.get(f"http://127.0.0.1:{prod.port}/server_info", timeout=2)
+        requests.get(f"http://127.0.0.1:{prod.port}/server_info", timeout=bound(REQUEST_SECONDS))

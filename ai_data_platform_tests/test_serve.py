@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import socket
 import threading
-import time
 from datetime import timedelta
 
 import httpx
@@ -22,6 +21,7 @@ from ai_data_platform.streaming.online_store import SqliteOnlineStore
 from ai_data_platform.streaming.producer import EventProducer, encode
 from ai_data_platform.streaming.serve import create_app
 from ai_data_platform.streaming.transport import FileSegmentTransport
+from ai_data_platform_tests.waiting import bound, wait_for
 
 FEATURES = [f.name for f in published(TRANSACTION_FEATURES)]
 
@@ -55,14 +55,12 @@ def served(tmp_path_factory):
     server = uvicorn.Server(uvicorn.Config(create_app(store), host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert server.started
-    with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
+    wait_for(lambda: server.started or not thread.is_alive(), "uvicorn to start serving", max_interval=0.1)
+    assert server.started, "uvicorn stopped without serving"
+    with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=bound(60)) as client:
         yield {"client": client, "store": store, "events": events}
     server.should_exit = True
-    thread.join(10)
+    thread.join(bound(60))
     mp.undo()
 
 

@@ -41,6 +41,7 @@ from ai_data_platform.streaming.redis_backend import RedisStreamTransport
 from ai_data_platform.streaming.transport import FileSegmentTransport
 
 from .services import REDIS, require_service
+from .waiting import bound, wait_for
 
 BIN = Path(sys.executable).parent
 KILLS = 5
@@ -91,18 +92,19 @@ def run_kill_scenario(env: dict, transport, store, warehouse: Path, seed: int) -
         appended += _append(transport, producer, rng.randint(150, 250), rng, produced)  # the stream goes on
         before = store.committed()
         proc = subprocess.Popen(_consume_cmd(), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
-        deadline = time.monotonic() + 30
-        while store.committed() == before and proc.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.005)  # until it is applying batches (and flushing micro-batches)
-        time.sleep(rng.uniform(0.0, 0.15))  # then at a random moment
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
+        try:  # until it is applying batches (and flushing micro-batches), or has caught up already
+            wait_for(lambda: (store.committed(), proc.poll()), "the consumer to commit a batch or exit",
+                     until=lambda seen: seen[0] != before or seen[1] is not None, max_interval=0.005)
+            time.sleep(rng.uniform(0.0, 0.15))  # then at a random moment
+        finally:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
         assert proc.returncode == -signal.SIGKILL, proc.stderr.read().decode()[-2000:]
         position = store.committed()
         positions.append(position)
         if position is not None and position < transport.end_position():
             mid_stream_kills += 1
-    final = subprocess.run(_consume_cmd(), env=env, capture_output=True, text=True, timeout=120)
+    final = subprocess.run(_consume_cmd(), env=env, capture_output=True, text=True, timeout=bound(900))
     assert final.returncode == 0, final.stderr[-3000:]
     committed = [p for p in positions if p is not None]
     assert positions[len(positions) - len(committed):] == committed == sorted(committed), positions  # never backwards

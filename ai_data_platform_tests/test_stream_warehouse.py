@@ -37,6 +37,7 @@ from ai_data_platform.streaming.warehouse_sink import WarehouseSink
 
 from .conftest import END
 from .test_stream_exactly_once import MALFORMED
+from .waiting import bound
 
 DAYS = [END - timedelta(days=2), END - timedelta(days=1), END]
 NOON = datetime.combine(END, time(12))
@@ -192,9 +193,9 @@ def test_a_locked_warehouse_never_stalls_the_online_path(tmp_path):
 
     warehouse_path = tmp_path / "warehouse.duckdb"
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import duckdb, sys, time; c = duckdb.connect(sys.argv[1]); c.execute('CREATE TABLE t (x INT)'); "
-         "print('locked', flush=True); time.sleep(60)", str(warehouse_path)],
-        stdout=subprocess.PIPE, text=True,
+        [sys.executable, "-c", "import duckdb, sys; c = duckdb.connect(sys.argv[1]); c.execute('CREATE TABLE t (x INT)'); "
+         "print('locked', flush=True); sys.stdin.read()", str(warehouse_path)],  # holds the lock until killed
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,  # or until this process is gone
     )
     try:
         assert holder.stdout.readline().strip() == "locked"
@@ -202,7 +203,7 @@ def test_a_locked_warehouse_never_stalls_the_online_path(tmp_path):
         transport.append([encode(e) for e in EventProducer(10, seed=4).events(500)])
         store = SqliteOnlineStore(tmp_path / "online.sqlite")
         consumer = Consumer(transport, store, warehouse=warehouse_path, batch=100, flush_seconds=0.05)
-        stats = consumer.run(max_records=500, max_seconds=30)
+        stats = consumer.run(max_records=500, max_seconds=bound(600))
         assert store.committed() == transport.end_position() == 499  # online: everything applied
         assert consumer.sink.sink.busy_count > 0 and consumer.sink.sink.position is None  # sink deferred
         assert stats.records == 500
