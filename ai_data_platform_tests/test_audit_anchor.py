@@ -22,6 +22,7 @@ from ai_data_platform.governance.audit_anchor import AUDIT_LOG_KEY, DagsterAncho
 
 from . import lifecycle_world as world
 from .audit_tampering import RECORDS, TAMPERS, delete_newest
+from .waiting import bound
 
 BIN = Path(sys.executable).parent
 
@@ -245,7 +246,7 @@ def test_honest_concurrent_writers_never_raise_a_false_alarm(fresh, capsys):
             outcomes.append(audit.verify(anchor=anchor))
             time.sleep(0.5)
         for writer in writers:
-            writer.join(300)
+            writer.join(bound(600))
         assert [w.exitcode for w in writers] == [0, 0, 0]
         outcomes.append(audit.verify(anchor=anchor))
     assert len(outcomes) >= 2 and [o.problem for o in outcomes if not o.ok] == []
@@ -266,6 +267,7 @@ def test_honest_concurrent_writers_never_raise_a_false_alarm(fresh, capsys):
     forged = json.loads(lines[-1])
     forged["status"] = "failed"
     audit.audit_path().write_text("\n".join([*lines[:-1], json.dumps(forged)]) + "\n")
-    broken = subprocess.run([str(BIN / "adp"), "audit", "verify"], env=env, capture_output=True, text=True, timeout=300)
+    broken = subprocess.run([str(BIN / "adp"), "audit", "verify"], env=env, capture_output=True, text=True,
+                            timeout=bound(900))
     assert broken.returncode == 1 and broken.stdout == "" and "Traceback" not in broken.stderr
     assert broken.stderr.count("\n") == 1 and "hash does not match the record's content (record 7 was edited)" in broken.stderr

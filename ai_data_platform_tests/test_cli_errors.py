@@ -16,6 +16,7 @@ import pytest
 from ai_data_platform import cli
 
 from .conftest import END
+from .waiting import bound
 
 BIN = Path(sys.executable).parent / "adp"
 ROOT_POLICY = Path(cli.settings.PROJECT_ROOT) / "ai_data_platform" / "governance" / "retention.toml"
@@ -289,7 +290,8 @@ def test_the_installed_script_prints_no_traceback(name, data_dir, tmp_path, monk
     tmp = tmp_path / "scratch"
     tmp.mkdir()
     _prepare(case, data_dir, tmp, monkeypatch)
-    proc = subprocess.run([str(BIN), *case.argv], env=dict(os.environ), capture_output=True, text=True, timeout=120)
+    proc = subprocess.run([str(BIN), *case.argv], env=dict(os.environ), capture_output=True, text=True,
+                          timeout=bound(600))
     _assert_one_clean_line(proc.returncode, proc.stdout, proc.stderr, case.names)
 
 

@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from ai_data_platform import private_files
+from ai_data_platform_tests.waiting import bound
 
 PROJECT = Path(__file__).resolve().parent.parent
 
@@ -108,7 +109,8 @@ def _run_with_umask(root: Path, umask: int) -> dict:
         f"print(json.dumps(write_everything(Path({str(root)!r}))))"
     )
     env = dict(os.environ, ADP_DATA_DIR=str(root), PYTHONPATH=str(PROJECT))
-    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=600, env=env, cwd=PROJECT)
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=bound(1800), env=env,
+                          cwd=PROJECT)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
@@ -144,7 +146,8 @@ def test_everything_written_is_owner_only_whatever_the_umask(tmp_path, umask):
 def _in_subprocess_with_umask(umask: int, code: str, root: Path) -> None:
     script = f"import os; os.umask({umask}); from pathlib import Path; root = Path({str(root)!r}); {code}"
     env = dict(os.environ, ADP_DATA_DIR=str(root), PYTHONPATH=str(PROJECT))
-    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, env=env, cwd=PROJECT)
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=bound(600), env=env,
+                          cwd=PROJECT)
     assert proc.returncode == 0, proc.stderr[-2000:]
 
 

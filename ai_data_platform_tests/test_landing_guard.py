@@ -37,6 +37,7 @@ from ai_data_platform.sources.landing_guard import FileIntake
 from ai_data_platform.sources.simulator import generate
 
 from .conftest import END
+from .waiting import bound
 
 pytestmark = pytest.mark.slow
 
@@ -311,13 +312,13 @@ def test_adp_materialize_refuses_then_allow_shrink_forces_and_audits(paths):
     _spoil(paths, EVENTS, DAY2, None, _zero_bytes)
     argv = [str(BIN / "adp"), "materialize", "--partition", DAY2.isoformat(), "--select", "raw/events"]
     env = dict(os.environ, ADP_DATA_DIR=str(paths.root))
-    refused = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=600)
+    refused = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=bound(1800))
     assert refused.returncode == 1, refused.stdout[-2000:] + refused.stderr[-2000:]
     (line,) = [line for line in refused.stderr.splitlines() if line.startswith("  failed step raw__events: ")]
     assert f"refused to replace raw.events {DAY2}: its " in line and "would become 0 (0 well-formed)" in line
     assert _audit_records(paths) == []
 
-    forced = subprocess.run([*argv, "--allow-shrink"], env=env, capture_output=True, text=True, timeout=600)
+    forced = subprocess.run([*argv, "--allow-shrink"], env=env, capture_output=True, text=True, timeout=bound(1800))
     assert forced.returncode == 0, forced.stdout[-2000:] + forced.stderr[-2000:]
     assert _partition(paths, "raw.events", DAY2) == []
     (record,) = _audit_records(paths)

@@ -21,6 +21,7 @@ from ai_data_platform.errors import InputError
 from ai_data_platform.exposure import exposure_warning, is_loopback
 from ai_data_platform.governance.pii import hmac_hex
 from ai_data_platform.resources import PiiResource, build_resources, resources_for_environment
+from ai_data_platform_tests.waiting import bound
 
 BIN = Path(sys.executable).parent
 PROJECT = Path(__file__).resolve().parent.parent
@@ -183,7 +184,8 @@ def test_every_adp_command_stops_in_prod_without_a_usable_key(prod, monkeypatch,
 
 def test_the_adp_command_line_prints_one_line_and_no_key(prod):
     env = dict(os.environ, ADP_ENV="prod", ADP_PII_HMAC_KEY="my-short-secret")
-    proc = subprocess.run([str(BIN / "adp"), "summary"], capture_output=True, text=True, timeout=120, env=env)
+    proc = subprocess.run([str(BIN / "adp"), "summary"], capture_output=True, text=True, timeout=bound(600),
+                          env=env)
     assert proc.returncode == 2
     assert proc.stderr.splitlines() == [f"adp summary: ADP_PII_HMAC_KEY is 15 bytes long: {settings.PII_KEY_RULE}"]
     assert "my-short-secret" not in proc.stdout + proc.stderr
@@ -192,7 +194,7 @@ def test_the_adp_command_line_prints_one_line_and_no_key(prod):
 def test_the_code_location_does_not_load_in_prod_without_a_key(prod):
     env = {k: v for k, v in os.environ.items() if k != "ADP_PII_HMAC_KEY"} | {"ADP_ENV": "prod", "PYTHONPATH": str(PROJECT)}
     proc = subprocess.run([sys.executable, "-c", "import ai_data_platform.definitions"], capture_output=True, text=True,
-                          timeout=300, env=env, cwd=PROJECT)
+                          timeout=bound(900), env=env, cwd=PROJECT)
     assert proc.returncode != 0
     assert proc.stderr.strip().splitlines()[-1] == (
         f"ai_data_platform.errors.InputError: ADP_PII_HMAC_KEY is not set: {settings.PII_KEY_RULE}"

@@ -17,7 +17,6 @@ import random
 import socket
 import subprocess
 import sys
-import time
 from collections import Counter
 from datetime import datetime, timezone
 from pathlib import Path
@@ -39,6 +38,7 @@ from ai_data_platform.streaming.serve import MAX_BODY_BYTES, SCORE_REQUEST
 from ai_data_platform.streaming.transport import FileSegmentTransport
 
 from .hostile import hostile_event, hostile_transaction
+from .waiting import bound, wait_for
 
 BIN = Path(sys.executable).parent
 RECORDS = 4000
@@ -62,7 +62,7 @@ def test_adp_stream_consume_reaches_the_end_of_thousands_of_hostile_records(tmp_
     assert verdicts["valid"] > RECORDS // 10 and RECORDS - verdicts["valid"] > RECORDS // 10  # both kinds, many of each
 
     done = subprocess.run([str(BIN / "adp"), "stream", "consume", "--until-idle", "--no-report"], env=env,
-                          capture_output=True, text=True, timeout=300)
+                          capture_output=True, text=True, timeout=bound(900))
     assert done.returncode == 0, done.stderr[-3000:]
     stats = json.loads(done.stdout.strip().splitlines()[-1])
     assert stats["records"] == RECORDS and stats["rejected"] == RECORDS - verdicts["valid"]
@@ -153,20 +153,19 @@ def server(tmp_path_factory):
     proc = subprocess.Popen([str(BIN / "adp"), "serve", "--port", str(port)], env=dict(os.environ),
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
     try:
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
-            deadline = time.monotonic() + 60
-            while True:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=bound(120)) as client:
+            def health():
+                assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
                 try:
-                    if client.get("/health").status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read().decode()[-2000:]
-                time.sleep(0.1)
+                    return client.get("/health").status_code
+                except httpx.TransportError as exc:
+                    return type(exc).__name__
+
+            wait_for(health, "adp serve to answer /health", until=lambda status: status == 200, max_interval=0.5)
             yield client, port
     finally:
         proc.terminate()
-        proc.wait(30)
+        proc.wait(bound(120))
         mp.undo()
 
 
@@ -219,7 +218,7 @@ def test_adp_serve_limits_the_body_and_echoes_only_a_prefix(server):
 
     assert client.post("/score", content=chunks()).status_code == 413
     for declared in (b"100000000", b"9" * 5000):  # declared sizes, refused before reading (or by the HTTP parser)
-        with socket.create_connection(("127.0.0.1", port), timeout=30) as s:
+        with socket.create_connection(("127.0.0.1", port), timeout=bound(120)) as s:
             s.sendall(b"POST /score HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: " + declared + b"\r\n\r\n")
             status = int(s.recv(1000).split(b" ", 2)[1])
             assert status == 413 if len(declared) < 20 else 400 <= status < 500
