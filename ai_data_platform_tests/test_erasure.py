@@ -170,6 +170,80 @@ def test_a_backfill_of_re_delivered_files_cannot_bring_the_subject_back(paths, l
         con.close()
 
 
+def test_a_re_delivered_line_of_an_erased_subject_that_cannot_be_split_is_not_loaded_again(paths):
+    """The suppression filter drops, at a re-load, an unsplittable line holding an erased id or email
+    as a whole value (as erasure removes it and the stream drops it), and keeps everybody else's."""
+    from ai_data_platform.governance.attribution import Identifiers
+    from ai_data_platform.sources.contracts import CUSTOMERS, EVENTS, SUPPORT_TICKETS
+
+    region, record = world.subject_row(paths)
+    email, day = record["email"], DAYS[-1]
+    assert _erase(paths).status == "erased"
+    zones = world.zones(paths)
+    landed = {
+        zones.file(CUSTOMERS, day, region): [
+            ",".join(record[c] for c in CUSTOMERS.column_names),  # their record, parsed
+            f"{SUBJECT},{record['name']},{email}",  # cut short: the id and the email as whole fields
+            "C0000002,Someone Else,someone@example.org",  # somebody else's, cut short
+        ],
+        zones.file(SUPPORT_TICKETS, day, region): [f"T7999999,{email.upper()}", "T7999998,someone@example.org"],
+        zones.file(EVENTS, day): ['{"event_id":"E9999999","customer_id":"' + SUBJECT + '","ev',
+                                  '{"event_id":"E9999998","customer_id":"C0000002","ev'],
+    }
+    for path, lines in landed.items():  # the source delivers the day again, with these records in it
+        text = path.read_bytes()
+        path.write_bytes(text + "".join(line + "\n" for line in lines).encode())
+    personal = world.personal_data(paths.root)
+    subject = Identifiers.of([SUBJECT], [email])
+    con = warehouse.connect(paths.warehouse)
+    try:
+        dropped = {}
+        for t in (CUSTOMERS, SUPPORT_TICKETS, EVENTS):
+            dropped[t.name] = sum(load.extra.get("erased_subject_rows_dropped", 0) for load in raw_load.load_days(
+                con, t, zones, [day], personal))
+            staging.stage_days(con, t, [day], personal)
+        assert dropped == {"customers": 2, "support_tickets": 1, "events": 1}
+        assert con.execute("SELECT count(*) FROM raw.customers WHERE trim(customer_id) = ?", [SUBJECT]).fetchone()[0] == 0
+        relations = [("raw.events", "_raw_line"), ("quarantine.events", "raw_record")]
+        with personal.stores.attached(con) as aliases:
+            for a in aliases.values():
+                relations += [(f"{a}.raw.{t}_personal", "_raw_line") for t in ("customers", "support_tickets")]
+                relations += [(f"{a}.quarantine.{t}_personal", "raw_record") for t in ("customers", "support_tickets")]
+            raw_lines = [line for table, column in relations for (line,) in con.execute(
+                f"SELECT {column} FROM {table} WHERE {column} IS NOT NULL").fetchall()]
+    finally:
+        con.close()
+    assert not [line for line in raw_lines if subject.owns_line(line)]
+    others = {"C0000002,Someone Else,someone@example.org", "T7999998,someone@example.org",
+              '{"event_id":"E9999998","customer_id":"C0000002","ev'}
+    assert others <= set(raw_lines)
+
+
+def test_erasing_a_subject_whose_record_opens_a_bom_prefixed_crlf_export(paths):
+    """The CRM export holding the subject starts with a UTF-8 byte order mark, has CRLF line ends
+    and, first, a record of theirs with an email no store holds yet and no phone (exported after the
+    last load): it is theirs by its customer_id, found under the marked header, its email is theirs,
+    and every record holding it is erased; every other byte (the mark too) stays."""
+    import csv
+    import io
+
+    region, record = world.subject_row(paths)
+    path = world.zones(paths).file(world.CUSTOMERS, DAYS[0], region)
+    header, *rows = path.read_bytes().decode().splitlines()
+    newest = io.StringIO()
+    csv.writer(newest, lineterminator="").writerow([{"email": "newest.address@example.net", "phone": ""}.get(c, record[c]) for c in header.split(",")])
+    others = [r for r in rows if not r.startswith(SUBJECT + ",")]
+    ticket = world.zones(paths).file(world.SUPPORT_TICKETS, DAYS[0], region)
+    ticket.write_bytes(ticket.read_bytes() + b"T7999999,Newest.Address@example.net\n")  # cut short, sent from it
+    path.write_bytes(b"\xef\xbb\xbf" + "".join(line + "\r\n" for line in [header, newest.getvalue(), *rows]).encode())
+
+    result = _erase(paths)
+
+    assert (result.status, result.traces) == ("erased", [])
+    assert path.read_bytes() == b"\xef\xbb\xbf" + "".join(line + "\r\n" for line in [header, *others]).encode()
+    assert b"newest" not in ticket.read_bytes().lower()
+
+
 def test_samples_of_subject_identifiers_never_reach_check_results():
     outcome = ExpectationOutcome("expect_column_values_to_be_unique", "customer_id", {"column": "customer_id"}, False, 10, 2, 20.0,
                                  ["C0000001", "C0000002"], None, None)

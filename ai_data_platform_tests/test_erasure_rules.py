@@ -44,6 +44,8 @@ HOSTILE = ["7", "42", "49", "EUR", "US", "login", "%", "_", "(.*)", "\\", 'say "
         ("(.*)", '{"customer_id":"(.*)"}', True),
         ("(.*)", '{"customer_id":"anything"}', False),
         ('say "hi"', '{"customer_id":"say \\"hi\\""}', True),
+        ("42", '{"customer_id":"42","customer_id":"C5"}', True),  # a key twice: every value counts
+        ("C5", '{"customer_id":"42","customer_id":"C5"}', True),
     ],
 )
 def test_a_line_is_the_subjects_only_by_identifier_fields_or_whole_values(subject, line, theirs):
@@ -190,3 +192,40 @@ def test_an_email_is_a_word_only_where_it_is_not_part_of_a_longer_address(text, 
     matcher = Matcher([Needle(EMAIL, "ann@example.org")])
     assert (matcher.in_words(text) == {EMAIL}) is found
     assert (matcher.in_bytes(b"\x00" + text.encode() + b"\x00") == {EMAIL}) is found
+
+
+# Pieces of raw lines: identifier keys, separators, JSON escapes, a timestamp, ids and emails
+LINE_PIECES = st.sampled_from(['"customer_id"', '"email"', '"customer_email"', '"note"', ":", ",", " ", "{", "}", "[", "]",
+                               '"', "\\", "\\u0034", "\n", "\x00", "42", "4", "EUR", " 42 ", "06:42:49", "Ann@X.org",
+                               "ann@x.org", "bo@x.org", "true", "é"])
+RAW_LINES = st.lists(LINE_PIECES, max_size=14).map("".join)
+POOL_IDS = ("42", "4", "EUR", "2", "06", "true")
+POOL_EMAILS = ("ann@x.org", "bo@x.org")
+
+
+@given(RAW_LINES)
+def test_a_lines_keys_are_exactly_the_ids_and_emails_that_make_it_someones(line):
+    from ai_data_platform.governance.attribution import line_keys
+
+    keys = line_keys(line)
+    for cid in POOL_IDS:
+        assert (cid in keys.customer_ids) == Identifiers.of([cid]).owns_line(line), cid
+    for email in POOL_EMAILS:
+        assert (email in keys.emails) == Identifiers.of([], [email]).owns_line(line), email
+
+
+@given(st.lists(RAW_LINES, min_size=1, max_size=8), st.sampled_from(POOL_IDS), st.sampled_from(POOL_EMAILS))
+def test_the_raw_load_drops_exactly_the_unsplit_lines_erasure_attributes_to_an_erased_subject(lines, cid, email):
+    from ai_data_platform.governance import suppression
+    from ai_data_platform.governance.pii import hmac_hex
+    from ai_data_platform.sources.contracts import EVENTS
+
+    con = duckdb.connect()
+    con.execute("CREATE SCHEMA meta")
+    suppression.record(con, "subject:x", hmac_hex("k", cid), [hmac_hex("k", email)])
+    con.execute("CREATE TABLE landed (customer_id VARCHAR, _raw_line VARCHAR)")
+    con.executemany("INSERT INTO landed VALUES (NULL, ?)", [[line] for line in lines])
+    keep = suppression.keep_condition(con, EVENTS, "k", hashed=False)
+    kept = [line for (line,) in con.execute(f"SELECT _raw_line FROM landed WHERE {keep}").fetchall()]
+    subject = Identifiers.of([cid], [email])
+    assert sorted(kept) == sorted(line for line in lines if not subject.owns_line(line))

@@ -313,7 +313,7 @@ def test_moving_landing_records_is_byte_exact_idempotent_and_safe_to_interrupt(t
     eu, us = zones.file(CUSTOMERS, day, "EU"), zones.file(CUSTOMERS, day, "US")
     eu_lines, us_before = eu.read_text().splitlines(keepends=True), us.read_text()
     mtimes = {eu: eu.stat().st_mtime_ns, us: us.stat().st_mtime_ns}
-    movers = residency_landing._Movers({"C1": "US"}, {mover: "US"}, {"C1", "C2", "C3"})
+    movers = residency_landing._Movers({"C1": "US"}, {mover: "US"}, {"C1": "US", "C2": "EU", "C3": "US"})
 
     real_write = residency_landing.write_keeping_mtime
     def crash_on_the_source(path, data, mtime_ns=None):
@@ -326,8 +326,8 @@ def test_moving_landing_records_is_byte_exact_idempotent_and_safe_to_interrupt(t
     assert eu.read_text() == "".join(eu_lines)  # untouched: the records are in both zones, none lost
     monkeypatch.setattr(residency_landing, "write_keeping_mtime", real_write)
 
-    assert residency_landing._relocate_file(CUSTOMERS, zones, day, "EU", movers) == {"customers EU->US": 2}
+    assert residency_landing._relocate_file(CUSTOMERS, zones, day, "EU", movers).moved == {"customers EU->US": 2}
     assert eu.read_text() == "".join(eu_lines[i] for i in (0, 2, 4))  # header, C2, C9's line: exact bytes
     assert us.read_text() == us_before + eu_lines[1] + eu_lines[3]  # once, though written twice
     assert {p: p.stat().st_mtime_ns for p in mtimes} == mtimes
-    assert residency_landing._relocate_file(CUSTOMERS, zones, day, "EU", movers) == {}
+    assert residency_landing._relocate_file(CUSTOMERS, zones, day, "EU", movers) == residency_landing.Relocation()

@@ -20,7 +20,8 @@ only when it holds one of their identifiers as a *whole* value:
 
 A complete JSON object or array inside such a line (``rows {"US": 10}``, ``tags ["EUR"]``) is
 parsed and judged by its identifier keys, like a parsed record: its strings are no whole values of
-the line. A parsed record or fragment counts by identifier keys at any depth.
+the line. A parsed record or fragment counts by identifier keys at any depth, and by every value
+of a key it holds twice (one reader keeps the first, another the last).
 
 Emails count in a raw line only when they have an ``@``, phones only with at least
 :data:`MIN_PHONE_DIGITS` digits: a short "phone" like ``7`` would match any quoted number. So
@@ -93,20 +94,31 @@ def field_text(value: object) -> str | None:
         return str(value)
 
 
+def _pairs(pairs: list[tuple[str, object]]) -> object:
+    """A JSON object; one holding a key twice as a list of one-key objects, so every value is seen
+    (Python would keep the last, DuckDB the first: a reader of either may have loaded any)."""
+    record = dict(pairs)
+    return record if len(record) == len(pairs) else [{key: value} for key, value in pairs]
+
+
+_DECODER = json.JSONDecoder(object_pairs_hook=_pairs)
+
+
 def json_document(text: str) -> object | None:
-    """``text`` parsed as JSON when it is a JSON object or array, else None (never raises)."""
+    """``text`` parsed as JSON when it is a JSON object or array, else None (never raises). An
+    object holding a key twice is a list of one-key objects (every value of the key judged)."""
     stripped = text.lstrip()
     if not stripped or stripped[0] not in "{[":
         return None
     try:
-        return json.loads(stripped)
+        return _DECODER.decode(stripped)
     except (ValueError, RecursionError):
         return None
 
 
 def json_fragments(text: str) -> tuple[list[object], str]:
     """The complete JSON objects and arrays inside ``text`` (parsed), and the text without them."""
-    decoder = json.JSONDecoder()
+    decoder = _DECODER
     fragments: list[object] = []
     rest: list[str] = []
     kept_from = position = 0
@@ -255,21 +267,45 @@ class Identifiers:
         return self.owns_line(payload.decode("utf-8", "surrogateescape"))
 
 
-def id_candidates(text: str) -> set[str]:
-    """Every value a raw line could make it a customer's by (the rule of the module docstring), as
-    canonical ids: its ``customer_id`` fields if it is JSON, else those of its JSON fragments and
-    its whole quoted strings, keyed ``customer_id`` values and CSV fields. What a filter holding
-    only the HMACs of erased ids checks a line against."""
+@dataclass(frozen=True)
+class LineKeys:
+    """Every customer id and email a raw line could make it someone's by (the rule of the module
+    docstring): ``Identifiers.owns_line`` holds for a subject exactly when their ids or emails
+    meet these. What a filter holding only HMACs of ids and emails checks a line against."""
+
+    customer_ids: frozenset[str]  # canonical
+    emails: frozenset[str]  # normalized
+
+
+def line_keys(text: str) -> LineKeys:
+    """The :class:`LineKeys` of a raw line: its identifier fields if it is JSON, else those of its
+    JSON fragments and its whole quoted strings, keyed values and CSV fields."""
     document = json_document(text)
     if document is not None:
-        return _customer_id_fields(document)
+        return _field_keys(document)
     fragments, rest = json_fragments(text) if _FRAGMENT_START.search(text) else ([], text)
-    values = [*quoted_strings(rest), *(v for k, v in keyed_values(rest) if k in ID_FIELDS), *csv_fields(rest)]
-    return _customer_id_fields(fragments) | {i for i in map(canonical_id, values) if i}
+    found = _field_keys(fragments)
+    ids, emails = set(found.customer_ids), set(found.emails)
+    for value in [*quoted_strings(rest), *csv_fields(rest)]:
+        ids.add(canonical_id(value))
+        if "@" in value:
+            emails.add(normalize_email(value))
+    for key, value in keyed_values(rest):
+        if key in ID_FIELDS:
+            ids.add(canonical_id(value))
+        elif key in EMAIL_FIELDS:
+            emails.add(normalize_email(value))
+    return LineKeys(frozenset(ids - {None}), frozenset(emails - {None}))
 
 
-def _customer_id_fields(document: object) -> set[str]:
-    found: set[str] = set()
+def id_candidates(text: str) -> set[str]:
+    """Every customer id a raw line could make it a customer's by (:func:`line_keys`)."""
+    return set(line_keys(text).customer_ids)
+
+
+def _field_keys(document: object) -> LineKeys:
+    """The ids and emails the identifier fields of a parsed JSON value hold, at any depth."""
+    ids, emails = set(), set()
     stack = [document]
     while stack:
         item = stack.pop()
@@ -279,9 +315,11 @@ def _customer_id_fields(document: object) -> set[str]:
             for key, value in item.items():
                 if isinstance(value, (dict, list)):
                     stack.append(value)
-                elif key in ID_FIELDS and (cid := canonical_id(value)):
-                    found.add(cid)
-    return found
+                elif key in ID_FIELDS:
+                    ids.add(canonical_id(value))
+                elif key in EMAIL_FIELDS:
+                    emails.add(normalize_email(field_text(value)))
+    return LineKeys(frozenset(ids - {None}), frozenset(emails - {None}))
 
 
 def lines(text: str) -> Iterator[str]:

@@ -8,6 +8,12 @@ identifiers as a whole quoted JSON string, keyed value or CSV field. Every other
 exact bytes (CSV and JSON lines are rewritten record by record from the original text; Parquet is
 re-encoded with the file's own compression).
 
+Files are read as the loader reads them (``sources/landing.py``): a UTF-8 byte order mark before
+the header, LF, CRLF or CR line ends, a blank line no record, a CSV header's repeated name naming
+its first column, a JSON line an object only as the stream and loader read one
+(``json_object.read_object``); so a record is judged by the fields the warehouse got from it. A
+UTF-16 or UTF-32 file, which the loader refuses, is refused here too (naming the file).
+
 Each rewrite is atomic (temp file, fsync, rename) and keeps the file's modification time, so the
 late-landing sensor (``sources/sensors.py``), which re-runs a day whose files changed after it was
 materialized, does not re-run every day the subject appeared in: the erasure removes their rows
@@ -21,6 +27,7 @@ import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import NamedTuple
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -32,7 +39,6 @@ from ai_data_platform.governance.attribution import (
     PHONE_FIELDS,
     Identifiers,
     canonical_id,
-    csv_records,
     csv_split,
     lines,
     written_forms,
@@ -40,7 +46,8 @@ from ai_data_platform.governance.attribution import (
 from ai_data_platform.governance.pii import normalize_phone
 from ai_data_platform.private_files import make_private_dir, open_private
 from ai_data_platform.sources.contracts import CUSTOMERS, SOURCE_TABLES, SourceTable
-from ai_data_platform.sources.landing import LandingZones
+from ai_data_platform.sources.json_object import read_object
+from ai_data_platform.sources.landing import LandingText, LandingZones, as_read, csv_record_texts, read_landing_text
 
 
 def may_hold(t: SourceTable, text: str, subject: Identifiers) -> bool:
@@ -61,42 +68,75 @@ def all_landing_files(zones: LandingZones) -> Iterator[tuple[SourceTable, Path]]
             yield t, path
 
 
-def text_records(t: SourceTable, text: str) -> tuple[str, list[tuple[str, dict | None]]]:
-    """A text landing file as ``(header, [(raw record text, record)])``: each record's exact text
-    (line ending included) and its fields by column name as text, or ``None`` for a record that
-    cannot be split into the header's fields (a truncated CSV row, a cut-off JSON line). JSON
-    lines have no header (``""``)."""
+class TextRecord(NamedTuple):
+    """One record of a text landing file."""
+
+    raw: str  # its exact text, line end included (bytes that are not UTF-8 as surrogate escapes)
+    fields: dict[str, str | None] | None  # by column name, as the loader reads them; None: not split
+    line: str  # as the loader reads it (its ``_raw_line`` when not split); "" for a blank line, no record
+
+
+def _field_text(value: object) -> str | None:
+    """A JSON value as the loader stores it: a string as it is, anything else as JSON."""
+    return value if value is None or isinstance(value, str) else json.dumps(value)
+
+
+def _csv_fields(header: list[str], values: list[str]) -> dict[str, str]:
+    fields: dict[str, str] = {}
+    for name, value in zip(header, values):
+        fields.setdefault(name, value)  # a repeated name: the first column holds it, as for the loader
+    return fields
+
+
+def text_records(t: SourceTable, text: str) -> tuple[str, list[TextRecord]]:
+    """A text landing file's text (:attr:`LandingText.text`) as ``(header, records)``, read as the
+    loader reads it: ``header`` the exact text up to and including the CSV header (blank lines
+    before it too; ``""`` for JSON lines); each record its exact text and what the loader reads
+    from it (:class:`TextRecord`)."""
     if t.file_format == "csv":
-        raw_records = list(csv_records(text))
-        if not raw_records:
-            return "", []
-        header = csv_split(raw_records[0])
+        raw_records = list(csv_record_texts(text))
+        first = next((i for i, raw in enumerate(raw_records) if raw.rstrip("\r\n")), len(raw_records))
+        if first == len(raw_records):
+            return text, []
+        header = csv_split(as_read(raw_records[first]))
         out = []
-        for raw in raw_records[1:]:
-            fields = csv_split(raw)
-            out.append((raw, dict(zip(header, fields)) if len(fields) == len(header) else None))
-        return raw_records[0], out
+        for raw in raw_records[first + 1:]:
+            line = as_read(raw).removesuffix("\n").removesuffix("\r")
+            if not line:
+                out.append(TextRecord(raw, None, ""))
+                continue
+            values = csv_split(line)
+            out.append(TextRecord(raw, _csv_fields(header, values) if len(values) == len(header) else None, line))
+        return "".join(raw_records[:first + 1]), out
     out = []
     for raw in lines(text):
-        try:
-            record = json.loads(raw)
-        except ValueError:
-            record = None
-        parsed = {k: v if isinstance(v, str) or v is None else str(v) for k, v in record.items()} if isinstance(record, dict) else None
-        out.append((raw, parsed))
+        line = as_read(raw).removesuffix("\n").removesuffix("\r")
+        if not line.strip():
+            out.append(TextRecord(raw, None, ""))
+            continue
+        record = read_object(line.encode("utf-8"))
+        fields = {k: _field_text(v) for k, v in record.items()} if record is not None else None
+        out.append(TextRecord(raw, fields, line))
     return "", out
+
+
+def read_text_records(t: SourceTable, path: Path) -> tuple[LandingText, str, list[TextRecord]]:
+    """A text landing file as ``(its content, header, records)`` (:func:`text_records`)."""
+    content = read_landing_text(path)
+    return (content, *text_records(t, content.text))
+
+
+def owned(subject: Identifiers, record: TextRecord) -> bool:
+    """Whether a record of a text landing file is the subject's (``attribution.py``'s rule)."""
+    if record.fields is not None:
+        return subject.owns_fields(record.fields)
+    return bool(record.line) and subject.owns_line(record.line)
 
 
 def _without(t: SourceTable, text: str, subject: Identifiers) -> tuple[str, int]:
     header, records = text_records(t, text)
-    kept, removed = [header], 0
-    for raw, record in records:
-        owned = subject.owns_fields(record) if record is not None else bool(raw.strip()) and subject.owns_line(raw)
-        if owned:
-            removed += 1
-        else:
-            kept.append(raw)
-    return "".join(kept), removed
+    kept = [header] + [r.raw for r in records if not owned(subject, r)]
+    return "".join(kept), len(records) + 1 - len(kept)
 
 
 def write_keeping_mtime(path: Path, data: bytes, mtime_ns: int | None = None) -> None:
@@ -151,12 +191,12 @@ def erase_file(t: SourceTable, path: Path, subject: Identifiers) -> int:
             pq.write_table(kept, buffer, compression="none" if codec == "uncompressed" else codec)
             write_keeping_mtime(path, buffer.getvalue())
         return removed
-    text = path.read_bytes().decode("utf-8", errors="surrogateescape")
-    if not may_hold(t, text, subject):
+    content = read_landing_text(path)
+    if not may_hold(t, as_read(content.text), subject):
         return 0
-    kept_text, removed = _without(t, text, subject)
+    kept_text, removed = _without(t, content.text, subject)
     if removed:
-        write_keeping_mtime(path, kept_text.encode("utf-8", errors="surrogateescape"))
+        write_keeping_mtime(path, content.encode(kept_text))
     return removed
 
 
@@ -171,14 +211,17 @@ def erase_landing(zones: LandingZones, subject: Identifiers) -> dict[str, int]:
 
 
 def crm_customer_records(zones: LandingZones) -> Iterator[dict]:
-    """Every landed CRM customer record (as text), from every region's zone; a record with too few
-    fields (a truncated row) with the fields it has, named by the header in order."""
+    """Every landed CRM customer record (as text, read as the loader reads it), from every region's
+    zone; a record with too few fields (a truncated row) with the fields it has, named by the
+    header in order."""
     for path in zones.landed(CUSTOMERS):
-        records = csv_records(path.read_bytes().decode("utf-8", "replace"))
-        header = csv_split(next(records, ""))
-        for raw in records:
-            if raw.strip():
-                yield dict(zip(header, csv_split(raw)))
+        header, records = text_records(CUSTOMERS, read_landing_text(path).text)
+        names = csv_split(as_read(header).lstrip("\r\n")) if header else []
+        for record in records:
+            if record.fields is not None:
+                yield record.fields
+            elif record.line:
+                yield _csv_fields(names, csv_split(record.line))
 
 
 def subject_rows_in_crm_files(zones: LandingZones, customer_id: str) -> list[dict]:

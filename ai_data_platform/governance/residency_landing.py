@@ -16,20 +16,30 @@ about 64 MiB; a line holding no ``@``, space or ``+`` is not cut when every valu
 one (checked each time: names, emails and phones do), which skips almost all of an event export.
 
 **Moves** (:func:`relocate`). A customer whose CRM history holds more than one region moved:
-their landing records (customer rows, tickets sent from their emails, malformed lines naming
-their id or an email) in another region's zone are moved into the same day's file of their
+their landing records in another region's zone are moved into the same day's file of their
 current region's zone, as the stores' rows are (``residency.rebalance``), so nothing is left
-behind. A record keeps its exact bytes; both files keep their modification time (the data did
-not change, so the late-landing sensor re-runs nothing: the raw rows keep naming the file they
-were loaded from until the day is loaded again). The target file is written first, skipping
-records it already holds, then the source: a crash in between leaves a copy the next run
-completes, never a loss. Only the days on which the warehouse holds a mover's records are read.
+behind. Which records are theirs is ``attribution.py``'s rule, on files read as the loader reads
+them (``landing_erasure.text_records``): a record split into fields follows its ``customer_id``
+(and stays where it is when that is another known customer's), one without (a ticket), or with an
+id the CRM never placed, follows its email. A record that cannot be split moves only when it holds
+a mover's id or email as a whole value (quoted string, keyed value, CSV field; never a word inside
+a text: the id ``42`` is not in ``06:42:49``) and every customer it names that way (a known id, an
+email, by its HMAC) lives in that one region; one that also names a customer of another region or
+an email the CRM never placed stays where it is and is reported (``Relocation.not_moved``, by file
+and line, never a value), as is a file that cannot be read or written to. A record keeps its exact
+bytes (and a file its byte order mark); both files keep their modification time (the data did not
+change, so the late-landing sensor re-runs nothing: the raw rows keep naming the file they were
+loaded from until the day is loaded again). The target file is written first, skipping records it
+already holds, then the source: a crash in between leaves a copy the next run completes, never a
+loss. Only the days on which the warehouse holds a mover's records (split, or unsplit lines
+attributed as above, ``attribution_sql``) are read.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 
@@ -37,14 +47,15 @@ import duckdb
 import pyarrow as pa
 
 from ai_data_platform import warehouse
-from ai_data_platform.governance.landing_erasure import text_records, write_keeping_mtime
+from ai_data_platform.governance import attribution_sql
+from ai_data_platform.governance.attribution import canonical_id, line_keys
+from ai_data_platform.governance.landing_erasure import TextRecord, read_text_records, text_records, write_keeping_mtime
 from ai_data_platform.governance.personal_data import SUBJECT_EMAIL_COLUMN, hash_column, holds_personal_data
-from ai_data_platform.governance.pii import normalize_email
+from ai_data_platform.governance.pii import hmac_hex, normalize_email
 from ai_data_platform.governance.residency import EMAIL_REGION, LANDING_ZONE, SUBJECT_REGION, Violation, valid_crm_rows_sql
-from ai_data_platform.governance.search import Needle, any_token_re2
 from ai_data_platform.governance.stores import RAW_PERSONAL
 from ai_data_platform.sources.contracts import CUSTOMERS, SOURCE_TABLES, SourceTable
-from ai_data_platform.sources.landing import LandingZones
+from ai_data_platform.sources.landing import LandingFileUnreadable, LandingText, LandingZones, read_landing_text
 
 SHARED = "shared"
 # A record's fields: a quoted string (CSV field with separators inside, JSON string) or a run of
@@ -222,37 +233,90 @@ def landing_violations(
 # ---------------------------------------------------------------- moves
 
 
+# An email as a whole value: something before and after one @, no space (a text mentioning one is none)
+_EMAIL_SHAPE = re.compile(r"[^@\s]+@[^@\s]+")
+MIXED_REGIONS = "names customers of more than one region by whole values: which region it belongs in is not known"
+UNPLACED_EMAIL = "names a moving customer and an email the CRM never placed: whose it is, is not known"
+
+
+@dataclass(frozen=True)
 class _Movers:
-    """Where the records of customers who changed region belong now. A record with a customer id
-    follows that customer (and stays where it is when the id is another known customer's); one
-    without (a ticket), or with an id the CRM never placed, follows its email; one that cannot be
-    split, an id or email anywhere in its text."""
+    """Where the records of customers who changed region belong now (see the module docstring)."""
 
-    def __init__(self, by_id: Mapping[str, str], by_email: Mapping[str, str], known_ids: set[str]):
-        self.by_id, self.by_email, self.known_ids = dict(by_id), dict(by_email), known_ids
-        self._tokens = {k.lower(): v for k, v in {**self.by_id, **self.by_email}.items()}
-        body = "|".join(re.escape(k) for k in sorted(self._tokens, key=len, reverse=True))
-        self._line = re.compile(r"(?<![A-Za-z0-9])(" + body + r")(?![A-Za-z0-9])", re.IGNORECASE)
+    by_id: Mapping[str, str]  # mover's customer id -> their current region
+    by_email: Mapping[str, str]  # email a mover's CRM rows carried (normalized) -> its current owner's region
+    known_ids: Mapping[str, str]  # every customer id the CRM placed -> region
+    known_emails: Mapping[str, str] = field(default_factory=dict)  # email HMAC -> its current owner's region
+    hmac_key: str = ""
 
-    def needles(self) -> list[Needle]:
-        return [Needle("identifier", v) for v in sorted(self._tokens)]
+    def email_region(self, email: str) -> str | None:
+        """The region of the customer whose latest CRM row carries ``email`` (normalized), if any."""
+        return self.by_email.get(email) or self.known_emails.get(hmac_hex(self.hmac_key, email))
 
-    def region_of(self, t: SourceTable, raw: str, record: dict | None) -> str | None:
-        """The region a mover's record belongs in now; None for anybody else's."""
-        if record is None:
-            match = self._line.search(raw) if raw.strip() else None
-            return self._tokens[match.group(1).lower()] if match else None
+    def record_region(self, t: SourceTable, fields: Mapping[str, str | None]) -> str | None:
+        """The region a record split into fields belongs in now if it is a mover's; else None."""
         if "customer_id" in t.column_names:
-            customer_id = (record.get("customer_id") or "").strip()
+            customer_id = canonical_id(fields.get("customer_id"))
             if customer_id in self.by_id:
                 return self.by_id[customer_id]
             if customer_id in self.known_ids:
                 return None
-        email = normalize_email(record.get(SUBJECT_EMAIL_COLUMN[t.name]))
+        email = normalize_email(fields.get(SUBJECT_EMAIL_COLUMN[t.name]))
         return self.by_email.get(email) if email else None
 
+    def line_region(self, line: str, zone: str) -> tuple[str | None, str | None]:
+        """``(region, None)`` when an unsplit line in ``zone`` is a mover's and belongs in ``region``
+        (another zone); ``(None, why)`` when it names a mover who left ``zone`` but cannot be
+        attributed to one region; ``(None, None)`` when it concerns no move out of ``zone``."""
+        keys = line_keys(line)
+        ids = [i for i in keys.customer_ids if i in self.known_ids]
+        movers = {self.by_id[i] for i in ids if i in self.by_id}
+        movers |= {self.by_email[e] for e in keys.emails if e in self.by_email}
+        if not movers - {zone}:
+            return None, None
+        regions = {self.known_ids[i] for i in ids}
+        for email in keys.emails:
+            if _EMAIL_SHAPE.fullmatch(email):
+                region = self.email_region(email)
+                if region is None:
+                    return None, UNPLACED_EMAIL
+                regions.add(region)
+        if len(regions | movers) > 1:
+            return None, MIXED_REGIONS
+        return movers.pop(), None
 
-def _movers(con: duckdb.DuckDBPyConnection, aliases: Mapping[str, str]) -> _Movers | None:
+    def region_of(self, t: SourceTable, record: TextRecord, zone: str) -> tuple[str | None, str | None]:
+        """Where a record of ``t`` in ``zone`` goes: ``(region, None)`` to move it, ``(None, why)``
+        to leave it and report why, ``(None, None)`` to leave it (see :meth:`line_region`)."""
+        if record.fields is not None:
+            region = self.record_region(t, record.fields)
+            return (region, None) if region is not None and region != zone else (None, None)
+        return self.line_region(record.line, zone) if record.line else (None, None)
+
+    def tagged_keys(self) -> list[str]:
+        """The movers' ids and emails as ``attribution_sql`` tags a line's: a day is read when an
+        unsplit line of it holds one."""
+        return sorted([*(attribution_sql.tagged(attribution_sql.CUSTOMER_ID, i) for i in self.by_id),
+                       *(attribution_sql.tagged(attribution_sql.EMAIL, e) for e in self.by_email)])
+
+
+@dataclass
+class Relocation:
+    """What :func:`relocate` moved, and what it left where it was and why."""
+
+    moved: dict[str, int] = field(default_factory=dict)  # "<table> <FROM>-><TO>": records
+    not_moved: dict[str, str] = field(default_factory=dict)  # "<file> line <n>" or "<file>": why (never a value)
+
+    def add(self, other: Relocation) -> None:
+        for key, n in other.moved.items():
+            self.moved[key] = self.moved.get(key, 0) + n
+        self.not_moved |= other.not_moved
+
+    def metadata(self) -> dict:
+        return {"landing_records_moved": self.moved, "landing_records_not_moved": self.not_moved}
+
+
+def _movers(con: duckdb.DuckDBPyConnection, aliases: Mapping[str, str], hmac_key: str) -> _Movers | None:
     """The customers whose CRM history holds more than one region, with their current region, and
     every email their CRM rows carried with the region of that email's current owner (the routing
     of ``residency.routed_sql``). Needs ``residency.build_region_map`` first."""
@@ -277,75 +341,115 @@ def _movers(con: duckdb.DuckDBPyConnection, aliases: Mapping[str, str]) -> _Move
         normalized = normalize_email(email)
         if normalized:
             by_email[normalized] = region
-    known_ids = {r[0] for r in con.execute(f"SELECT customer_id FROM {SUBJECT_REGION}").fetchall()}
-    return _Movers(by_id, by_email, known_ids)
+    known_ids = dict(con.execute(f"SELECT customer_id, region FROM {SUBJECT_REGION}").fetchall())
+    known_emails = dict(con.execute(f"SELECT email_hash, region FROM {EMAIL_REGION}").fetchall())
+    return _Movers(by_id, by_email, known_ids, known_emails, hmac_key)
 
 
 def _candidate_days(con: duckdb.DuckDBPyConnection, aliases: Mapping[str, str], t: SourceTable, movers: _Movers) -> list[date]:
-    """The days whose raw rows (or unsplittable lines, in the stores) hold a mover's records."""
-    parts = []
+    """The days whose raw rows (or unsplit lines, in the stores, holding a mover's id or email as a
+    whole value) hold a mover's records."""
+    parts, params = [], []
     email_hash = warehouse.quote(hash_column(SUBJECT_EMAIL_COLUMN[t.name]))
     if warehouse.table_exists(con, f"raw.{t.name}"):
         by_id = "trim(customer_id) IN (SELECT customer_id FROM _movers) OR " if "customer_id" in t.column_names else ""
         parts.append(f"SELECT _partition_date FROM raw.{t.name} WHERE {by_id}{email_hash} IN (SELECT email_hash FROM _mover_emails)")
-    pattern = warehouse.sql_literal(any_token_re2(movers.needles()))
+    attribution_sql.register(con)
+    keys = attribution_sql.tagged_keys_sql("_raw_line")
     for a in aliases.values():
-        parts.append(
-            f"SELECT _partition_date FROM {a}.{RAW_PERSONAL[t.name].name} WHERE _raw_line IS NOT NULL AND regexp_matches(_raw_line, {pattern})"
-        )
-    return [r[0] for r in con.execute(f"SELECT DISTINCT _partition_date FROM ({' UNION ALL '.join(parts)}) ORDER BY 1").fetchall()]
+        parts.append(f"SELECT _partition_date FROM {a}.{RAW_PERSONAL[t.name].name} "
+                     f"WHERE _raw_line IS NOT NULL AND list_has_any({keys}, ?::VARCHAR[])")
+        params.append(movers.tagged_keys())
+    sql = f"SELECT DISTINCT _partition_date FROM ({' UNION ALL '.join(parts)}) ORDER BY 1"
+    return [r[0] for r in con.execute(sql, params).fetchall()]
 
 
-def _append(t: SourceTable, target: Path, header: str, moving: list[str], mtime_ns: int) -> int:
-    """Add ``moving`` records to ``target`` (created with ``header`` if missing) unless it already
-    holds them; returns how many were added."""
-    text = target.read_bytes().decode("utf-8", errors="surrogateescape") if target.exists() else header
-    held = {raw.rstrip("\r\n") for raw, _ in text_records(t, text)[1]}
-    new = [raw if raw.endswith("\n") else raw + "\n" for raw in moving if raw.rstrip("\r\n") not in held]
+def _line_end(text: str) -> str:
+    """The line end a file's text uses (of its first line), LF for a file without one."""
+    match = re.search(r"\r\n|\r|\n", text)
+    return match.group(0) if match else "\n"
+
+
+def _append(t: SourceTable, target: Path, content: LandingText, moving: list[str], mtime_ns: int) -> int:
+    """Add ``moving`` records to ``target`` (``content``: what it holds, or the header a new file
+    starts with) unless it already holds them; returns how many were added."""
+    text = content.text
+    held = {r.raw.rstrip("\r\n") for r in text_records(t, text)[1]}
+    end = _line_end(text)
+    new = [raw if raw.endswith(("\n", "\r")) else raw + end for raw in moving if raw.rstrip("\r\n") not in held]
     if new:
-        body = text if not text or text.endswith("\n") else text + "\n"
-        write_keeping_mtime(target, (body + "".join(new)).encode("utf-8", errors="surrogateescape"), mtime_ns)
+        body = text if not text or text.endswith(("\n", "\r")) else text + end
+        write_keeping_mtime(target, content.encode(body + "".join(new)), mtime_ns)
     return len(new)
 
 
-def _relocate_file(t: SourceTable, zones: LandingZones, day: date, zone: str, movers: _Movers) -> dict[str, int]:
+def _line_numbers(t: SourceTable, header: str, records: list[TextRecord]) -> Iterator[int]:
+    """The line of its file each record starts on (1-based)."""
+    breaks = re.compile(r"\r\n|\r|\n" if t.file_format == "csv" else r"\n")
+    line = 1 + len(breaks.findall(header))
+    for record in records:
+        yield line
+        line += len(breaks.findall(record.raw))
+
+
+def _relocate_file(t: SourceTable, zones: LandingZones, day: date, zone: str, movers: _Movers) -> Relocation:
+    """Move the movers' records out of ``t``'s ``day`` file in ``zone`` (see the module docstring)."""
+    out = Relocation()
     source = zones.file(t, day, zone)
     if not source.exists():
-        return {}
-    text = source.read_bytes().decode("utf-8", errors="surrogateescape")
-    header, records = text_records(t, text)
-    kept, moving = [header], {}
-    for raw, record in records:
-        region = movers.region_of(t, raw, record)
-        if region is not None and region != zone:
-            moving.setdefault(region, []).append(raw)
+        return out
+    name = zones.name(source)
+    try:
+        content, header, records = read_text_records(t, source)
+    except LandingFileUnreadable as exc:
+        out.not_moved[name] = f"not read: {exc}"
+        return out
+    going: list[str | None] = []
+    for record, number in zip(records, _line_numbers(t, header, records)):
+        region, why = movers.region_of(t, record, zone)
+        going.append(region)
+        if why:
+            out.not_moved[f"{name} line {number}"] = why
+    targets: dict[str, LandingText] = {}
+    for region in dict.fromkeys(r for r in going if r is not None):
+        target = zones.file(t, day, region)
+        try:
+            targets[region] = read_landing_text(target) if target.exists() else LandingText(b"", header)
+        except LandingFileUnreadable as exc:
+            out.not_moved[zones.name(target)] = f"not written: its records of moving customers stay in {name}: {exc}"
+    moving: dict[str, list[str]] = {}
+    kept = [header]
+    for record, region in zip(records, going):
+        if region in targets:
+            moving.setdefault(region, []).append(record.raw)
         else:
-            kept.append(raw)
+            kept.append(record.raw)
     if not moving:
-        return {}
+        return out
     mtime = source.stat().st_mtime_ns
     for region, raws in moving.items():  # the target first: a crash now leaves a copy, never a loss
-        _append(t, zones.file(t, day, region), header, raws, mtime)
-    write_keeping_mtime(source, "".join(kept).encode("utf-8", errors="surrogateescape"))
-    return {f"{t.name} {zone}->{region}": len(raws) for region, raws in moving.items()}
+        _append(t, zones.file(t, day, region), targets[region], raws, mtime)
+        out.moved[f"{t.name} {zone}->{region}"] = len(raws)
+    write_keeping_mtime(source, content.encode("".join(kept)))
+    return out
 
 
 def relocate(
-    con: duckdb.DuckDBPyConnection, aliases: Mapping[str, str], zones: LandingZones, tables: Iterable[SourceTable]
-) -> dict[str, int]:
+    con: duckdb.DuckDBPyConnection, aliases: Mapping[str, str], zones: LandingZones, tables: Iterable[SourceTable],
+    hmac_key: str,
+) -> Relocation:
     """Move the landing records of customers who changed region into their current region's zone
-    (see the module docstring). Returns ``{"<table> <FROM>-><TO>": records}``. Needs the stores
-    attached (``aliases``) and ``residency.build_region_map`` first."""
-    movers = _movers(con, aliases)
+    (see the module docstring). Needs the stores attached (``aliases``), the HMAC key (to place an
+    email an unsplit line holds) and ``residency.build_region_map`` first."""
+    movers = _movers(con, aliases, hmac_key)
+    out = Relocation()
     if movers is None:
-        return {}
-    moved: dict[str, int] = {}
+        return out
     for t in tables:
         if not holds_personal_data(t):
             continue
         for day in _candidate_days(con, aliases, t, movers):
             for zone in zones.regional:
-                for key, n in _relocate_file(t, zones, day, zone, movers).items():
-                    moved[key] = moved.get(key, 0) + n
+                out.add(_relocate_file(t, zones, day, zone, movers))
     con.execute("DROP TABLE IF EXISTS _movers; DROP TABLE IF EXISTS _mover_emails")
-    return moved
+    return out

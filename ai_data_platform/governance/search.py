@@ -50,7 +50,6 @@ from ai_data_platform.governance.search_rules import (  # noqa: F401 - the label
     Matcher,
     Needle,
     Trace,
-    any_token_re2,
     column_kind,
     is_word,
     word_count,

@@ -42,7 +42,6 @@ LABELS = (ID, EMAIL, PHONE, NAME, *HMAC_LABELS)
 
 _BOUNDARY = "A-Za-z0-9"
 _EMAIL_CHARS = "A-Za-z0-9._%+\\-"  # what may stand before an address, making it part of a longer one
-_RE2_SPECIAL = set("\\.^$|?*+()[]{}")
 RAW_RECORD_COLUMNS = frozenset({"_raw_line", "raw_record", "raw_value", "_payload"})
 _NAME_COLUMNS = frozenset({"name", "full_name", "customer_name"})
 _OPAQUE_KEY = re.compile(r"[A-Za-z][A-Za-z0-9_-]{5,}")
@@ -59,10 +58,6 @@ class Needle:
     label: str
     value: str
 
-    @property
-    def re2_literal(self) -> str:
-        return "".join("\\" + ch if ch in _RE2_SPECIAL else ch for ch in self.value)
-
 
 @dataclass(frozen=True)
 class Trace:
@@ -75,13 +70,6 @@ class Trace:
 
     def describe(self) -> str:
         return f"{self.file}: {self.location}: {self.count} x {self.needle}"
-
-
-def any_token_re2(needles: list[Needle]) -> str:
-    """An RE2 pattern (DuckDB's ``regexp_matches``) matching any needle as a whole token, any case
-    (a pre-filter for callers that judge each hit; erasure attributes exactly, never by it)."""
-    body = "|".join(n.re2_literal for n in needles)
-    return f"(?i)(^|[^{_BOUNDARY}])({body})([^{_BOUNDARY}]|$)"
 
 
 def is_word(needle: Needle) -> bool:

@@ -5,9 +5,13 @@ still has them, a re-delivered file) and a backfill re-reads whatever is there. 
 subject is recorded in ``meta.erased_subjects`` of the main warehouse, by keyed HMAC only (the
 customer id's HMAC, which is also the audit log's ``subject_ref``, and the HMACs of their emails),
 and ``raw_load`` drops any landed record matching one: by ``customer_id`` in every table that has
-one, by email in the CRM tables. An empty list costs nothing; a non-empty one costs one HMAC per
-landed record. The list holds no personal data and is the one place an erased subject's keys may
-remain (the erasure verification skips it for those keys).
+one, by email in the CRM tables, and a record that could not be split into fields (its
+``_raw_line``) by ``attribution.py``'s raw-line rule, as erasure removes it and the stream drops it:
+when one of its whole values (quoted string, keyed value, CSV field, identifier key of JSON) is an
+erased id or email (``attribution_sql``: the line's candidates in Python, their HMACs in SQL). An
+empty list costs nothing; a non-empty one costs one HMAC per landed record and the attribution of
+each unsplittable one. The list holds no personal data and is the one place an erased subject's
+keys may remain (the erasure verification skips it for those keys).
 """
 
 from __future__ import annotations
@@ -18,13 +22,14 @@ from datetime import datetime, timezone
 import duckdb
 
 from ai_data_platform import warehouse
+from ai_data_platform.governance import attribution_sql
 from ai_data_platform.governance.personal_data import SUBJECT_EMAIL_COLUMN, hash_column
 from ai_data_platform.governance.pii import hmac_sql
 from ai_data_platform.sources.contracts import SourceTable
 
 TABLE = "meta.erased_subjects"
-KIND_CUSTOMER_ID = "customer_id"
-KIND_EMAIL = "email"
+KIND_CUSTOMER_ID = attribution_sql.CUSTOMER_ID  # "customer_id"
+KIND_EMAIL = attribution_sql.EMAIL  # "email"
 
 
 def ddl() -> str:
@@ -38,11 +43,15 @@ def active(con: duckdb.DuckDBPyConnection) -> bool:
     return warehouse.table_exists(con, TABLE) and con.execute(f"SELECT count(*) > 0 FROM {TABLE}").fetchone()[0]
 
 
-def keep_condition(t: SourceTable, hmac_key: str, *, hashed: bool) -> str:
-    """A SQL condition over landed rows of ``t``: true for rows of subjects not erased.
+def keep_condition(con: duckdb.DuckDBPyConnection, t: SourceTable, hmac_key: str, *, hashed: bool) -> str:
+    """A SQL condition over landed rows of ``t`` (with ``_raw_line``), for statements on ``con``:
+    true for rows of subjects not erased (see the module docstring).
 
     ``hashed``: the rows already carry the ``<email column>_hash`` (tables holding personal data)."""
-    checks = []
+    attribution_sql.register(con)
+    line_hashes = attribution_sql.tagged_keys_sql("_raw_line", hmac_sql(hmac_key, "k.value"))
+    erased = f"(SELECT list(key_kind || ':' || key_hash) FROM {TABLE})"
+    checks = [f"_raw_line IS NOT NULL AND list_has_any({line_hashes}, {erased})"]
     if "customer_id" in t.column_names:
         id_hash = hmac_sql(hmac_key, "nullif(trim(customer_id), '')")
         checks.append(
@@ -52,8 +61,6 @@ def keep_condition(t: SourceTable, hmac_key: str, *, hashed: bool) -> str:
     email = SUBJECT_EMAIL_COLUMN.get(t.name)
     if email and hashed:
         checks.append(f"{hash_column(email)} IN (SELECT key_hash FROM {TABLE} WHERE key_kind = '{KIND_EMAIL}')")
-    if not checks:
-        return "TRUE"
     return "NOT coalesce(" + " OR ".join(f"coalesce({c}, FALSE)" for c in checks) + ", FALSE)"
 
 

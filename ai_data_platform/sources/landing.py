@@ -22,6 +22,9 @@ UTF-32 file, or a Parquet file that cannot be opened or decoded, is a :class:`La
 naming the file. A file that looks cut short (a CSV without its header, a last record cut off with
 no final newline, a quoted field never closed) is read as it is and says why in
 :attr:`LandedFile.incomplete`: the load's guard (``landing_guard``) decides what that stops.
+Whatever rewrites a landing file (erasure, region moves) decodes it the same way, keeping every
+byte (:func:`read_landing_text`, :func:`as_read`), and cuts CSV records where the reader cuts them
+(:func:`csv_record_texts`).
 """
 
 from __future__ import annotations
@@ -199,21 +202,102 @@ _UTF8_BOM = b"\xef\xbb\xbf"
 _NEWLINES = (b"\n", b"\r")
 
 
-def _utf8(path: Path) -> tuple[bytes, str]:
-    """The file's bytes as UTF-8 without a byte order mark, and their text. A UTF-16 or UTF-32 mark
-    is an error naming the file; bytes that are not UTF-8 become U+FFFD, as in every text format."""
-    data = path.read_bytes()
+def _split_bom(path: Path, data: bytes) -> tuple[bytes, bytes]:
+    """``(UTF-8 byte order mark or b"", the bytes after it)`` of a text file; a UTF-16 or UTF-32
+    mark is an error naming the file."""
     for bom, encoding in _FOREIGN_BOMS:
         if data.startswith(bom):
             raise LandingFileUnreadable(
                 f"{path}: the file is {encoding} (byte order mark {bom.hex(' ')}); landing text files must be UTF-8"
             )
-    data = data.removeprefix(_UTF8_BOM)
+    return (_UTF8_BOM, data[len(_UTF8_BOM):]) if data.startswith(_UTF8_BOM) else (b"", data)
+
+
+def _utf8(path: Path) -> tuple[bytes, str]:
+    """The file's bytes as UTF-8 without a byte order mark, and their text. A UTF-16 or UTF-32 mark
+    is an error naming the file; bytes that are not UTF-8 become U+FFFD, as in every text format."""
+    _, data = _split_bom(path, path.read_bytes())
     try:
         return data, data.decode("utf-8")
     except UnicodeDecodeError:
         text = data.decode("utf-8", errors="replace")
         return text.encode("utf-8"), text
+
+
+@dataclass(frozen=True)
+class LandingText:
+    """A text landing file as text that writes back byte for byte, for the readers that rewrite
+    landing files (erasure, region moves): ``bom`` the UTF-8 byte order mark it starts with (or
+    ``b""``), ``text`` the rest decoded as UTF-8, bytes that are not UTF-8 kept as surrogate
+    escapes. :func:`as_read` gives any part of ``text`` as the loader reads it."""
+
+    bom: bytes
+    text: str
+
+    def encode(self, text: str) -> bytes:
+        """``text`` (this file's text, rewritten) as the file's bytes, its byte order mark kept."""
+        return self.bom + text.encode("utf-8", "surrogateescape")
+
+
+def read_landing_text(path: Path) -> LandingText:
+    """A text landing file decoded as the loader decodes it (see the module docstring), kept byte
+    for byte; a UTF-16 or UTF-32 file is a :class:`LandingFileUnreadable`, as for the loader."""
+    bom, data = _split_bom(path, path.read_bytes())
+    return LandingText(bom, data.decode("utf-8", "surrogateescape"))
+
+
+def as_read(text: str) -> str:
+    """Part of a :attr:`LandingText.text` as the loader reads it: bytes that are not UTF-8 as U+FFFD.
+    (Cut at line ends, parts decode as the whole file does: an invalid sequence never spans one.)"""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    return text
+
+
+_CSV_LINE = re.compile("[^\r\n]*(?:\r\n|\r|\n|$)")
+_CSV_QUOTE_OR_COMMA = re.compile('[",]')
+
+
+def csv_record_texts(text: str) -> Iterator[str]:
+    """The text of each record of CSV ``text``, its line end included, cut where the CSV reader cuts:
+    at a line end (LF, CRLF or a lone CR) outside a quoted field, a quote opening a field only at the
+    field's start and ``""`` standing for a quote inside one. A blank line is a record of its own
+    (which the reader skips)."""
+    start = field = 0  # where the pending record and its current field start
+    quoted = False
+    for line in _CSV_LINE.finditer(text):
+        if line.start() == line.end():
+            break
+        if quoted or '"' in line.group():
+            end = line.start() + len(line.group().rstrip("\r\n"))
+            quoted, field = _csv_quotes(text, line.start(), end, quoted, field)
+        if not quoted:
+            yield text[start:line.end()]
+            start = field = line.end()
+    if start < len(text):
+        yield text[start:]
+
+
+def _csv_quotes(text: str, begin: int, end: int, quoted: bool, field: int) -> tuple[bool, int]:
+    """Whether ``text[begin:end]`` (part of one record) leaves a quoted field open, and where the
+    field open at its end starts, given the same at ``begin``."""
+    position = begin
+    while (match := _CSV_QUOTE_OR_COMMA.search(text, position, end)) is not None:
+        i = match.start()
+        position = i + 1
+        if quoted:
+            if text[i] == '"':
+                if position < end and text[position] == '"':
+                    position += 1
+                else:
+                    quoted = False
+        elif text[i] == '"':
+            quoted = i == field
+        else:
+            field = position
+    return quoted, field
 
 
 def _cut_last_record(data: bytes, table: pa.Table) -> str | None:

@@ -153,7 +153,8 @@ class _RawWriter:
         self.suppressing = suppression.active(con)
         if self.suppressing and personal is None:
             raise ValueError(f"erased subjects are suppressed at raw load: {t.name} needs the HMAC key (PersonalData)")
-        self.keep = suppression.keep_condition(t, personal.hmac_key, hashed=self.regional) if self.suppressing else "TRUE"
+        self.keep = (suppression.keep_condition(con, t, personal.hmac_key, hashed=self.regional)
+                     if self.suppressing else "TRUE")
         if self.regional:
             cols = ", ".join(f"{warehouse.quote(n)} {ty}" for n, ty in RAW_PERSONAL[t.name].columns)
             con.execute(f"CREATE OR REPLACE TEMP TABLE {PERSONAL_ROWS} ({cols})")
@@ -200,7 +201,8 @@ class _RawWriter:
         """After the warehouse commit: write the personal values to their regional stores (and,
         for a CRM load, move the data of customers whose region changed); compact the stores rows
         moved out of. Given the landing ``zones``, also move such customers' landing records into
-        their region's zone (``residency_landing.relocate``). Returns what went where, for metadata."""
+        their region's zone (``residency_landing.relocate``: what it moved, and what it could not
+        attribute to one region and left). Returns what went where, for metadata."""
         if not self.regional:
             return {}
         con = self.con
@@ -208,11 +210,12 @@ class _RawWriter:
             residency.build_region_map(con)
             written = residency.write_routed(con, aliases, RAW_PERSONAL[self.t.name], f"SELECT * FROM {PERSONAL_ROWS}", days)
             moved = residency.rebalance(con, aliases) if self.t is CUSTOMERS else {}
-            relocated = residency_landing.relocate(con, aliases, zones, SOURCE_TABLES) if zones is not None else {}
+            relocated = (residency_landing.relocate(con, aliases, zones, SOURCE_TABLES, self.personal.hmac_key)
+                         if zones is not None else residency_landing.Relocation())
         con.execute(f"DROP TABLE {PERSONAL_ROWS}")
         for region in residency.regions_left(moved):
             warehouse.compact(self.personal.stores.paths[region])
-        return {**written.metadata(), "moved_between_regions": moved, "landing_records_moved": relocated}
+        return {**written.metadata(), "moved_between_regions": moved, **relocated.metadata()}
 
 
 def load_days(
