@@ -10,7 +10,9 @@ from ai_data_platform.governance import pii
 @pytest.mark.parametrize("value", ["ann@example.com", "Ünïcödé@example.de", "+4915112345678"])
 def test_sql_hmac_equals_python_hmac(key, value):
     con = duckdb.connect()
-    got = con.execute(f"SELECT {pii.hmac_sql(key, 'v')} FROM (SELECT ?::VARCHAR AS v)", [value]).fetchone()[0]
+    expression = pii.hmac_sql(con, key, "v")
+    assert (len(key) < 5 or key not in expression) and not any(pad.hex() in expression for pad in pii.hmac_pads(key))
+    got = con.execute(f"SELECT {expression} FROM (SELECT ?::VARCHAR AS v)", [value]).fetchone()[0]
     assert got == pii.hmac_hex(key, value)
     assert len(got) == 64
 
@@ -28,7 +30,15 @@ def test_sql_hmac_with_the_key_bound_as_parameters_equals_python_hmac(key):
 def test_hmac_depends_on_the_key_and_null_stays_null():
     assert pii.hmac_hex("a", "x@y.z") != pii.hmac_hex("b", "x@y.z")
     con = duckdb.connect()
-    assert con.execute(f"SELECT {pii.hmac_sql('a', 'NULL::VARCHAR')}").fetchone()[0] is None
+    assert con.execute(f"SELECT {pii.hmac_sql(con, 'a', 'NULL::VARCHAR')}").fetchone()[0] is None
+
+
+def test_two_keys_bound_to_one_connection_hash_apart_and_an_unbound_connection_fails():
+    con = duckdb.connect()
+    a, b = pii.hmac_sql(con, "key a", "'x@y.z'"), pii.hmac_sql(con, "key b", "'x@y.z'")
+    assert con.execute(f"SELECT {a}, {b}").fetchone() == (pii.hmac_hex("key a", "x@y.z"), pii.hmac_hex("key b", "x@y.z"))
+    with pytest.raises(duckdb.Error, match="not bound"):
+        duckdb.connect().execute(f"SELECT {a}").fetchone()
 
 
 def test_normalization_in_sql_matches_python():

@@ -268,7 +268,7 @@ def customer_id_for(subject_ref: str, paths: settings.Paths, personal: PersonalD
     with reading(paths, personal) as (con, aliases):
         for relation in _customer_tables(con, aliases):
             row = con.execute(
-                f"SELECT DISTINCT trim(customer_id) FROM {relation} WHERE {hmac_sql(key, 'trim(customer_id)')} = ? LIMIT 1", [wanted]
+                f"SELECT DISTINCT trim(customer_id) FROM {relation} WHERE {hmac_sql(con, key, 'trim(customer_id)')} = ? LIMIT 1", [wanted]
             ).fetchone()
             if row:
                 return row[0]

@@ -19,6 +19,8 @@ The values themselves go to ``raw.<table>_personal`` in the store of the subject
 
 from __future__ import annotations
 
+import duckdb
+
 from ai_data_platform.governance.pii import hmac_sql, normalize_email_sql, normalize_phone_sql
 from ai_data_platform.warehouse import quote
 from ai_data_platform.sources.contracts import CUSTOMERS, PII_DIRECT, SUPPORT_TICKETS, Column, SourceTable
@@ -82,16 +84,17 @@ def warehouse_raw_columns(t: SourceTable) -> tuple[str, ...]:
     return kept + tuple(hash_column(c.name) for c in hashed_columns(t)) + (PII_DIGEST,)
 
 
-def pseudonymized_select(t: SourceTable, hmac_key: str, source: str) -> str:
+def pseudonymized_select(con: duckdb.DuckDBPyConnection, t: SourceTable, hmac_key: str, source: str) -> str:
     """``SELECT`` over ``source`` (landed rows: contract columns as text, ``_row_number``,
     ``_raw_line``, ...) giving the warehouse's raw columns for a table holding personal data:
     its non-personal columns, the hash columns, the digest and the digested raw line, plus every
     other column of ``source`` (``_partition_date``, ``_file`` ...) and the personal columns
     themselves, which the caller routes to the regional store and never inserts into the warehouse.
+    For statements on ``con``, which holds the key (``pii.bind_key``): the SQL holds none.
     """
     q = quote
-    hashes = [f"{hmac_sql(hmac_key, normalized_sql(c.name, q(c.name)))} AS {q(hash_column(c.name))}" for c in hashed_columns(t)]
+    hashes = [f"{hmac_sql(con, hmac_key, normalized_sql(c.name, q(c.name)))} AS {q(hash_column(c.name))}" for c in hashed_columns(t)]
     personal = ", ".join(q(c.name) for c in regional_columns(t))
-    digest = f"{hmac_sql(hmac_key, f'CAST(to_json([{personal}, _raw_line]) AS VARCHAR)')} AS {PII_DIGEST}"
-    line = f"CASE WHEN _raw_line IS NULL THEN NULL ELSE '{RAW_LINE_DIGEST_PREFIX}' || {hmac_sql(hmac_key, '_raw_line')} END AS _raw_line_digest"
+    digest = f"{hmac_sql(con, hmac_key, f'CAST(to_json([{personal}, _raw_line]) AS VARCHAR)')} AS {PII_DIGEST}"
+    line = f"CASE WHEN _raw_line IS NULL THEN NULL ELSE '{RAW_LINE_DIGEST_PREFIX}' || {hmac_sql(con, hmac_key, '_raw_line')} END AS _raw_line_digest"
     return f"SELECT *, {', '.join(hashes)}, {digest}, {line} FROM {source}"

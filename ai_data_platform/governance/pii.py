@@ -13,6 +13,8 @@ import hashlib
 import hmac
 import re
 
+import duckdb
+
 _BLOCK_SIZE = 64  # SHA-256 block size in bytes (RFC 2104)
 
 
@@ -46,10 +48,6 @@ def _padded_key(key: str) -> bytes:
     return raw.ljust(_BLOCK_SIZE, b"\x00")
 
 
-def _blob_literal(data: bytes) -> str:
-    return "unhex('" + data.hex() + "')"
-
-
 def hmac_pads(key: str) -> tuple[bytes, bytes]:
     """``(K ^ ipad, K ^ opad)`` of RFC 2104: what :func:`hmac_sql_with` hashes the value with."""
     padded = _padded_key(key)
@@ -67,11 +65,27 @@ def hmac_sql_with(expr: str, ipad_sql: str, opad_sql: str) -> str:
     return f"CASE WHEN ({expr}) IS NULL THEN NULL ELSE sha256({opad_sql} || unhex({inner})) END"
 
 
-def hmac_sql(key: str, expr: str) -> str:
-    """A DuckDB expression computing ``hmac_hex(key, expr)`` with the key's pads as literals: for
-    statements that run and are gone (a view or macro holding it would keep the key readable)."""
+def bind_key(con: duckdb.DuckDBPyConnection, key: str) -> tuple[str, str]:
+    """Bind ``key``'s two HMAC pads to session variables of ``con`` (set as statement parameters,
+    so the key never enters any SQL text); returns the SQL reading them, for :func:`hmac_sql_with`.
+
+    The variables live as long as the connection and only in it. They are named by a fingerprint of
+    the key, so several keys can be bound to one connection; SQL run on a connection the key is not
+    bound to fails instead of hashing with a NULL key."""
+    name = "adp_hmac_" + hashlib.sha256(b"adp hmac session variable\0" + key.encode()).hexdigest()[:16]
     ipad, opad = hmac_pads(key)
-    return hmac_sql_with(expr, _blob_literal(ipad), _blob_literal(opad))
+    con.execute(f"SET VARIABLE {name}_ipad = ?::BLOB", [ipad])
+    con.execute(f"SET VARIABLE {name}_opad = ?::BLOB", [opad])
+    missing = "error('the HMAC key is not bound to this DuckDB connection')"
+    return (f"coalesce(getvariable('{name}_ipad')::BLOB, {missing})",
+            f"coalesce(getvariable('{name}_opad')::BLOB, {missing})")
+
+
+def hmac_sql(con: duckdb.DuckDBPyConnection, key: str, expr: str) -> str:
+    """A DuckDB expression computing ``hmac_hex(key, expr)``, for statements run on ``con``: the key
+    is bound to the connection (:func:`bind_key`), never written into the SQL."""
+    ipad_sql, opad_sql = bind_key(con, key)
+    return hmac_sql_with(expr, ipad_sql, opad_sql)
 
 
 def normalize_email_sql(expr: str) -> str:

@@ -49,11 +49,11 @@ def keep_condition(con: duckdb.DuckDBPyConnection, t: SourceTable, hmac_key: str
 
     ``hashed``: the rows already carry the ``<email column>_hash`` (tables holding personal data)."""
     attribution_sql.register(con)
-    line_hashes = attribution_sql.tagged_keys_sql("_raw_line", hmac_sql(hmac_key, "k.value"))
+    line_hashes = attribution_sql.tagged_keys_sql("_raw_line", hmac_sql(con, hmac_key, "k.value"))
     erased = f"(SELECT list(key_kind || ':' || key_hash) FROM {TABLE})"
     checks = [f"_raw_line IS NOT NULL AND list_has_any({line_hashes}, {erased})"]
     if "customer_id" in t.column_names:
-        id_hash = hmac_sql(hmac_key, "nullif(trim(customer_id), '')")
+        id_hash = hmac_sql(con, hmac_key, "nullif(trim(customer_id), '')")
         checks.append(
             f"{id_hash} IN "
             f"(SELECT key_hash FROM {TABLE} WHERE key_kind = '{KIND_CUSTOMER_ID}')"

@@ -163,7 +163,7 @@ class _RawWriter:
         """Insert one day's records; returns (rows kept, rows of erased subjects dropped)."""
         con, t = self.con, self.t
         landed = f"(SELECT *, {warehouse.sql_literal(day)} AS _partition_date, {warehouse.sql_literal(file)} AS _file FROM _landed)"
-        source = pseudonymized_select(t, self.personal.hmac_key, landed) if self.regional else f"SELECT * FROM {landed}"
+        source = pseudonymized_select(con, t, self.personal.hmac_key, landed) if self.regional else f"SELECT * FROM {landed}"
         kind = "TABLE" if self.regional else "VIEW"  # personal tables are small; a view avoids copying the others
         con.register("_landed", records)
         try:
