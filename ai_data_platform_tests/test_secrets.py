@@ -26,6 +26,7 @@ from ai_data_platform_tests.waiting import bound
 BIN = Path(sys.executable).parent
 PROJECT = Path(__file__).resolve().parent.parent
 STRONG_KEY = "Zq8v3Lr9Xk2Pw7Nt5Hb1Md4Fg6Jc0Ys8-strong-test-key"
+AUDIT_KEY = "m2Kx9Qw4Lr7Tz1Vb8Nc3Hd6Jf0Gs5Yp-audit-mac-key"
 DEMO = settings.DEMO_PII_HMAC_KEY
 
 REFUSED_KEYS = {
@@ -65,6 +66,7 @@ def _set_key(monkeypatch, key: str | None) -> None:
 @pytest.fixture()
 def prod(monkeypatch, data_dir):
     monkeypatch.setenv("ADP_ENV", "prod")
+    monkeypatch.setenv("ADP_AUDIT_KEY", AUDIT_KEY)  # prod needs both keys: these tests are about the PII key
     return data_dir
 
 
@@ -213,6 +215,7 @@ def _pseudonym(pii: PiiResource) -> str:
 def test_dagster_sees_the_variable_name_never_the_key(monkeypatch, data_dir, environment):
     monkeypatch.setenv("ADP_ENV", environment)
     monkeypatch.setenv("ADP_PII_HMAC_KEY", STRONG_KEY)
+    monkeypatch.setenv("ADP_AUDIT_KEY", AUDIT_KEY)
     resources = resources_for_environment()
     pii = resources["pii"]
     assert isinstance(pii.hmac_key, dg.EnvVar) and pii.hmac_key.env_var_name == "ADP_PII_HMAC_KEY"
