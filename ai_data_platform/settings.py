@@ -20,8 +20,6 @@ from urllib.parse import SplitResult, quote, urlsplit
 
 from ai_data_platform.errors import InputError, shown
 
-from ai_data_platform.errors import InputError, shown
-
 DEFAULT_DATA_DIR = "data"
 # Documented as NON-PRODUCTION: the demo key for pseudonymizing email/phone join keys.
 DEMO_PII_HMAC_KEY = "adp-demo-key-NOT-FOR-PRODUCTION"
@@ -75,7 +73,16 @@ class Paths:
 
 def data_dir() -> Path:
     """The data directory, from ``ADP_DATA_DIR`` (unset or empty: ``./data``), made absolute."""
-    return Path(os.environ.get("ADP_DATA_DIR") or DEFAULT_DATA_DIR).expanduser().resolve()
+    return location(os.environ.get("ADP_DATA_DIR") or str(DEFAULT_DATA_DIR), "ADP_DATA_DIR")
+
+
+def location(value: str, variable: str) -> Path:
+    """The absolute path a location variable names (``~`` expanded): an InputError naming the
+    variable when it cannot be resolved (``~nosuchuser/x``, a NUL byte, a symlink loop)."""
+    try:
+        return Path(value).expanduser().resolve()
+    except (RuntimeError, ValueError, OSError) as exc:
+        raise InputError(f"{variable}={shown(value, 200)} cannot be resolved to a path: {exc}") from None
 
 
 def paths() -> Paths:
@@ -206,7 +213,7 @@ def _per_region(variable_prefix: str, default: Callable[[str], Path]) -> dict[st
     out = {}
     for region in REGIONS:
         explicit = os.environ.get(variable_prefix + region, "").strip()
-        out[region] = Path(explicit).expanduser().resolve() if explicit else default(region)
+        out[region] = location(explicit, variable_prefix + region) if explicit else default(region)
     return out
 
 
@@ -237,7 +244,9 @@ RETENTION_CONFIG_VAR = "ADP_RETENTION_CONFIG"
 def retention_config_path() -> Path:
     """The retention policy file: ``ADP_RETENTION_CONFIG`` or the repo's ``governance/retention.toml``."""
     explicit = os.environ.get(RETENTION_CONFIG_VAR, "").strip()
-    return Path(explicit).expanduser().resolve() if explicit else PROJECT_ROOT / "ai_data_platform" / "governance" / "retention.toml"
+    if explicit:
+        return location(explicit, RETENTION_CONFIG_VAR)
+    return PROJECT_ROOT / "ai_data_platform" / "governance" / "retention.toml"
 
 
 def env_int(name: str, default: int, *, minimum: int, maximum: int = 10**9) -> int:
@@ -515,7 +524,7 @@ def _check_region_locations() -> None:
             )
         landing = os.environ.get(REGION_LANDING_VAR_PREFIX + region, "").strip()
         if landing:
-            check_directory(Path(landing).expanduser().resolve(), REGION_LANDING_VAR_PREFIX + region)
+            check_directory(location(landing, REGION_LANDING_VAR_PREFIX + region), REGION_LANDING_VAR_PREFIX + region)
 
 
 def check_environment() -> None:
