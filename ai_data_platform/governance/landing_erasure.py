@@ -44,7 +44,7 @@ from ai_data_platform.governance.attribution import (
     written_forms,
 )
 from ai_data_platform.governance.pii import normalize_phone
-from ai_data_platform.private_files import make_private_dir, open_private
+from ai_data_platform.private_files import write_private
 from ai_data_platform.sources.contracts import CUSTOMERS, SOURCE_TABLES, SourceTable
 from ai_data_platform.sources.json_object import read_object
 from ai_data_platform.sources.landing import LandingText, LandingZones, as_read, csv_record_texts, read_landing_text
@@ -144,13 +144,7 @@ def write_keeping_mtime(path: Path, data: bytes, mtime_ns: int | None = None) ->
     modification time (or setting ``mtime_ns``, for a file that did not exist)."""
     stat = path.stat() if path.exists() else None
     mtime = stat.st_mtime_ns if stat is not None else mtime_ns
-    make_private_dir(path.parent)
-    tmp = path.with_name(f".{path.name}.rewriting")
-    with open_private(tmp, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    write_private(path, data, temp_suffix=".rewriting")
     if mtime is not None:
         os.utime(path, ns=(stat.st_atime_ns if stat is not None else mtime, mtime))
 
