@@ -7,6 +7,7 @@ Dagster's instance storage included, by setting one variable.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import json
@@ -101,6 +102,13 @@ PII_KEY_VAR = "ADP_PII_HMAC_KEY"
 MIN_PII_KEY_BYTES = 32
 MIN_PII_KEY_DISTINCT_CHARACTERS = 8
 PII_KEY_RULE = f"ADP_ENV=prod needs at least {MIN_PII_KEY_BYTES} random bytes, e.g. `openssl rand -hex 32`"
+#: The shortest stretch of a key that counts as a copy of an earlier one (see :func:`_predictable_characters`).
+MIN_COPIED_STRETCH = 3
+#: Earlier occurrences of a 3-character stretch compared with a later one (bounds the work on a long key).
+_COPY_CANDIDATES = 16
+#: Keyboard rows (US layout): a walk along one (``qwerty``, ``lkjh``, ``7654``) is as guessable as ``abcd``.
+_KEYBOARD_ROWS = ("1234567890", "qwertyuiop", "asdfghjkl", "zxcvbnm")
+_KEY_PLACES = {key: (row, column) for row, keys in enumerate(_KEYBOARD_ROWS) for column, key in enumerate(keys)}
 
 
 def _alphanumeric_folded(text: str) -> str:
@@ -118,13 +126,71 @@ def _shortest_period(text: str) -> int:
     return len(text) - (border[-1] if text else 0)
 
 
+def _longest_copy(text: str, at: int, earlier: list[int]) -> int:
+    """The length of the longest stretch from ``at`` that repeats ``text`` from one of the ``earlier`` positions
+    (the two may overlap, as in ``abababab``)."""
+    longest = 0
+    for start in earlier:
+        length = 0
+        while at + length < len(text) and text[start + length] == text[at + length]:
+            length += 1
+        longest = max(longest, length)
+    return longest
+
+
+def _evenly_spaced(values: list[int], i: int, lag: int) -> bool:
+    """Whether ``values[i]`` continues a run in one step at distance ``lag`` (the two values ``lag`` and
+    ``2 * lag`` before it: ``a b c`` at distance 1, ``a ? b ? c`` at distance 2)."""
+    return i >= 2 * lag and values[i] - values[i - lag] == values[i - lag] - values[i - 2 * lag]
+
+
+def _walks_a_keyboard_row(text: str, i: int) -> bool:
+    """Whether the characters ``i - 2``, ``i - 1`` and ``i`` are neighbours in one direction on one keyboard row."""
+    places = [_KEY_PLACES.get(c.lower()) for c in text[max(0, i - 2):i + 1]]
+    if len(places) < 3 or None in places:
+        return False
+    (row_a, column_a), (row_b, column_b), (row_c, column_c) = places  # type: ignore[misc]
+    return row_a == row_b == row_c and abs(column_b - column_a) == 1 and column_c - column_b == column_b - column_a
+
+
+@functools.lru_cache(maxsize=16)
+def _predictable_characters(text: str) -> int:
+    """How many characters of ``text`` follow from the ones before them: each character of a copy of an
+    earlier stretch of at least ``MIN_COPIED_STRETCH`` characters (``Xk2PwXk2Pw``: the second ``Xk2Pw``), and
+    from its third character on each character continuing a run of code points in one step (``abcdef``,
+    ``9876``, ``acegi``, ``aaaa``: all but the first two), two such runs interleaved (``a1b2c3``, ``aAbBcC``), or
+    a walk along a keyboard row (``qwerty``). Read left to right, greedily taking the longest copy."""
+    codes = [ord(c) for c in text]
+    seen: dict[str, list[int]] = {}  # 3-character stretch -> its latest earlier positions
+    predictable, copied_until = 0, 0
+    for i in range(len(text)):
+        stretch = text[i:i + MIN_COPIED_STRETCH]
+        if i < copied_until:
+            predictable += 1
+        else:
+            copied = _longest_copy(text, i, seen.get(stretch, []))
+            if copied >= MIN_COPIED_STRETCH:
+                copied_until = i + copied
+                predictable += 1
+            elif _evenly_spaced(codes, i, 1) or _evenly_spaced(codes, i, 2) or _walks_a_keyboard_row(text, i):
+                predictable += 1
+        if len(stretch) == MIN_COPIED_STRETCH:
+            positions = seen.setdefault(stretch, [])
+            positions.append(i)
+            del positions[:-_COPY_CANDIDATES]
+    return predictable
+
+
 def pii_key_weakness(key: str | None) -> str | None:
-    """Why ``key`` must not pseudonymize production data, or None when it may.
+    """Why ``key`` must not pseudonymize production data (or MAC its audit trail), or None when it may.
 
     Refused: unset or blank, not UTF-8, the public demo key in any case or spacing or inside a
     longer value, fewer than ``MIN_PII_KEY_BYTES`` bytes (UTF-8, surrounding whitespace not
-    counted), fewer than ``MIN_PII_KEY_DISTINCT_CHARACTERS`` different characters, or one block
-    repeated. The reason never quotes the key.
+    counted), fewer than ``MIN_PII_KEY_DISTINCT_CHARACTERS`` different characters, one block
+    repeated, or mostly predictable: at least half of its characters follow from the ones before
+    them (a repeated block with a short tail, a run of consecutive characters, a keyboard walk:
+    :func:`_predictable_characters`) and fewer than ``MIN_PII_KEY_BYTES`` do not. ``openssl rand
+    -hex 32``, base64 keys and passphrases of several words pass. The reason never quotes the key.
     """
     stripped = (key or "").strip()
     if not stripped:
@@ -143,6 +209,10 @@ def pii_key_weakness(key: str | None) -> str | None:
     period = _shortest_period(stripped)
     if period <= len(stripped) // 2:
         return f"repeats one block of {period} character(s)"
+    predictable = _predictable_characters(stripped)
+    if 2 * predictable >= len(stripped) and len(stripped) - predictable < MIN_PII_KEY_BYTES:
+        return (f"is mostly predictable: {predictable} of its {len(stripped)} characters repeat an earlier stretch, "
+                "continue a run of evenly spaced characters or walk along a keyboard row")
     return None
 
 
@@ -178,20 +248,41 @@ AUDIT_KEY_MIN_BYTES = 32
 _AUDIT_KEY_LABEL = b"adp audit log record MAC key, derived from ADP_PII_HMAC_KEY outside prod"
 
 
+def _one_secret(key: str, other: str) -> bool:
+    """Whether two keys are one secret: equal, or one holding the other in any case or spacing (a
+    stretch of at least half ``MIN_PII_KEY_BYTES`` letters and digits), so that knowing one gives the other away."""
+    if key.strip() == other.strip():
+        return True
+    shorter, longer = sorted((_alphanumeric_folded(key), _alphanumeric_folded(other)), key=len)
+    return len(shorter) >= MIN_PII_KEY_BYTES // 2 and shorter in longer
+
+
 def audit_key() -> bytes:
     """The key of the audit log's record MACs (``ADP_AUDIT_KEY``), a secret kept out of ``$ADP_DATA_DIR``.
 
-    Set, it must hold at least 32 bytes (surrounding whitespace ignored); in ``prod`` it must be
-    set. Outside ``prod`` an unset key is derived from the PII key under its own label: weaker,
-    since whoever holds the PII key (anyone, with the demo key) can then write records that verify.
+    Set, it must hold at least 32 bytes (surrounding whitespace ignored) and be a secret of its own,
+    neither ``ADP_PII_HMAC_KEY`` nor holding it (whoever holds the PII key could otherwise write records
+    that verify). In ``prod`` it must be set and pass the rules of the PII key (:func:`pii_key_weakness`).
+    Outside ``prod`` an unset key is derived from the PII key under its own label: weaker, since
+    whoever holds the PII key (anyone, with the demo key) can then write records that verify.
+    Every refusal is an InputError naming the variable, never quoting a key.
     """
-    from ai_data_platform.errors import InputError
-
-    key = os.environ.get(AUDIT_KEY_VAR, "").strip().encode("utf-8", "surrogateescape")
+    text = os.environ.get(AUDIT_KEY_VAR, "").strip()
+    key = text.encode("utf-8", "surrogateescape")
     if key:
         if len(key) < AUDIT_KEY_MIN_BYTES:
             raise InputError(
                 f"{AUDIT_KEY_VAR} must hold at least {AUDIT_KEY_MIN_BYTES} bytes, got {len(key)}: use a long random secret"
+            )
+        if environment() == "prod":
+            weakness = pii_key_weakness(text)
+            if weakness:
+                raise InputError(f"{AUDIT_KEY_VAR} {weakness}: {PII_KEY_RULE}, kept out of $ADP_DATA_DIR")
+        pii_key = os.environ.get(PII_KEY_VAR, "")
+        if pii_key.strip() and _one_secret(text, pii_key):
+            raise InputError(
+                f"{AUDIT_KEY_VAR} is {PII_KEY_VAR} or holds it (or is held in it): the audit key must be a secret of "
+                "its own, else whoever holds the PII key can write audit records that verify"
             )
         return key
     if environment() == "prod":
@@ -200,6 +291,31 @@ def audit_key() -> bytes:
             "kept out of $ADP_DATA_DIR"
         )
     return hmac.new(pii_hmac_key().encode(), _AUDIT_KEY_LABEL, hashlib.sha256).digest()
+
+
+AUDIT_TRAIL_VAR = "ADP_AUDIT_TRAIL"
+DEFAULT_AUDIT_TRAIL = "adp"
+_AUDIT_TRAIL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+
+
+def audit_trail() -> str:
+    """The name this deployment's audit trail is anchored under in Dagster's storage (``ADP_AUDIT_TRAIL``,
+    default ``adp``): 1 to 64 letters, digits, ``.``, ``_`` or ``-``.
+
+    One Dagster storage serves one deployment, whose trail is anchored under this name wherever its
+    data directory is mounted or copied. Data directories that must share one storage (a staging
+    copy beside production, tests on one instance) each need a name of their own: under one name,
+    the second is refused as another trail.
+    """
+    name = os.environ.get(AUDIT_TRAIL_VAR, "").strip()
+    if not name:
+        return DEFAULT_AUDIT_TRAIL
+    if not _AUDIT_TRAIL_NAME.fullmatch(name):
+        raise InputError(
+            f"{AUDIT_TRAIL_VAR} must be 1 to 64 letters, digits, '.', '_' or '-' starting with a letter or digit, "
+            f"got {shown(name)}"
+        )
+    return name
 
 
 REGION_STORE_VAR_PREFIX = "ADP_REGION_STORE_"
@@ -535,7 +651,8 @@ def check_environment() -> None:
             pii_hmac_key()
         except (RuntimeError, ValueError) as exc:
             raise InputError(str(exc)) from None
-    audit_key()  # set: long enough; in prod: set
+    audit_key()  # set: long enough, not the PII key; in prod: set and strong
+    audit_trail()
     check_directory(data_dir(), "ADP_DATA_DIR")
     partition_start_override()
     crm_database_url()

@@ -180,3 +180,34 @@ class MemoryAnchor:
     def _reach(self):
         if self.down:
             raise audit.AnchorUnavailable("connection refused")
+
+
+ROLLBACK_PLACES = ("replaced", "linked_directory", "linked_file", "in_place")
+"""Where a rolled-back log is put: a new directory under the old name, a new directory the old name
+links to, a link to a file elsewhere, or the log cut where it lies (each with audit.head to match)."""
+
+
+def roll_back_elsewhere(directory, keep, place):
+    """Keep the first ``keep`` records of the log in ``directory`` and put them where the log was, as
+    ``place`` says (:data:`ROLLBACK_PLACES`); the original moves aside to ``<directory>.orig``."""
+    kept = lines_of(directory)[:keep]
+    if place == "in_place":
+        rewrite(directory, kept)
+        cover_tracks(directory)
+        return
+    aside = directory.with_name(directory.name + ".orig")
+    directory.rename(aside)
+    if place == "replaced":
+        directory.mkdir()
+    elif place == "linked_directory":
+        target = directory.with_name(directory.name + ".new")
+        target.mkdir()
+        directory.symlink_to(target, target_is_directory=True)
+    else:
+        directory.mkdir()
+        elsewhere = directory.with_name(directory.name + ".elsewhere")
+        elsewhere.mkdir()
+        (elsewhere / audit.AUDIT_FILE).touch()
+        (directory / audit.AUDIT_FILE).symlink_to(elsewhere / audit.AUDIT_FILE)
+    rewrite(directory, kept)
+    cover_tracks(directory)

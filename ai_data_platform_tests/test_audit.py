@@ -17,8 +17,8 @@ from ai_data_platform.governance import audit
 from ai_data_platform_tests.waiting import bound
 
 from .audit_tampering import (
-    ATTACKER_KEY, LOSES_NOTHING, RECORDS, TAMPERS, MemoryAnchor,
-    cover_tracks, dump, forge_new, lines_of, rechain, rewrite, truncate_mid_record, write_records,
+    ATTACKER_KEY, LOSES_NOTHING, RECORDS, ROLLBACK_PLACES, TAMPERS, MemoryAnchor,
+    cover_tracks, dump, forge_new, lines_of, rechain, rewrite, roll_back_elsewhere, truncate_mid_record, write_records,
 )
 
 
@@ -36,12 +36,13 @@ class FileAnchor:
             for line in self.path.read_text().splitlines():
                 entry = json.loads(line)
                 if entry["log"] == log:
-                    found = audit.Head(entry["seq"], entry["hash"], entry["mac"])
+                    found = audit.Head(entry["seq"], entry["hash"], entry["mac"], entry["trail_id"])
         return found
 
     def record(self, log, head):
         with self.path.open("a") as fh:
-            fh.write(json.dumps({"log": log, "seq": head.seq, "hash": head.hash, "mac": head.mac}) + "\n")
+            fh.write(json.dumps({"log": log, "trail_id": head.trail_id, "seq": head.seq, "hash": head.hash,
+                                 "mac": head.mac}) + "\n")
 
 
 @pytest.fixture()
@@ -71,7 +72,8 @@ def test_records_chain_mac_and_verify(tmp_path, anchor):
     assert second["mac"] == audit.record_mac(second, adp_settings.audit_key()) != audit.record_mac(second, ATTACKER_KEY)
     assert [r["action"] for r in audit.records(tmp_path)] == ["materialization", "erasure"]
     assert audit.head(tmp_path) == {"seq": 1, "hash": second["hash"]}
-    assert anchor.newest(audit.log_id(tmp_path)) == audit.Head(1, second["hash"], second["mac"])
+    assert first["trail_id"] == second["trail_id"] and len(first["trail_id"]) == 32
+    assert anchor.newest(audit.trail_name()) == audit.Head(1, second["hash"], second["mac"], first["trail_id"])
     result = audit.verify(tmp_path, anchor=anchor)
     assert result.ok and result.records == 2 and result.anchored_seq == 1
 
@@ -286,6 +288,172 @@ def test_hostile_files_beside_the_log_are_reported_never_raised_past_audit_error
         audit.append("erasure", directory=tmp_path, anchor=anchor)
 
 
+# -- the trail: one per deployment, anchored under its name wherever its file lies ---------------------
+
+
+def test_the_first_record_starts_a_trail_every_later_record_names_under_its_mac(tmp_path, anchor):
+    first, *later = [json.loads(line) for line in _log(tmp_path / "a", anchor, 3)]
+    assert len(first["trail_id"]) == 32 and all(r["trail_id"] == first["trail_id"] for r in later)
+    assert anchor.newest(audit.trail_name()).trail_id == first["trail_id"]
+    other = json.loads(_log(tmp_path / "b", MemoryAnchor(), 1)[0])
+    assert other["trail_id"] != first["trail_id"]  # drawn at random by each log's first record
+    renamed = {**first, "trail_id": other["trail_id"]}
+    assert audit.record_problem(renamed, 0, audit.GENESIS_HASH, adp_settings.audit_key()).startswith("hash does not")
+
+
+def test_a_log_moved_linked_or_copied_with_its_anchor_is_the_same_trail(tmp_path, anchor):
+    first, moved, linked = tmp_path / "first", tmp_path / "moved", tmp_path / "linked"
+    _log(first, anchor, 3)
+    first.rename(moved)
+    assert audit.verify(moved, anchor=anchor).ok
+    audit.append("erasure", directory=moved, anchor=anchor, status="erased")
+    linked.symlink_to(moved, target_is_directory=True)
+    audit.append("erasure", directory=linked, anchor=anchor, status="erased")
+    result = audit.verify(linked, anchor=anchor)
+    assert result.ok and result.records == 5 and result.anchored_seq == 4 and result.notes == ()
+    copy, copied_anchor = tmp_path / "copy", MemoryAnchor()
+    shutil.copytree(moved, copy)
+    copied_anchor.heads = dict(anchor.heads)  # a data directory copied with its own (SQLite) storage
+    assert audit.verify(copy, anchor=copied_anchor).ok
+
+
+@pytest.mark.parametrize("place", ROLLBACK_PLACES)
+def test_a_log_rolled_back_wherever_it_is_put_is_caught_and_takes_no_append(tmp_path, anchor, place):
+    log = tmp_path / "audit"
+    _log(log, anchor, 4)
+    roll_back_elsewhere(log, 2, place)
+    assert audit.verify(log).ok  # the files alone look fine
+    missing = "recorded head seq 3 but the log has no such record: the newest 2 record(s) are missing"
+    assert missing in audit.verify(log, anchor=anchor).problem
+    kept = (log / audit.AUDIT_FILE).read_bytes()
+    for attempt in (lambda: audit.append("erasure", directory=log, anchor=anchor), lambda: audit.anchor_pending(directory=log, anchor=anchor)):
+        with pytest.raises(audit.AuditError, match="recorded head seq 3 but the log ends at seq 1: records were removed"):
+            attempt()
+    assert (log / audit.AUDIT_FILE).read_bytes() == kept  # no gap record stands in for the removed ones
+    assert missing in audit.verify(log, anchor=anchor).problem
+
+
+@settings(max_examples=25)  # each example writes up to six fsynced appends
+@given(records=st.integers(1, 6), data=st.data())
+def test_no_rollback_is_ever_accepted_nor_covered_by_a_gap(tmp_path_factory, records, data):
+    keep = data.draw(st.integers(0, records - 1), label="keep")
+    place = data.draw(st.sampled_from(ROLLBACK_PLACES), label="place")
+    log = tmp_path_factory.mktemp("rollback") / "audit"
+    anchor = MemoryAnchor()
+    _log(log, anchor, records)
+    roll_back_elsewhere(log, keep, place)
+    with pytest.raises(audit.AuditError, match="records were removed or the log was replaced; nothing appended"):
+        audit.append("erasure", directory=log, anchor=anchor)
+    result = audit.verify(log, anchor=anchor)
+    assert not result.ok and f"the newest {records - keep} record(s) are missing" in result.problem
+    assert anchor.newest(audit.trail_name()).seq == records - 1
+    assert audit.GAP_ACTION not in (log / audit.AUDIT_FILE).read_text()
+
+
+def test_a_log_of_another_trail_put_in_place_is_caught_and_takes_no_append(tmp_path, anchor):
+    ours, theirs = tmp_path / "ours", tmp_path / "theirs"
+    _log(ours, anchor, 3)
+    _log(theirs, MemoryAnchor(), 5)  # same key, another trail (another deployment, a test copy)
+    ours_trail = json.loads(lines_of(ours)[0])["trail_id"]
+    theirs_trail = json.loads(lines_of(theirs)[0])["trail_id"]
+    shutil.rmtree(ours)
+    shutil.copytree(theirs, ours)
+    assert audit.verify(ours).ok  # a valid log on its own
+    problem = audit.verify(ours, anchor=anchor).problem
+    assert problem.startswith(f"the log is trail {theirs_trail} but the test anchor anchors trail {ours_trail} "
+                              "(head seq 2) under the name 'adp': the trail was replaced by another log")
+    with pytest.raises(audit.AuditError, match=f"the log's newest record names trail {theirs_trail} but"):
+        audit.append("erasure", directory=ours, anchor=anchor)
+    assert len(lines_of(ours)) == 5
+
+
+def test_records_of_another_trail_or_of_none_do_not_verify(tmp_path, anchor):
+    key = adp_settings.audit_key()
+    records = [json.loads(line) for line in _log(tmp_path, anchor, 3)]
+    spliced = dict(records[2], trail_id="f" * 32)
+    spliced["hash"] = audit.record_hash(spliced)
+    spliced["mac"] = audit.record_mac(spliced, key)  # a holder of the key, splicing
+    problem = audit.record_problem(spliced, 2, records[1]["hash"], key, records[0]["trail_id"])
+    assert problem == (f"record 2 names trail {'f' * 32} but the log's first record names trail "
+                       f"{records[0]['trail_id']} (records of another trail were put into this one)")
+    legacy = [{"action": "retention", "actor": "ci", "ts": "2026-01-01T00:00:00+00:00"} for _ in range(2)]
+    (tmp_path / "legacy").mkdir()
+    write_records(tmp_path / "legacy", rechain(legacy, key=key))  # MACed, written before records named a trail
+    assert "record 0 names no trail (written before records named their trail_id" in audit.verify(tmp_path / "legacy").problem
+    with pytest.raises(audit.AuditError, match="record seq 0, of a log nothing of which is recorded in the test anchor: record 0 names no trail"):
+        audit.append("erasure", directory=tmp_path / "legacy", anchor=MemoryAnchor())
+
+
+def test_copies_writing_to_one_shared_anchor_diverge_and_the_one_left_behind_is_refused(tmp_path, anchor):
+    original, copy = tmp_path / "original", tmp_path / "copy"
+    _log(original, anchor, 2)
+    shutil.copytree(original, copy)  # a copy of the data directory over the same (PostgreSQL) storage
+    assert audit.verify(original, anchor=anchor).ok and audit.verify(copy, anchor=anchor).ok
+    audit.append("erasure", directory=copy, anchor=anchor, status="erased")
+    assert audit.verify(copy, anchor=anchor).ok
+    left_behind = audit.verify(original, anchor=anchor).problem
+    assert "the newest 1 record(s) are missing (the log ends at seq 1): they were removed, or another data directory" in left_behind
+    with pytest.raises(audit.AuditError, match="records were removed or the log was replaced; nothing appended"):
+        audit.append("erasure", directory=original, anchor=anchor)
+
+
+def test_copies_appending_at_once_to_one_shared_anchor_fork_and_the_fork_is_caught(tmp_path, anchor):
+    original, copy = tmp_path / "original", tmp_path / "copy"
+    _log(original, anchor, 2)
+    shutil.copytree(original, copy)
+    read_before = anchor.newest(audit.trail_name())
+
+    class ReadBeforeTheCopyWrote:
+        """The original's append: it read the head before the copy's append recorded its own."""
+
+        where = anchor.where
+
+        def newest(self, trail):
+            return read_before
+
+        def record(self, trail, head):
+            anchor.record(trail, head)
+
+    audit.append("erasure", directory=copy, anchor=anchor, status="erased")
+    audit.append("retention", directory=original, anchor=ReadBeforeTheCopyWrote())  # both wrote seq 2
+    assert audit.verify(original, anchor=anchor).ok  # the newest head recorded is the original's
+    assert audit.verify(copy, anchor=anchor).problem == (
+        "record seq 2 is not the one recorded in the test anchor (the log was rewritten, or a copy of this data "
+        "directory appends to the same trail)"
+    )
+    with pytest.raises(audit.AuditError, match="record seq 2 is not the one recorded in the test anchor"):
+        audit.append("erasure", directory=copy, anchor=anchor)
+
+
+def test_trails_under_their_own_names_share_one_anchor_under_one_name_the_second_is_refused(tmp_path, anchor, monkeypatch):
+    production, staging = tmp_path / "production", tmp_path / "staging"
+    _log(production, anchor, 2)
+    monkeypatch.setenv("ADP_AUDIT_TRAIL", "staging")
+    _log(staging, anchor, 3)
+    assert audit.verify(staging, anchor=anchor).ok and set(anchor.heads) == {"adp", "staging"}
+    monkeypatch.delenv("ADP_AUDIT_TRAIL")
+    assert audit.verify(production, anchor=anchor).ok
+    problem = audit.verify(staging, anchor=anchor).problem
+    assert problem.startswith("the log is trail ") and "the same ADP_AUDIT_TRAIL" in problem
+    with pytest.raises(audit.AuditError, match="recorded head seq 1 but the log holds no records"):
+        audit.append("erasure", directory=tmp_path / "third", anchor=anchor)  # a new log cannot start a second trail
+    assert list(audit.records(tmp_path / "third")) == []
+
+
+@pytest.mark.parametrize("name", ["", "  ", "staging", "eu-prod.2", "A_1"])
+def test_a_trail_name_of_letters_digits_dots_dashes_and_underscores_is_taken(monkeypatch, name):
+    monkeypatch.setenv("ADP_AUDIT_TRAIL", name)
+    assert adp_settings.audit_trail() == (name.strip() or "adp")
+
+
+@pytest.mark.parametrize("name", ["-lead", ".hidden", "a b", "x" * 65, "a/b", "trail\nname", "é", "a;drop"])
+def test_any_other_trail_name_is_refused_in_one_line(monkeypatch, name):
+    monkeypatch.setenv("ADP_AUDIT_TRAIL", name)
+    with pytest.raises(InputError, match="^ADP_AUDIT_TRAIL must be 1 to 64 letters") as refused:
+        adp_settings.audit_trail()
+    assert "\n" not in str(refused.value)
+
+
 # -- the key ----------------------------------------------------------------------------------------
 
 
@@ -303,6 +471,12 @@ def test_the_audit_key_is_required_in_prod_long_and_never_the_pii_key(monkeypatc
     with pytest.raises(InputError, match=r"^ADP_AUDIT_KEY must hold at least 32 bytes, got 5"):
         adp_settings.audit_key()
     monkeypatch.setenv("ADP_AUDIT_KEY", " " + "k" * 40 + "\n")
+    with pytest.raises(InputError, match=r"^ADP_AUDIT_KEY has only 1 different character\(s\): ADP_ENV=prod needs"):
+        adp_settings.audit_key()
+    monkeypatch.setenv("ADP_AUDIT_KEY", " 9d2f7a1c5e3b8f0a4c6e2d9b7f1a3c5e \n")
+    assert adp_settings.audit_key() == b"9d2f7a1c5e3b8f0a4c6e2d9b7f1a3c5e"
+    monkeypatch.setenv("ADP_ENV", "local")  # outside prod a set key is judged by its length only
+    monkeypatch.setenv("ADP_AUDIT_KEY", "k" * 40)
     assert adp_settings.audit_key() == b"k" * 40
 
 

@@ -9,6 +9,7 @@ import multiprocessing
 import subprocess
 import sys
 import time
+import uuid
 from datetime import date
 from pathlib import Path
 
@@ -21,7 +22,8 @@ from ai_data_platform.governance import audit, retention
 from ai_data_platform.governance.audit_anchor import AUDIT_LOG_KEY, DagsterAnchor, data_dir_anchor
 
 from . import lifecycle_world as world
-from .audit_tampering import RECORDS, TAMPERS, delete_newest
+from .audit_tampering import RECORDS, TAMPERS, delete_newest, roll_back_elsewhere
+from .services import POSTGRES, require_service
 from .waiting import bound
 
 BIN = Path(sys.executable).parent
@@ -70,7 +72,7 @@ def _verify(capsys) -> tuple[int, str, str]:
 
 def test_every_append_is_anchored_and_verify_matches_the_newest_head(anchored, capsys):
     with data_dir_anchor() as anchor:
-        assert anchor.newest(audit.log_id()) == audit.Head.of(list(audit.records())[-1])
+        assert anchor.newest(audit.trail_name()) == audit.Head.of(list(audit.records())[-1])
     code, out, err = _verify(capsys)
     assert (code, err) == (0, "")
     assert out == (f"{audit.audit_path()}: {RECORDS} record(s), hash chain intact, every MAC valid; the newest record "
@@ -140,6 +142,125 @@ def test_an_adp_erase_record_deleted_with_audit_head_rewritten_is_caught_and_era
     assert err.startswith("adp erase: audit trail: ") and "records were removed" in err and "nothing appended" in err
     assert _rows(lifecycle_paths, other) == held  # refused before anything changed
     assert list(audit.records()) == []
+
+
+def _erase_nobody(number: int) -> int:
+    """`adp erase` of an id no one has: nothing erased, one `nothing_found` erasure record appended."""
+    return main(["erase", "--customer-id", f"NOBODY{number}", "--reason", f"T-{number}"])
+
+
+@pytest.mark.parametrize("place", ["linked_directory", "replaced", "linked_file"])
+def test_the_newest_records_rolled_back_behind_a_new_path_are_caught_and_appends_refused(fresh, capsys, place):
+    assert [_erase_nobody(i) for i in range(1, 5)] == [3, 3, 3, 3]
+    capsys.readouterr()
+    assert _verify(capsys)[0] == 0
+    roll_back_elsewhere(fresh, 2, place)  # mv audit audit.orig; the first 2 records where the log was; audit.head to match
+    missing = "Dagster recorded head seq 3 but the log has no such record: the newest 2 record(s) are missing"
+    code, _, err = _verify(capsys)
+    assert code == 1 and missing in err
+    assert _erase_nobody(9) == 4
+    err = capsys.readouterr().err
+    assert err.startswith("adp erase: audit trail: ") and "records were removed or the log was replaced" in err
+    assert [r["action"] for r in audit.records()] == ["erasure", "erasure"]  # no gap record stands in for them
+    code, _, err = _verify(capsys)
+    assert code == 1 and missing in err
+
+
+def test_a_data_directory_moved_or_copied_with_its_storage_verifies_and_takes_appends(fresh, monkeypatch, capsys):
+    assert [_erase_nobody(i) for i in (1, 2)] == [3, 3]
+    root = fresh.parent
+    copy, moved = root.with_name("copy"), root.with_name("moved")
+    shutil.copytree(root, copy, symlinks=True)  # cp -a: the copy carries its own dagster_home (SQLite)
+    root.rename(moved)
+    for place in (copy, moved):
+        monkeypatch.setenv("ADP_DATA_DIR", str(place))
+        monkeypatch.setenv("DAGSTER_HOME", str(place / "dagster_home"))
+        capsys.readouterr()
+        code, out, err = _verify(capsys)
+        assert (code, err) == (0, "") and "matches the head recorded in Dagster (seq 1)" in out
+        assert _erase_nobody(3) == 3
+        code, out, _ = _verify(capsys)
+        assert code == 0 and "matches the head recorded in Dagster (seq 2)" in out
+
+
+@pytest.fixture()
+def shared_postgres(monkeypatch):
+    """A Dagster storage of its own in the local PostgreSQL, for data directories to share."""
+    require_service(*POSTGRES)
+    import psycopg
+
+    database = f"adp_audit_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect("postgresql://postgres@127.0.0.1:5432/postgres", autocommit=True) as con:
+        con.execute(f'CREATE DATABASE "{database}"')
+    monkeypatch.setenv("DAGSTER_PG_URL", f"postgresql://postgres@127.0.0.1:5432/{database}")
+    try:
+        yield database
+    finally:
+        with psycopg.connect("postgresql://postgres@127.0.0.1:5432/postgres", autocommit=True) as con:
+            con.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+
+
+def test_data_directories_sharing_one_postgresql_storage_are_one_trail_per_name(fresh, shared_postgres, monkeypatch, capsys):
+    def use(root):
+        monkeypatch.setenv("ADP_DATA_DIR", str(root))
+        monkeypatch.setenv("DAGSTER_HOME", str(root / "dagster_home"))
+
+    original = fresh.parent
+    assert [_erase_nobody(i) for i in (1, 2)] == [3, 3]
+    assert "postgres" in (original / "dagster_home" / "dagster.yaml").read_text()
+    import psycopg
+
+    with psycopg.connect(f"postgresql://postgres@127.0.0.1:5432/{shared_postgres}") as con:
+        heads = con.execute("SELECT count(*) FROM event_logs WHERE dagster_event_type = 'ASSET_OBSERVATION'").fetchone()
+    assert heads == (2,)  # the heads live in PostgreSQL
+    copy = original.with_name("copy")
+    shutil.copytree(original, copy, symlinks=True)  # a second writer of the same trail in the same storage
+    use(copy)
+    assert _erase_nobody(3) == 3  # the copy moves the trail on
+    use(original)
+    capsys.readouterr()
+    code, _, err = _verify(capsys)
+    assert code == 1 and "the newest 1 record(s) are missing (the log ends at seq 1): they were removed, or another" in err
+    assert _erase_nobody(4) == 4  # the one left behind takes no more records
+    assert "records were removed or the log was replaced" in capsys.readouterr().err
+
+    other = original.with_name("other")  # another deployment on the same storage
+    other.mkdir()
+    use(other)
+    assert _erase_nobody(5) == 4  # under the same name its new log cannot start a second trail
+    capsys.readouterr()
+    monkeypatch.setenv("ADP_AUDIT_TRAIL", "staging")
+    assert _erase_nobody(5) == 3
+    capsys.readouterr()
+    code, out, _ = _verify(capsys)
+    assert code == 0 and "matches the head recorded in Dagster (seq 0)" in out
+    monkeypatch.delenv("ADP_AUDIT_TRAIL")
+    use(copy)
+    code, out, _ = _verify(capsys)
+    assert code == 0 and "matches the head recorded in Dagster (seq 2)" in out
+
+
+def test_heads_recorded_under_a_log_path_belong_to_no_trail(fresh):
+    """Observations written before trails were named (metadata ``log``: a path) are no trail's head:
+    a log of that time names no trail_id, does not verify, and moved aside, a new trail starts."""
+    instance = runner.prepare_instance()
+    try:
+        old_head = {"log": str(audit.audit_path()), "head_seq": 4, "head_hash": "0" * 64, "head_mac": "0" * 64}
+        instance.report_runless_asset_event(dg.AssetObservation(asset_key=AUDIT_LOG_KEY, metadata=old_head))
+        anchor = DagsterAnchor(instance)
+        assert anchor.newest(audit.trail_name()) is None
+        first = audit.append("erasure", anchor=anchor, status="erased")
+        assert anchor.newest(audit.trail_name()) == audit.Head.of(first)
+        assert audit.verify(anchor=anchor).anchored_seq == 0
+    finally:
+        instance.dispose()
+
+
+def test_a_bad_trail_name_stops_adp_in_one_line(fresh, monkeypatch, capsys):
+    monkeypatch.setenv("ADP_AUDIT_TRAIL", "eu prod; rm -rf /")
+    assert main(["audit", "verify"]) == 2
+    assert capsys.readouterr().err == ("adp audit verify: ADP_AUDIT_TRAIL must be 1 to 64 letters, digits, '.', '_' or "
+                                       "'-' starting with a letter or digit, got 'eu prod; rm -rf /'\n")
 
 
 def _rows(paths, customer_id) -> int:
@@ -255,7 +376,7 @@ def test_honest_concurrent_writers_never_raise_a_false_alarm(fresh, capsys):
     instance = runner.prepare_instance()
     try:
         assert len(instance.fetch_observations(AUDIT_LOG_KEY, limit=100).records) >= 7  # one head per append
-        assert DagsterAnchor(instance).newest(audit.log_id()) == audit.Head.of(records[-1])
+        assert DagsterAnchor(instance).newest(audit.trail_name()) == audit.Head.of(records[-1])
     finally:
         instance.dispose()
     code, out, err = _verify(capsys)

@@ -18,11 +18,19 @@ from ai_data_platform.governance.audit_sensor import audit_lineage_sensor, evalu
 QUIET = {"loggers": {"console": {"config": {"log_level": "ERROR"}}}}
 
 
+def own_trail(tmp_path, monkeypatch) -> None:
+    """A fresh data dir whose audit trail is anchored in the tiny world's instance, which every test
+    shares: under a trail name of its own (ADP_AUDIT_TRAIL), as data directories sharing one
+    Dagster storage must be."""
+    monkeypatch.setenv("ADP_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("ADP_AUDIT_TRAIL", tmp_path.name)
+
+
 @pytest.fixture()
 def recorded(tiny_world, tmp_path, monkeypatch):
     """The tiny world's event log recorded by one tick into a fresh data dir."""
     paths, instance, days = tiny_world
-    monkeypatch.setenv("ADP_DATA_DIR", str(tmp_path))
+    own_trail(tmp_path, monkeypatch)
     result = evaluate_audit_once(instance, defs, None)
     return instance, days, result, list(audit.records())
 
@@ -82,7 +90,7 @@ def test_a_retried_tick_records_nothing_twice(recorded, tiny_world):
 
 def test_a_tick_that_crashed_before_its_audit_append_is_completed_exactly_once(tiny_world, tmp_path, monkeypatch):
     paths, instance, days = tiny_world
-    monkeypatch.setenv("ADP_DATA_DIR", str(tmp_path))
+    own_trail(tmp_path, monkeypatch)
     small = evaluate_audit_once(instance, defs, None, max_events=20)  # first page only
     assert small.more and 20 <= small.records < _recordable_events(instance)
 
@@ -168,7 +176,7 @@ def test_the_actor_is_the_launcher_or_the_trigger():
 
 def test_the_sensor_is_on_by_default_and_persists_its_cursor(tiny_world, tmp_path, monkeypatch):
     _, instance, _ = tiny_world
-    monkeypatch.setenv("ADP_DATA_DIR", str(tmp_path))
+    own_trail(tmp_path, monkeypatch)
     assert audit_lineage_sensor.default_status == dg.DefaultSensorStatus.RUNNING
     context = dg.build_sensor_context(instance=instance, definitions=defs)
     tick = audit_lineage_sensor.evaluate_tick(context)
@@ -228,7 +236,7 @@ def test_every_append_of_a_tick_is_anchored_and_a_log_cut_short_takes_no_more(re
     from .audit_tampering import delete_newest
 
     instance, _, _, records = recorded
-    assert DagsterAnchor(instance).newest(audit.log_id()) == audit.Head.of(records[-1])
+    assert DagsterAnchor(instance).newest(audit.trail_name()) == audit.Head.of(records[-1])
     assert audit.verify(anchor=DagsterAnchor(instance)).ok
     delete_newest(audit.audit_dir(), 2)
     kept = audit.audit_path().read_bytes()

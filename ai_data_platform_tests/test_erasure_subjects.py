@@ -59,7 +59,9 @@ def test_an_id_no_customer_record_holds_is_refused_and_nothing_changes(lifecycle
     assume(customer_id.strip() not in {r["customer_id"] for r in _crm(paths)})  # a real customer: other tests erase those
     before = _state(paths)
 
-    result = erasure.erase(customer_id, "ticket 1", paths=paths, personal=world.personal_data(paths.root))
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("ADP_DATA_DIR", str(paths.root))  # the audit trail of this copy, anchored in its own storage
+        result = erasure.erase(customer_id, "ticket 1", paths=paths, personal=world.personal_data(paths.root))
 
     assert (result.status, result.exit_code, result.counts) == ("unknown_subject", erasure.EXIT_UNKNOWN_SUBJECT, {})
     assert len(result.report()) == 1 and "nothing was erased and nothing recorded as suppressed" in result.report()[0]

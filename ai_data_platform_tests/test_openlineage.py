@@ -51,6 +51,7 @@ def emitted(tiny_world, tmp_path, monkeypatch):
     """Every OpenLineage event of the tiny world's nightly run, and its audit records."""
     paths, instance, days = tiny_world
     monkeypatch.setenv("ADP_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("ADP_AUDIT_TRAIL", tmp_path.name)  # a trail of its own in the shared instance
     monkeypatch.delenv(ol.URL_ENV, raising=False)
     evaluate_audit_once(instance, defs, None)
     return ol.LineageSink.from_env().read(), list(audit.records()), tiny_world
@@ -168,6 +169,7 @@ def test_events_are_posted_and_a_failing_endpoint_only_delays_them(tiny_world, t
     url, collector = endpoint
     _, instance, _ = tiny_world
     monkeypatch.setenv("ADP_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("ADP_AUDIT_TRAIL", tmp_path.name)  # a trail of its own in the shared instance
     monkeypatch.setenv(ol.URL_ENV, url)
     collector.failing = True
     down = evaluate_audit_once(instance, defs, None, max_events=10)  # a few events, endpoint down

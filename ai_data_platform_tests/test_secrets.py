@@ -53,7 +53,32 @@ REFUSED_KEYS = {
     "one block repeated": "Zq8v3Lr9" * 6,
     "few different characters": "a" * 40 + "bcdef",
     "not UTF-8": "\udcff" * 40,
+    "a repeated block and a short tail": "abcdefgh" * 4 + "X",
+    "a repeated block and a longer tail": "Zq8v3Lr9" * 5 + "k2Pw7",
+    "a short head and a repeated block": "X" + "abcdefgh" * 4,
+    "a repeated block split by a character": "abcdefgh" * 2 + "X" + "abcdefgh" * 2,
+    "a block repeated after a random part": "k2Pw7Nt5" + "Hb1Md4Fg" * 4,
+    "a run of consecutive characters": "abcdefghijklmnopqrstuvwxyz012345",
+    "a run of consecutive characters downwards": "zyxwvutsrqponmlkjihgfedcba987654",
+    "a run of every other character": "acegikmoqsuwy13579bdfhjlnprtvxz02",
+    "a run of consecutive characters with a short tail": "ABCDEFGHIJKLMNOPQRSTUVWXYZ-k2P",
+    "two runs of consecutive characters": "abcdefghijklmnop" + "0123456789ABCDEFG",
+    "a run of consecutive non-ASCII characters": "".join(chr(0x3041 + i) for i in range(16)),
+    "two runs interleaved": "a0b1c2d3e4f5g6h7i8j9k0l1m2n3o4p5",
+    "a run in both cases interleaved": "aAbBcCdDeEfFgGhHiIjJkKlLmMnNoOpP",
+    "a walk along the keyboard rows": "qwertyuiopasdfghjklzxcvbnm123456",
+    "a walk along the keyboard rows backwards in upper case": "POIUYTREWQLKJHGFDSAMNBVCXZ0987654",
 }
+ACCEPTED_KEYS = [
+    STRONG_KEY,
+    "3f9c1e7a5b2d8f4a6c0e9b7d1a3c5e7f9b2d4f6a8c0e1b3d5f7a9c2e4b6d8f0a",  # openssl rand -hex 32
+    "q7SxA0v1Yl8cM3bN6oTz2hRw9kJp4dFe5gUiLrXyWnE=",  # openssl rand -base64 32
+    "äöüßéèêáàâíìîóôú",  # 16 characters, 32 bytes
+    "correct horse battery staple 2026!",
+    "Tr0ub4dor&3-purple-monkey-dishwasher",
+    "550e8400-e29b-41d4-a716-446655440000",
+    "abcdefgh" + "Zq8v3Lr9Xk2Pw7Nt5Hb1Md4F",  # a short run before a random part
+]
 
 
 def _set_key(monkeypatch, key: str | None) -> None:
@@ -86,15 +111,7 @@ def test_prod_refuses_a_public_short_or_guessable_key_in_one_line_naming_the_var
             assert key.strip() not in message
 
 
-@pytest.mark.parametrize(
-    "key",
-    [
-        STRONG_KEY,
-        "3f9c1e7a5b2d8f4a6c0e9b7d1a3c5e7f9b2d4f6a8c0e1b3d5f7a9c2e4b6d8f0a",  # openssl rand -hex 32
-        "äöüßéèêáàâíìîóôú",  # 16 characters, 32 bytes
-        "correct horse battery staple 2026!",
-    ],
-)
+@pytest.mark.parametrize("key", ACCEPTED_KEYS)
 def test_prod_accepts_a_strong_key(prod, monkeypatch, key):
     assert len(key.strip().encode()) >= 32
     _set_key(monkeypatch, key)
@@ -105,6 +122,112 @@ def test_prod_accepts_a_strong_key(prod, monkeypatch, key):
 @given(st.text(max_size=40).filter(lambda k: len(k.strip().encode()) < 32))
 def test_every_key_under_32_bytes_is_refused(key):
     assert settings.pii_key_weakness(key) is not None
+
+
+@given(st.randoms(use_true_random=True), st.integers(32, 600), st.sampled_from(["hex", "base64", "urlsafe"]))
+def test_every_random_key_of_32_bytes_or_more_is_accepted(generator, size, encoding):
+    import base64
+
+    secret = generator.randbytes(size)  # `openssl rand` (hypothesis would shrink drawn bytes to zeros)
+    key = {"hex": secret.hex(), "base64": base64.b64encode(secret).decode(),
+           "urlsafe": base64.urlsafe_b64encode(secret).decode().rstrip("=")}[encoding]
+    assert settings.pii_key_weakness(key) is None
+
+
+ALPHANUMERIC = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+
+
+@given(
+    block=st.text(ALPHANUMERIC, min_size=4, max_size=16),
+    repeats=st.integers(3, 8),
+    tail=st.text(ALPHANUMERIC, max_size=4),
+    tail_first=st.booleans(),
+)
+def test_a_block_repeated_around_a_short_tail_is_refused(block, repeats, tail, tail_first):
+    key = tail + block * repeats if tail_first else block * repeats + tail
+    assert settings.pii_key_weakness(key) is not None
+
+
+@given(
+    start=st.integers(0x100, 0x3000),
+    step=st.sampled_from([1, -1, 2, -2, 3]),
+    length=st.integers(24, 48),
+    tail=st.text(ALPHANUMERIC, max_size=6),
+)
+def test_a_run_of_evenly_spaced_characters_with_a_short_tail_is_refused(start, step, length, tail):
+    key = "".join(chr(start + step * i) for i in range(length)) + tail
+    assert settings.pii_key_weakness(key) is not None
+
+
+AUDIT_REFUSED = {
+    "one character repeated": "a" * 40,
+    "the demo key with a suffix": DEMO + "-audit",
+    "the demo key upper case inside": "7f3a9c1e" + DEMO.upper(),
+    "the PII key": STRONG_KEY,
+    "the PII key padded": f"  {STRONG_KEY}\n",
+    "the PII key upper case": STRONG_KEY.upper(),
+    "the PII key with a suffix": STRONG_KEY + "-audit",
+    "a part of the PII key": STRONG_KEY[:-4],
+    "a repeated block and a short tail": "abcdefgh" * 4 + "X",
+    "a run of consecutive characters": "abcdefghijklmnopqrstuvwxyz012345",
+    "one block repeated": "Zq8v3Lr9" * 6,
+    "few different characters": "a" * 40 + "bcdef",
+}
+
+
+@pytest.mark.parametrize(("name", "key"), AUDIT_REFUSED.items(), ids=AUDIT_REFUSED.keys())
+def test_prod_refuses_a_weak_audit_key_or_the_pii_key_in_one_line_naming_the_variable(prod, monkeypatch, name, key):
+    _set_key(monkeypatch, STRONG_KEY)
+    monkeypatch.setenv("ADP_AUDIT_KEY", key)
+    for check in (settings.audit_key, settings.check_environment):
+        with pytest.raises(InputError) as refused:
+            check()
+        message = str(refused.value)
+        assert message.startswith("ADP_AUDIT_KEY ") and "\n" not in message
+        assert key.strip() not in message and STRONG_KEY not in message
+    if "PII key" in name:
+        assert "ADP_AUDIT_KEY is ADP_PII_HMAC_KEY or holds it" in message
+
+
+def test_every_weak_pii_key_of_32_bytes_is_refused_as_the_audit_key_too(prod, monkeypatch):
+    _set_key(monkeypatch, STRONG_KEY)
+    for name, key in REFUSED_KEYS.items():
+        if key is None or len(key.strip().encode("utf-8", "surrogateescape")) < 32:
+            continue  # refused for its length (tests/test_audit.py)
+        monkeypatch.setenv("ADP_AUDIT_KEY", key)
+        with pytest.raises(InputError, match="^ADP_AUDIT_KEY ") as refused:
+            settings.audit_key()
+        assert "openssl rand" in str(refused.value), name
+
+
+@pytest.mark.parametrize("key", [k for k in ACCEPTED_KEYS if k != STRONG_KEY] + [AUDIT_KEY])
+def test_prod_accepts_a_strong_audit_key_of_its_own(prod, monkeypatch, key):
+    _set_key(monkeypatch, STRONG_KEY)
+    monkeypatch.setenv("ADP_AUDIT_KEY", key)
+    assert settings.audit_key() == key.strip().encode()
+    settings.check_environment()
+
+
+def test_outside_prod_the_audit_key_is_still_never_the_pii_key(monkeypatch, data_dir):
+    monkeypatch.delenv("ADP_ENV", raising=False)
+    _set_key(monkeypatch, "a local pii key of 32 bytes or more")
+    monkeypatch.setenv("ADP_AUDIT_KEY", "a local pii key of 32 bytes or more")
+    with pytest.raises(InputError, match="^ADP_AUDIT_KEY is ADP_PII_HMAC_KEY or holds it"):
+        settings.audit_key()
+    monkeypatch.setenv("ADP_AUDIT_KEY", "a" * 40)  # outside prod a set key is judged by its length
+    assert settings.audit_key() == b"a" * 40
+
+
+@pytest.mark.parametrize("key", ["a" * 40, "adp-demo-key-NOT-FOR-PRODUCTION-audit", STRONG_KEY])
+def test_every_adp_command_stops_in_prod_with_a_weak_audit_key(prod, monkeypatch, capsys, key):
+    _set_key(monkeypatch, STRONG_KEY)
+    monkeypatch.setenv("ADP_AUDIT_KEY", key)
+    monkeypatch.setattr(cli, "build_parser", _parser_that_must_not_run)
+    for path, parser in _leaf_commands(cli.build_parser()):
+        assert cli.main(_valid_argv(path, parser)) == 2, path
+        err = capsys.readouterr().err
+        assert err.startswith(f"adp {' '.join(path)}: ADP_AUDIT_KEY ") and err.count("\n") == 1, (path, err)
+        assert key not in err
 
 
 def test_outside_prod_the_demo_key_stands_in_for_an_unset_key(monkeypatch, data_dir):

@@ -5,7 +5,7 @@ One JSON object per line in ``$ADP_DATA_DIR/audit/audit.jsonl``. Every record na
 run id, asset, partition, row counts, code version and input data versions. Records hold no
 personal data: a data subject appears only as :func:`subject_ref` (a keyed HMAC).
 
-Tamper evidence, in three layers:
+Tamper evidence, in four layers:
 
 - **Chain.** Each record carries ``seq`` (0, 1, 2, ...), ``prev_hash`` (the previous record's
   ``hash``; 64 zeros for the first) and ``hash`` = SHA-256 of its canonical JSON (every field but
@@ -14,18 +14,28 @@ Tamper evidence, in three layers:
   (:func:`ai_data_platform.settings.audit_key`, ``ADP_AUDIT_KEY``), which is never stored beside
   the log. Anyone can recompute a SHA-256 chain; only a holder of the key can write a record
   whose MAC verifies, so a forged record, or an edit with the chain recomputed, is caught.
+- **Trail.** The first record of a log draws a random ``trail_id`` and every later record repeats
+  it, under the hash and the MAC: it names the trail a log is, wherever its file lies.
 - **Anchor.** A log cut at its end, or rolled back together with ``audit.head`` to an older copy,
-  is still a valid chain of valid MACs. So every append also records its new head (``seq``,
-  ``hash``, ``mac``) with an :class:`Anchor` kept where the log's writer cannot rewrite it alone
-  (Dagster's storage: :mod:`ai_data_platform.governance.audit_anchor`), and :func:`verify`, given
-  the anchor, requires the log's newest record to be the newest anchored head. ``audit.head``
-  holds the newest ``seq`` and ``hash`` beside the log, a local cross-check only.
+  is still a valid chain of valid MACs. So every append also records its new head (``trail_id``,
+  ``seq``, ``hash``, ``mac``) with an :class:`Anchor` kept where the log's writer cannot rewrite it
+  alone (Dagster's storage: :mod:`ai_data_platform.governance.audit_anchor`), under the name of
+  the deployment's trail (:func:`ai_data_platform.settings.audit_trail`, never the log's path: a
+  log moved, linked or copied with its storage is the same trail, a log put in its place is not).
+  :func:`verify`, given the anchor, requires the log to be the anchored trail and its newest record
+  to be the newest anchored head. ``audit.head`` holds the newest ``seq`` and ``hash`` beside the
+  log, a local cross-check only.
 
 An append holds an exclusive ``flock`` on ``audit.lock`` (concurrent processes form one chain),
-reads the newest anchored head, and compares the log with it:
+reads the newest head anchored under the trail's name, and compares the log with it:
 
-- the log ends before the anchored head, or holds another record there: records were removed or
-  rewritten. Nothing is appended (:class:`AuditError`) and ``adp audit verify`` names the loss.
+- the log is another trail (its records name another ``trail_id``), ends before the anchored
+  head, or holds another record there: the trail was replaced, or records were removed or
+  rewritten (or a second copy of the data directory appends to the same trail in a shared
+  storage). Nothing is appended (:class:`AuditError`) and ``adp audit verify`` names the loss.
+- nothing is anchored under the name yet (the storage's first use): the log, whole, must verify
+  from its first record (an empty one starts a new trail), and its records are anchored late as
+  below. An anchored head is never replaced by a gap record: one only covers records after it.
 - the log holds records after the anchored head (an earlier append could not reach the anchor, or
   died before it): each must verify (chain and MAC), else nothing is appended; an
   ``audit_anchor_gap`` record naming them is written first, and the new head anchors them all.
@@ -44,6 +54,8 @@ import hashlib
 import hmac
 import json
 import os
+import re
+import secrets
 import socket
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager, nullcontext
@@ -79,8 +91,9 @@ RECORD_FIELDS = (
     "status",
     "details",
 )
-CHAIN_FIELDS = ("seq", "prev_hash", "hash", "mac")
+CHAIN_FIELDS = ("trail_id", "seq", "prev_hash", "hash", "mac")
 _UNHASHED = ("hash", "mac")
+_TRAIL_ID = re.compile(r"[0-9a-f]{32}")
 
 
 class AuditError(Exception):
@@ -101,27 +114,30 @@ class AnchorUnavailable(Exception):
 
 @dataclass(frozen=True)
 class Head:
-    """The newest record of a log as an anchor holds it."""
+    """The newest record of a trail as an anchor holds it: its seq, hash and MAC, and the trail's id."""
 
     seq: int
     hash: str
     mac: str
+    trail_id: str
 
     @classmethod
     def of(cls, record: Mapping[str, Any]) -> Head:
-        return cls(record.get("seq"), record.get("hash"), record.get("mac"))  # type: ignore[arg-type]
+        fields = (record.get(name) for name in ("seq", "hash", "mac", "trail_id"))
+        return cls(*fields)  # type: ignore[arg-type]
 
 
 class Anchor(Protocol):
-    """Where the head of every append is recorded, out of reach of the log's writer. ``log`` is
-    :func:`log_id` of the log, so several logs may share one anchor. Both methods raise
-    :class:`AnchorUnavailable` when the anchor's storage cannot be reached."""
+    """Where the head of every append is recorded, out of reach of the log's writer. ``trail`` is the
+    name the deployment's trail is anchored under (:func:`trail_name`); the newest head recorded
+    under it is the one that counts. Both methods raise :class:`AnchorUnavailable` when the
+    anchor's storage cannot be reached."""
 
     where: str  # how messages name it ("Dagster")
 
-    def newest(self, log: str) -> Head | None: ...
+    def newest(self, trail: str) -> Head | None: ...
 
-    def record(self, log: str, head: Head) -> None: ...
+    def record(self, trail: str, head: Head) -> None: ...
 
 
 def audit_dir() -> Path:
@@ -133,9 +149,14 @@ def audit_path(directory: Path | None = None) -> Path:
     return (directory or audit_dir()) / AUDIT_FILE
 
 
-def log_id(directory: Path | None = None) -> str:
-    """How anchors name a log: the absolute path of its file."""
-    return str(audit_path(directory).resolve())
+def trail_name() -> str:
+    """How anchors name this deployment's trail: ``ADP_AUDIT_TRAIL`` (:func:`ai_data_platform.settings.audit_trail`)."""
+    return settings.audit_trail()
+
+
+def new_trail_id() -> str:
+    """A random id for a trail that starts (its first record), 128 bits as 32 hex digits."""
+    return secrets.token_hex(16)
 
 
 def default_actor() -> str:
@@ -182,8 +203,9 @@ def encoded_line(record: Mapping[str, Any]) -> bytes:
     return json.dumps(record, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode() + b"\n"
 
 
-def record_problem(record: Any, seq: int, prev_hash: str, key: bytes) -> str | None:
-    """Why ``record`` is not a valid record number ``seq`` after a record hashed ``prev_hash``, or None."""
+def record_problem(record: Any, seq: int, prev_hash: str, key: bytes, trail_id: str | None = None) -> str | None:
+    """Why ``record`` is not a valid record number ``seq`` after a record hashed ``prev_hash`` of the
+    trail ``trail_id`` (None for a first record, which starts a trail), or None."""
     if not isinstance(record, dict):
         return "not a JSON object"
     if record.get("seq") != seq or isinstance(record.get("seq"), bool):
@@ -198,6 +220,16 @@ def record_problem(record: Any, seq: int, prev_hash: str, key: bytes) -> str | N
     if not hmac.compare_digest(mac, record_mac(record, key)):
         return (f"the MAC of record {seq} does not verify under {settings.AUDIT_KEY_VAR} (the record was forged or "
                 "edited, or the log was written under another key)")
+    return _trail_problem(record, seq, trail_id)
+
+
+def _trail_problem(record: dict, seq: int, trail_id: str | None) -> str | None:
+    found = record.get("trail_id")
+    if not isinstance(found, str) or not _TRAIL_ID.fullmatch(found):
+        return f"record {seq} names no trail (written before records named their trail_id, or not by the audit writer)"
+    if trail_id is not None and found != trail_id:
+        return (f"record {seq} names trail {found} but the log's first record names trail {trail_id} (records of "
+                "another trail were put into this one)")
     return None
 
 
@@ -310,28 +342,31 @@ def _unreadable_as_audit_error(directory: Path) -> Iterator[None]:
 
 def _append_locked(directory: Path, pending: list[dict], store: Anchor, key: bytes) -> Head | None:
     """The body of an append, under the log's lock (see the module docstring); the head anchored."""
-    path, log = audit_path(directory), log_id(directory)
+    path, trail = audit_path(directory), trail_name()
     if not _ends_cleanly(path):
         raise AuditError(f"{path}: the last line is incomplete (a write was cut short, or the file was cut); "
                          "nothing appended: run `adp audit verify`")
     try:
-        anchored: Head | None = store.newest(log)
+        anchored: Head | None = store.newest(trail)
     except AnchorUnavailable as exc:
         unreachable: AnchorUnavailable | None = exc
         late: Late | None = None
         last = _last_record(path)
     else:
         unreachable = None
-        late = _after_anchor(path, anchored, key, store.where)
-        last = late.last if late else (None if anchored is None else {"seq": anchored.seq, "hash": anchored.hash})
+        late = _after_anchor(path, anchored, key, store.where, trail)
+        last = late.last if late else (None if anchored is None else _head_as_record(anchored))
     written = ([_gap_record(late, anchored)] if late else []) + pending
     if not written:
         if unreachable is not None:
             raise AuditAnchorError(f"{path}: cannot read the head recorded in {store.where} ({unreachable})", [])
         return anchored
-    seq, prev = (last["seq"] + 1, last["hash"]) if last else (0, GENESIS_HASH)
+    if last is None:  # the first record: a new trail starts
+        seq, prev, trail_id = 0, GENESIS_HASH, new_trail_id()
+    else:
+        seq, prev, trail_id = last["seq"] + 1, last["hash"], last["trail_id"]
     for record in written:
-        record.update(seq=seq, prev_hash=prev)
+        record.update(trail_id=trail_id, seq=seq, prev_hash=prev)
         record["hash"] = prev = record_hash(record)
         record["mac"] = record_mac(record, key)
         seq += 1
@@ -345,7 +380,7 @@ def _append_locked(directory: Path, pending: list[dict], store: Anchor, key: byt
     try:
         if unreachable is not None:
             raise unreachable
-        store.record(log, head)
+        store.record(trail, head)
     except AnchorUnavailable as exc:
         raise AuditAnchorError(
             f"{path}: record(s) seq {written[0]['seq']}..{head.seq} written but not anchored in {store.where} ({exc}); "
@@ -355,6 +390,10 @@ def _append_locked(directory: Path, pending: list[dict], store: Anchor, key: byt
     return head
 
 
+def _head_as_record(head: Head) -> dict:
+    return {"seq": head.seq, "hash": head.hash, "trail_id": head.trail_id}
+
+
 def _last_record(path: Path) -> dict | None:
     """The log's last record (unverified: the anchor that would vouch for it is out of reach)."""
     line = next(_reversed_lines(path), None)
@@ -362,9 +401,12 @@ def _last_record(path: Path) -> dict | None:
         return None
     try:
         last = json.loads(line)
-        return {"seq": int(last["seq"]), "hash": str(last["hash"])}
+        found = {"seq": int(last["seq"]), "hash": str(last["hash"]), "trail_id": last.get("trail_id")}
     except (ValueError, KeyError, TypeError, RecursionError) as exc:
         raise AuditError(f"{path}: the last record is not a valid audit record ({exc}); run `adp audit verify`") from exc
+    if _named_trail(found) is None:
+        raise AuditError(f"{path}: the last record names no trail; nothing appended: run `adp audit verify`")
+    return found
 
 
 @dataclass(frozen=True)
@@ -375,9 +417,28 @@ class Late:
     last: dict
 
 
-def _after_anchor(path: Path, anchored: Head | None, key: bytes, where: str) -> Late | None:
-    """The records after the anchored head, each verified, or None; AuditError when the log does
-    not hold the anchored head as its record of that seq, or a record after it does not verify."""
+def _named_trail(record: Any) -> str | None:
+    """The trail id a record names, when it names one in the writer's form (unverified)."""
+    found = record.get("trail_id") if isinstance(record, dict) else None
+    return found if isinstance(found, str) and _TRAIL_ID.fullmatch(found) else None
+
+
+def _trail_of(record: Any) -> str:
+    """How messages name the trail a record says it belongs to."""
+    found = _named_trail(record)
+    return "no trail" if found is None else f"trail {found}"
+
+
+def _another_trail(where: str, trail: str, anchored: Head) -> str:
+    return (f"{where} anchors trail {anchored.trail_id} (head seq {anchored.seq}) under the name {trail!r}: the trail "
+            f"was replaced by another log, or another data directory anchors its own trail in the same storage under "
+            f"the same {settings.AUDIT_TRAIL_VAR}")
+
+
+def _after_anchor(path: Path, anchored: Head | None, key: bytes, where: str, trail: str) -> Late | None:
+    """The records after the anchored head, each verified, or None; AuditError when the log is
+    another trail, does not hold the anchored head as its record of that seq, or a record after it
+    does not verify."""
     if anchored is None:
         return _verified_from_genesis(path, key, where)
     newest_first: list[Any] = []
@@ -393,31 +454,39 @@ def _after_anchor(path: Path, anchored: Head | None, key: bytes, where: str) -> 
             break
     chain = newest_first[::-1]
     found = chain[0] if chain and isinstance(chain[0], dict) else {}
+    newest_trail = _named_trail(chain[-1]) if chain else None
+    if Head.of(found) != anchored and newest_trail not in (None, anchored.trail_id):  # a log of another trail
+        raise AuditError(f"{path}: the log's newest record names trail {newest_trail} but "
+                         f"{_another_trail(where, trail, anchored)}; nothing appended: run `adp audit verify`")
     if found.get("seq") != anchored.seq:
         ends = f"ends at seq {chain[-1].get('seq')!r}" if chain and isinstance(chain[-1], dict) else "holds no records"
         raise AuditError(f"{path}: {where} recorded head seq {anchored.seq} but the log {ends}: records were removed "
                          "or the log was replaced; nothing appended: run `adp audit verify`")
     if Head.of(found) != anchored:
         raise AuditError(f"{path}: record seq {anchored.seq} is not the one recorded in {where} (the log was "
-                         "rewritten); nothing appended: run `adp audit verify`")
+                         "rewritten, or a copy of this data directory appends to the same trail); nothing appended: "
+                         "run `adp audit verify`")
     seq, prev = anchored.seq + 1, anchored.hash
     for record in chain[1:]:
-        _refuse_unless_valid(path, record, seq, prev, key, f"after the head recorded in {where}")
+        _refuse_unless_valid(path, record, seq, prev, key, f"after the head recorded in {where}", anchored.trail_id)
         seq, prev = seq + 1, record["hash"]
     return Late(anchored.seq + 1, chain[-1]) if len(chain) > 1 else None
 
 
 def _verified_from_genesis(path: Path, key: bytes, where: str) -> Late | None:
     """A log none of whose records is anchored yet, read from its start and verified, or None when empty."""
-    seq, prev, last = 0, GENESIS_HASH, None
+    seq, prev, last, trail_id = 0, GENESIS_HASH, None, None
     for record in records(path.parent):
-        _refuse_unless_valid(path, record, seq, prev, key, f"of a log nothing of which is recorded in {where}")
-        seq, prev, last = seq + 1, record["hash"], record
+        context = f"of a log nothing of which is recorded in {where}"
+        _refuse_unless_valid(path, record, seq, prev, key, context, trail_id)
+        seq, prev, last, trail_id = seq + 1, record["hash"], record, record["trail_id"]
     return None if last is None else Late(0, last)
 
 
-def _refuse_unless_valid(path: Path, record: Any, seq: int, prev: str, key: bytes, context: str) -> None:
-    problem = record_problem(record, seq, prev, key)
+def _refuse_unless_valid(
+    path: Path, record: Any, seq: int, prev: str, key: bytes, context: str, trail_id: str | None
+) -> None:
+    problem = record_problem(record, seq, prev, key, trail_id)
     if problem:
         raise AuditError(f"{path}: record seq {seq}, {context}: {problem}; nothing appended: run `adp audit verify`")
 
@@ -498,14 +567,15 @@ def verify(directory: Path | None = None, *, anchor: Anchor | None = None) -> Ve
 
 
 def _verify_locked(directory: Path, anchor: Anchor | None, key: bytes) -> Verification:
-    path = audit_path(directory)
+    path, trail = audit_path(directory), trail_name()
     anchored, unreachable = None, None
     if anchor is not None:
         try:
-            anchored = anchor.newest(log_id(directory))
+            anchored = anchor.newest(trail)
         except AnchorUnavailable as exc:
             unreachable = str(exc)
     prev, count, line_no, last, at_anchor, gaps = GENESIS_HASH, 0, 0, None, None, []
+    trail_id: str | None = None  # the trail of the log's first record, which every later one must name
     if path.exists():
         with path.open("rb") as fh:
             for line_no, raw in enumerate(fh, start=1):
@@ -518,7 +588,7 @@ def _verify_locked(directory: Path, anchor: Anchor | None, key: bytes) -> Verifi
                     rec = json.loads(raw)
                 except (ValueError, RecursionError):
                     return Verification(False, count, "not a JSON record", line_no)
-                problem = record_problem(rec, count, prev, key)
+                problem = record_problem(rec, count, prev, key, trail_id)
                 if not problem and raw != encoded_line(rec):
                     problem = (f"record {count} is not written as the audit writer writes it (re-encoded: repeated "
                                "keys, spacing or key order)")
@@ -528,10 +598,10 @@ def _verify_locked(directory: Path, anchor: Anchor | None, key: bytes) -> Verifi
                     gaps.append(_gap_note(rec))
                 if anchored is not None and count == anchored.seq:
                     at_anchor = rec
-                prev, last, count = rec["hash"], rec, count + 1
+                prev, last, count, trail_id = rec["hash"], rec, count + 1, rec["trail_id"]
     last_line, notes = line_no or None, tuple(gaps)
     if anchor is not None and unreachable is None:  # the anchor first: it names what was lost
-        problem = _anchor_problem(anchored, last, at_anchor, count, anchor.where)
+        problem = _anchor_problem(anchored, last, at_anchor, count, anchor.where, trail)
         if problem:
             return Verification(False, count, problem, last_line, notes=notes)
     problem = _head_file_problem(directory, last, count)
@@ -564,19 +634,24 @@ def _head_file_problem(directory: Path, last: dict | None, count: int) -> str | 
 
 
 def _anchor_problem(
-    anchored: Head | None, last: dict | None, at_anchor: dict | None, count: int, where: str
+    anchored: Head | None, last: dict | None, at_anchor: dict | None, count: int, where: str, trail: str
 ) -> str | None:
     if anchored is None:
         if last is None:
             return None
-        return f"no head recorded in {where} for this log: its {count} record(s) (seq 0..{count - 1}) are not anchored"
+        return (f"no head recorded in {where} under the trail name {trail!r}: the log's {count} record(s) "
+                f"(seq 0..{count - 1}) are not anchored; the next append records them as anchored late")
+    if last is not None and last["trail_id"] != anchored.trail_id:
+        return f"the log is {_trail_of(last)} but {_another_trail(where, trail, anchored)}"
     if last is None or anchored.seq > last["seq"]:
         ends = "the log holds no records" if last is None else f"the log ends at seq {last['seq']}"
         missing = anchored.seq + 1 - count
         return (f"{where} recorded head seq {anchored.seq} but the log has no such record: the newest {missing} "
-                f"record(s) are missing ({ends})")
+                f"record(s) are missing ({ends}): they were removed, or another data directory (a copy of this one, "
+                f"or another deployment) wrote them to the same storage under the same {settings.AUDIT_TRAIL_VAR}")
     if at_anchor is None or Head.of(at_anchor) != anchored:
-        return f"record seq {anchored.seq} is not the one recorded in {where} (the log was rewritten)"
+        return (f"record seq {anchored.seq} is not the one recorded in {where} (the log was rewritten, or a copy of "
+                "this data directory appends to the same trail)")
     if anchored.seq < last["seq"]:
         return (f"record(s) seq {anchored.seq + 1}..{last['seq']} are not anchored in {where} (written while it was "
                 "unreachable, or not by the audit writer); the next append records them as anchored late")

@@ -1,14 +1,19 @@
 """The audit log's anchor in Dagster's storage: the head of every append, out of the log writer's reach.
 
-Each append records its new head (``seq``, ``hash``, ``mac``) as an observation of the
-``meta/audit_log`` asset (``DagsterInstance.report_runless_asset_event``), naming the log by its
-path so that several logs may share one instance; ``adp audit verify`` compares the log with the
-newest one (:func:`ai_data_platform.governance.audit.verify`).
+Each append records its new head (``trail_id``, ``seq``, ``hash``, ``mac``) as an observation of
+the ``meta/audit_log`` asset (``DagsterInstance.report_runless_asset_event``) under the name of the
+deployment's trail (``ADP_AUDIT_TRAIL``, default ``adp``), never under the log's path: the newest
+head recorded under that name is the one a log must reach, wherever the data directory is mounted,
+linked or copied to; ``adp audit verify`` compares the log with it
+(:func:`ai_data_platform.governance.audit.verify`).
 
 The anchor is as strong as the storage. With PostgreSQL storage (``DAGSTER_PG_*``, production)
-the writer of ``$ADP_DATA_DIR/audit`` has no write access to it, so a log cut short or rolled
-back no longer matches. With the default SQLite storage under ``$ADP_DATA_DIR/dagster_home``,
-whoever can rewrite the data directory can rewrite both: local and demo use only.
+the writer of ``$ADP_DATA_DIR/audit`` has no write access to it, so a log cut short, rolled back
+or replaced no longer matches; a copy of the data directory writing to the same storage is a
+second writer of the same trail, and the first append of either leaves the other behind (it then
+no longer matches and takes no appends). With the default SQLite storage under
+``$ADP_DATA_DIR/dagster_home`` (a copy of the data directory carries its own), whoever can rewrite
+the data directory can rewrite both: local and demo use only.
 """
 
 from __future__ import annotations
@@ -40,24 +45,27 @@ class DagsterAnchor:
     def __init__(self, instance: dg.DagsterInstance) -> None:
         self.instance = instance
 
-    def newest(self, log: str) -> Head | None:
-        """The newest head recorded for ``log``, or None."""
+    def newest(self, trail: str) -> Head | None:
+        """The newest head recorded under the trail name ``trail``, or None (observations without a
+        trail name, written before trails were named, are not heads of any)."""
         try:
             cursor = None
             while True:
                 page = self.instance.fetch_observations(AUDIT_LOG_KEY, limit=PAGE, cursor=cursor)
                 for record in page.records:
                     metadata = {k: v.value for k, v in record.asset_observation.metadata.items()}
-                    if metadata.get("log") == log:
-                        return Head(int(metadata["head_seq"]), str(metadata["head_hash"]), str(metadata["head_mac"]))
+                    if metadata.get("trail") == trail:
+                        return Head(int(metadata["head_seq"]), str(metadata["head_hash"]), str(metadata["head_mac"]),
+                                    str(metadata["trail_id"]))
                 if not page.has_more:
                     return None
                 cursor = page.cursor
         except Exception as exc:  # an unreachable or broken storage: the caller decides
             raise AnchorUnavailable(_reason(exc)) from exc
 
-    def record(self, log: str, head: Head) -> None:
-        metadata = {"log": log, "head_seq": head.seq, "head_hash": head.hash, "head_mac": head.mac}
+    def record(self, trail: str, head: Head) -> None:
+        metadata = {"trail": trail, "trail_id": head.trail_id, "head_seq": head.seq, "head_hash": head.hash,
+                    "head_mac": head.mac}
         try:
             self.instance.report_runless_asset_event(dg.AssetObservation(asset_key=AUDIT_LOG_KEY, metadata=metadata))
         except Exception as exc:
@@ -83,12 +91,12 @@ class _DataDirAnchor:
                 raise AnchorUnavailable(f"cannot open the Dagster instance: {_reason(exc)}") from exc
         return DagsterAnchor(self.instance)
 
-    def newest(self, log: str) -> Head | None:
-        return self._anchor().newest(log)
+    def newest(self, trail: str) -> Head | None:
+        return self._anchor().newest(trail)
 
-    def record(self, log: str, head: Head) -> None:
+    def record(self, trail: str, head: Head) -> None:
         anchor = self._anchor()
-        anchor.record(log, head)
+        anchor.record(trail, head)
         if self.instance.root_directory:  # Dagster may have created a storage file with the umask's mode
             restrict_tree(self.instance.root_directory)
 

@@ -101,10 +101,11 @@ def report_head(instance: dg.DagsterInstance, directory=None) -> None:
     audit.anchor_pending(directory=directory, anchor=DagsterAnchor(instance))
 
 
-def recorded_head(instance: dg.DagsterInstance, directory=None) -> dict | None:
-    """The newest head of the log recorded in ``instance``: ``{"seq", "hash", "mac"}``, or None."""
-    head = DagsterAnchor(instance).newest(audit.log_id(directory))
-    return None if head is None else {"seq": head.seq, "hash": head.hash, "mac": head.mac}
+def recorded_head(instance: dg.DagsterInstance) -> dict | None:
+    """The newest head of this deployment's trail recorded in ``instance``: ``{"trail_id", "seq", "hash",
+    "mac"}``, or None."""
+    head = DagsterAnchor(instance).newest(audit.trail_name())
+    return None if head is None else {"trail_id": head.trail_id, "seq": head.seq, "hash": head.hash, "mac": head.mac}
 
 
 def _recorded(directory) -> tuple[int | None, set[tuple[int, int]]]:
