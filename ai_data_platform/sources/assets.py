@@ -20,6 +20,7 @@ import dagster as dg
 from ai_data_platform import settings
 from ai_data_platform.errors import InputError
 from ai_data_platform.governance import audit
+from ai_data_platform.governance.audit_anchor import DagsterAnchor
 from ai_data_platform.governance.audit_events import actor_of
 from ai_data_platform.governance.classification import highest_of_columns
 from ai_data_platform.metadata import OWNERS, PROFILE_KEY, column_lineage, column_schema, partition_profile, table_metadata
@@ -363,6 +364,7 @@ def _audited_override(context: dg.AssetExecutionContext, key: dg.AssetKey, data_
         audit.append(
             landing_guard.AUDIT_ACTION,
             directory=data_dir / "audit",
+            anchor=DagsterAnchor(context.instance),  # the head in this run's own Dagster storage
             actor=actor,
             run_id=run_id,
             **landing_guard.audit_fields(verdict, key.to_user_string()),
