@@ -11,8 +11,8 @@ store, and Dagster-like storage (a SQLite event log with zlib blobs, a gzip log)
 ``{"US": 10}`` and ``["EUR", "USD"]``. And other customers close to them (:func:`_craft_neighbours`):
 one whose id differs from a hostile id only in case, one with a hostile customer's phone written
 another way, one with a hostile customer's email in another case, and a ticket of the bystander
-mentioning a hostile id and a hostile customer's email in its text. Built once per session
-without Dagster.
+mentioning a hostile id and a hostile customer's email in its text, and the bystander's events
+(landed and streamed) naming that id in their page. Built once per session without Dagster.
 """
 
 from __future__ import annotations
@@ -107,6 +107,8 @@ def _craft_landing(paths: settings.Paths) -> None:
         '{"event_id":"EX0000000003","customer_id":"EUR","event_type":"login","event_ti',  # cut off: EUR's
         '{"event_id":"EX0000000004","customer_id":"' + BYSTANDER + '","currency":"usd","amou',  # cut off: "usd" whole: usd's
         "garbage at 06:42:49 for 42 in EUR from DE",  # no whole value: nobody's
+        json.dumps({"event_id": "EX0000000005", "customer_id": BYSTANDER, **base, "event_type": "page_view",
+                    "page": f"/friends/{MENTIONED_ID}", "event_time": "2026-11-20T08:00:00Z"}),  # the bystander's: a mention
     ]
     _append(events, "\n".join(crafted) + "\n")
     customers = zones.file(CUSTOMERS, DAYS[-1], "EU")
@@ -143,6 +145,8 @@ def _stream(paths: settings.Paths) -> None:
         b"42,EUR,DE",  # a CSV record: 42's, EUR's and DE's
         b"garbage 49 at 06:42:49",  # nobody's
         json.dumps({"event_id": "ES1", "customer_id": BYSTANDER, "event_type": "login", "event_time": "yesterday"}).encode(),
+        json.dumps({"event_id": "ES2", "customer_id": BYSTANDER, "event_type": "page_view", "event_time": "2026-11-20T08:00:00Z",
+                    "page": f"/friends/{MENTIONED_ID}"}).encode(),  # the bystander's, naming a hostile id: a mention
     ]
     transport = FileSegmentTransport(paths.stream)
     store = SqliteOnlineStore(paths.online / backends.SQLITE_FILE)

@@ -230,7 +230,10 @@ def test_a_mention_in_another_customers_ticket_is_kept_and_reported_never_a_fail
     region, record = world.subject_row(paths)
     other = _neighbour(paths, region)
     body = f"my partner {SUBJECT} ({record['email']}, {record['phone']}) asked me to write"
-    _land(paths, SUPPORT_TICKETS, region, [["T7999991", other["email"], "2026-11-20T12:00:00Z", "email", "billing", "normal", "open", body]])
+    _land(paths, SUPPORT_TICKETS, region, [
+        ["T7999991", other["email"], "2026-11-20T12:00:00Z", "email", "billing", "normal", "open", body],
+        ["T7999993", other["email"], "2026-11-20T12:00:00Z", "email", "billing", "???", "open", body],  # quarantined
+    ])
 
     assert cli.main(["erase", "--customer-id", SUBJECT, "--reason", "DSR 11"]) == 0
 
@@ -242,10 +245,11 @@ def test_a_mention_in_another_customers_ticket_is_kept_and_reported_never_a_fail
     kept = record_["details"]["verification"]["mentions_kept_in_other_customers_records"]
     assert (record_["status"], record_["details"]["verification"]["passed"]) == ("erased", True)
     assert {k.split(": ")[0] for k in kept} == {landing, f"regions/{region}/personal.duckdb"}
-    assert f"{landing}: text: 1 x customer id" in kept
-    assert f"regions/{region}/personal.duckdb: raw.support_tickets_personal.body: 1 x email" in kept
-    assert "T7999991" in _landed_ids(paths, SUPPORT_TICKETS)  # their ticket is theirs: kept
-    assert _in_store(paths, region, "SELECT count(*) FROM raw.support_tickets_personal WHERE ticket_id = 'T7999991'") == 1
+    assert f"{landing}: text: 2 x customer id" in kept
+    assert f"regions/{region}/personal.duckdb: raw.support_tickets_personal.body: 2 x email" in kept
+    assert f"regions/{region}/personal.duckdb: quarantine.support_tickets_personal.raw_record: 1 x email" in kept
+    assert {"T7999991", "T7999993"} <= set(_landed_ids(paths, SUPPORT_TICKETS))  # their tickets are theirs: kept
+    assert _in_store(paths, region, "SELECT count(*) FROM raw.support_tickets_personal WHERE ticket_id LIKE 'T799999_'") == 2
     assert SUBJECT not in _audit_text(paths) and record["email"] not in _audit_text(paths)
 
     again = _erase(paths)  # and every later run: nothing found, the mentions reported again

@@ -325,3 +325,28 @@ def test_hits_in_another_owners_record_are_set_apart_with_their_owner_and_the_re
     for m in found.in_others_records:
         everything[(m.trace.file, m.trace.location, m.trace.needle)] += m.trace.count
     assert totals(search([tmp_path], needles).traces) == everything  # without attribution: every hit a trace
+
+
+def test_a_row_kept_as_received_and_a_stream_segment_line_are_their_records(tmp_path):
+    from ai_data_platform.governance.search import Owner, search
+
+    con = duckdb.connect(str(tmp_path / "w.duckdb"))
+    con.execute("CREATE TABLE records (_position BIGINT, _payload VARCHAR)")
+    con.execute("INSERT INTO records VALUES (1, ?), (2, ?), (3, ?)", [
+        '{"customer_id": "C4", "page": "/u/C0000001"}',  # the stream payload of C4
+        '{"customer_id": "C4", "customer_id": "C5", "page": "/u/C0000001"}',  # a key twice: whose is unclear
+        'page /u/C0000001',  # no record at all
+    ])
+    con.close()
+    (tmp_path / "events").mkdir()
+    (tmp_path / "events" / "0001.log").write_text('1796701173465674\t{"customer_id":"C4","page":"/u/C0000001"}\n'
+                                                  '1796701173465675\tC4 saw /u/C0000001\n')
+
+    found = search([tmp_path], [Needle(ID, "C0000001")], attribute=True)
+
+    assert sorted((m.trace.describe(), m.owner) for m in found.in_others_records) == [
+        ("events/0001.log: text: 1 x customer id", Owner(frozenset({"C4"}))),
+        ("w.duckdb: main.records._payload: 1 x customer id", Owner(frozenset({"C4"}))),
+    ]
+    assert sorted(t.describe() for t in found.traces) == ["events/0001.log: text: 1 x customer id",
+                                                          "w.duckdb: main.records._payload: 2 x customer id"]

@@ -30,16 +30,19 @@ how many rows, lines or occurrences hold the value, never the value itself. ``al
 
 **Whose record a hit is in.** With ``attribute``, a hit inside a *record* is judged by whose the
 record is, by its identifier fields (``search_rules.record_owner``: its ``customer_id``; without
-one, its email or email HMAC): a database or Parquet row, a CSV record split by its header, a JSON
-object line of a ``.jsonl`` file. A hit in a record of the subject, or in anything that is no such
-record (a log line, a JSON document, a blob, bytes, an unsplittable line) is a trace; a hit in a
-record of another owner is returned apart (:class:`Mention`, with the owner) for the caller to
-decide whether that owner is a known customer. Pure Python, no Dagster.
+one, its email or email HMAC): a database or Parquet row (one without such fields by the JSON
+object it keeps as received: a stream payload, a quarantined record), a CSV record split by its
+header, a JSON object line of a ``.jsonl`` file, a stream segment's line. A hit in a record of the
+subject, or in anything that is no such record (a log line, a JSON document, a blob, bytes, an
+unsplittable line) is a trace; a hit in a record of another owner is returned apart
+(:class:`Mention`, with the owner) for the caller to decide whether that owner is a known
+customer. Pure Python, no Dagster.
 """
 
 from __future__ import annotations
 
 import itertools
+import re
 import sqlite3
 import zlib
 from collections import Counter
@@ -61,6 +64,7 @@ from ai_data_platform.governance.search_rules import (  # noqa: F401 - the label
     NAME,
     PHONE,
     PHONE_HMAC,
+    RECEIVED_RECORD_COLUMNS,
     Matcher,
     Needle,
     Owner,
@@ -81,7 +85,8 @@ _WHOLE_TEXT_LIMIT = 256 << 20  # a text file up to this size is read whole (a JS
 
 
 Allowed = Callable[[str, str, str], bool]  # (file, location, label) -> the value may be there
-OWNER_FIELDS = ID_FIELDS | EMAIL_FIELDS | EMAIL_HASH_FIELDS  # the fields a record is attributed by
+OWNER_FIELDS = ID_FIELDS | EMAIL_FIELDS | EMAIL_HASH_FIELDS | set(RECEIVED_RECORD_COLUMNS)  # what says whose a row is
+_SEGMENT_LINE = re.compile(r"[0-9]{10,}\t(?=\{)")  # a stream segment's line: its receipt stamp, a tab, the payload
 _JSON_LINES_SUFFIXES = (".jsonl", ".jsonl.gz", ".ndjson", ".ndjson.gz")
 
 
@@ -487,13 +492,18 @@ def _search_text(text: str, shape: str, matcher: Matcher, counts: _Counts) -> No
 
 
 def _search_lines(lines: Iterable[str], matcher: Matcher, counts: _Counts, *, json_records: bool = False) -> None:
-    """Lines as raw records; with ``json_records`` (a JSON-lines file), a line that is a JSON object
-    is a record attributed by its identifier fields, as the loader reads it."""
+    """Lines as raw records; a record attributed by its identifier fields: with ``json_records`` (a
+    JSON-lines file) a line that is a JSON object, as the loader reads it, and in any file a stream
+    segment's line whose payload is one (``<receipt stamp>\\t<payload>``, as the consumer reads it)."""
     for line in lines:
         if not line or not matcher.may_hold(line):
             continue
         labels = matcher.in_value(line, raw_record=True)
-        record = json_document(line) if json_records and labels else None
+        record = None
+        if labels and json_records:
+            record = json_document(line)
+        elif labels and (segment := _SEGMENT_LINE.match(line)):
+            record = json_document(line[segment.end():])
         if isinstance(record, dict):
             counts.add_record({"text": labels}, lambda r=record: r)
         else:

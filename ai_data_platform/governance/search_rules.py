@@ -88,9 +88,27 @@ class Owner:
     email_hashes: frozenset[str] = frozenset()
 
 
+RECEIVED_RECORD_COLUMNS = ("_payload", "raw_record", "_raw_line")  # a record kept as received
+
+
 def record_owner(fields: Mapping[str, object]) -> Owner | None:
     """The :class:`Owner` of a record by its top-level fields (``customer_id``; else ``email`` /
-    ``customer_email`` and their ``*_hash``; names compared in any case), or None: it has none."""
+    ``customer_email`` and their ``*_hash``; names compared in any case), or None: it has none. A
+    row with none that keeps a record as received (:data:`RECEIVED_RECORD_COLUMNS`: a stream
+    payload, a quarantined record) is that record's, when it is a JSON object: by its top-level
+    fields."""
+    owner = _fields_owner(fields)
+    if owner is not None:
+        return owner
+    for column in RECEIVED_RECORD_COLUMNS:
+        received = fields.get(column)
+        document = json_document(received) if isinstance(received, str) else None
+        if isinstance(document, dict):
+            return _fields_owner(document)
+    return None
+
+
+def _fields_owner(fields: Mapping[str, object]) -> Owner | None:
     ids, emails, hashes = set(), set(), set()
     for key, value in fields.items():
         name = key.lower() if isinstance(key, str) else None
