@@ -3,11 +3,16 @@
 The lifecycle world's files (``lifecycle_world``) with the first customers renamed to ids that
 collide with everything else the data holds: numbers inside timestamps (``06:42:49``), a
 currency, countries, an event type, a year, LIKE and regex metacharacters, characters JSON or CSV
-escape (quotes, a backslash, a slash, a comma), a non-ASCII letter, UUIDs, a 100 000-character id. Around them: records whose fields equal those ids without being theirs
-(currencies, countries, timestamps), unparseable landing lines and stream payloads that are and
-are not theirs, a JSON line whose ``customer_id`` is a number, a stream with its ``stream``
-tables and a SQLite online store, and Dagster-like storage (a SQLite event log with zlib blobs, a
-gzip log) holding ``{"US": 10}`` and ``["EUR", "USD"]``. Built once per session without Dagster.
+escape (quotes, a backslash, a slash, a comma), a non-ASCII letter, UUIDs, a 100 000-character id.
+Around them: records whose fields equal those ids without being theirs (currencies, countries,
+timestamps), unparseable landing lines and stream payloads that are and are not theirs, a JSON
+line whose ``customer_id`` is a number, a stream with its ``stream`` tables and a SQLite online
+store, and Dagster-like storage (a SQLite event log with zlib blobs, a gzip log) holding
+``{"US": 10}`` and ``["EUR", "USD"]``. And other customers close to them (:func:`_craft_neighbours`):
+one whose id differs from a hostile id only in case, one with a hostile customer's phone written
+another way, one with a hostile customer's email in another case, and a ticket of the bystander
+mentioning a hostile id and a hostile customer's email in its text, and the bystander's events
+(landed and streamed) naming that id in their page. Built once per session without Dagster.
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ai_data_platform import settings, warehouse
-from ai_data_platform.sources.contracts import CUSTOMERS, EVENTS, SOURCE_TABLES
+from ai_data_platform.sources.contracts import CUSTOMERS, EVENTS, SOURCE_TABLES, SUPPORT_TICKETS
 from ai_data_platform.sources.simulator import generate
 from ai_data_platform.streaming import backends
 from ai_data_platform.streaming.bootstrap import bootstrap
@@ -45,6 +50,10 @@ HOSTILE_IDS = (
 )
 RENAMED = {f"C{n:07d}": hostile for n, hostile in enumerate(HOSTILE_IDS, start=1)}
 BYSTANDER = f"C{len(HOSTILE_IDS) + 2:07d}"  # an ordinary customer the crafted records belong to
+CASE_TWIN = "F47AC10B-58CC-4372-A567-0E02B2C3D479"  # another customer: ids are case-sensitive
+PHONE_TWIN, EMAIL_TWIN = "C0000301", "C0000300"  # share a hostile customer's phone / email, written otherwise
+MENTIONED_ID = "f47ac10b-58cc-4372-a567-0e02b2c3d479"  # named in the text of the bystander's ticket
+MENTIONED_BY_EMAIL = "login"  # their email (theirs alone) is in the text of the bystander's ticket
 
 
 def _rename(value):
@@ -98,6 +107,8 @@ def _craft_landing(paths: settings.Paths) -> None:
         '{"event_id":"EX0000000003","customer_id":"EUR","event_type":"login","event_ti',  # cut off: EUR's
         '{"event_id":"EX0000000004","customer_id":"' + BYSTANDER + '","currency":"usd","amou',  # cut off: "usd" whole: usd's
         "garbage at 06:42:49 for 42 in EUR from DE",  # no whole value: nobody's
+        json.dumps({"event_id": "EX0000000005", "customer_id": BYSTANDER, **base, "event_type": "page_view",
+                    "page": f"/friends/{MENTIONED_ID}", "event_time": "2026-11-20T08:00:00Z"}),  # the bystander's: a mention
     ]
     _append(events, "\n".join(crafted) + "\n")
     customers = zones.file(CUSTOMERS, DAYS[-1], "EU")
@@ -134,6 +145,8 @@ def _stream(paths: settings.Paths) -> None:
         b"42,EUR,DE",  # a CSV record: 42's, EUR's and DE's
         b"garbage 49 at 06:42:49",  # nobody's
         json.dumps({"event_id": "ES1", "customer_id": BYSTANDER, "event_type": "login", "event_time": "yesterday"}).encode(),
+        json.dumps({"event_id": "ES2", "customer_id": BYSTANDER, "event_type": "page_view", "event_time": "2026-11-20T08:00:00Z",
+                    "page": f"/friends/{MENTIONED_ID}"}).encode(),  # the bystander's, naming a hostile id: a mention
     ]
     transport = FileSegmentTransport(paths.stream)
     store = SqliteOnlineStore(paths.online / backends.SQLITE_FILE)
@@ -150,6 +163,46 @@ def _stream(paths: settings.Paths) -> None:
     store.close()
 
 
+def _crm(paths: settings.Paths) -> dict[str, dict]:
+    """The CRM's latest record of each customer id, from every region's files."""
+    records = {}
+    for path in lifecycle_world.zones(paths).landed(CUSTOMERS):
+        with path.open(newline="") as fh:
+            records |= {r["customer_id"]: r for r in csv.DictReader(fh) if None not in r.values()}
+    return records
+
+
+def _append_row(path: Path, row: list[str]) -> None:
+    with path.open("a", newline="") as fh:
+        csv.writer(fh, lineterminator="\n").writerow(row)
+
+
+def _craft_neighbours(paths: settings.Paths) -> None:
+    """Customers whose keys are close to the hostile customers' without being theirs, and a mention
+    of two of them in another customer's ticket (see the module docstring)."""
+    zones = lifecycle_world.zones(paths)
+    crm = _crm(paths)
+    emails = [r["email"].strip().lower() for r in crm.values()]
+    with_phone = next(r for cid, r in crm.items() if cid in HOSTILE_IDS and len(r["phone"]) > 8)
+    with_email = next(r for cid, r in crm.items() if cid in HOSTILE_IDS and cid != MENTIONED_BY_EMAIL
+                      and r is not with_phone and emails.count(r["email"].strip().lower()) == 1)
+    phone = with_phone["phone"]
+    spaced = f"{phone[:3]} {phone[3:6]} {phone[6:10]} {phone[10:]}"  # +4915136411992 -> +49 151 3641 1992
+    neighbours = [
+        ({**crm[MENTIONED_ID], "customer_id": CASE_TWIN, "name": "Case Twin", "email": "case.twin@example.org",
+          "phone": "+4915100000777"}),
+        ({**with_phone, "customer_id": PHONE_TWIN, "name": "Phone Twin", "email": "phone.twin@example.org", "phone": spaced}),
+        ({**with_email, "customer_id": EMAIL_TWIN, "name": "Email Twin", "email": with_email["email"].upper(),
+          "phone": "+4915100000778"}),
+    ]
+    for record in neighbours:
+        _append_row(zones.file(CUSTOMERS, DAYS[-1], record["region"]), [record[c] for c in CUSTOMERS.column_names])
+    bystander = crm[BYSTANDER]
+    body = f"my flatmate {MENTIONED_ID} ({crm[MENTIONED_BY_EMAIL]['email']}) asked me to cancel for them"
+    _append_row(zones.file(SUPPORT_TICKETS, DAYS[-1], bystander["region"]),
+                ["T7999990", bystander["email"], "2026-11-20T09:00:00Z", "email", "cancellation", "normal", "open", body])
+
+
 def build(root: Path) -> settings.Paths:
     paths = settings.Paths(root)
     zones = lifecycle_world.zones(paths)
@@ -158,6 +211,7 @@ def build(root: Path) -> settings.Paths:
         for path in zones.landed(t):
             {"csv": _rename_csv, "jsonl": _rename_jsonl, "parquet": _rename_parquet}[t.file_format](path)
     _craft_landing(paths)
+    _craft_neighbours(paths)
     lifecycle_world.load(paths)
     _stream(paths)
     _craft_dagster(paths)

@@ -8,6 +8,7 @@ import gzip
 import json
 import sqlite3
 import zlib
+from collections import Counter
 
 import duckdb
 import pyarrow as pa
@@ -229,3 +230,123 @@ def test_the_raw_load_drops_exactly_the_unsplit_lines_erasure_attributes_to_an_e
     kept = [line for (line,) in con.execute(f"SELECT _raw_line FROM landed WHERE {keep}").fetchall()]
     subject = Identifiers.of([cid], [email])
     assert sorted(kept) == sorted(line for line in lines if not subject.owns_line(line))
+
+
+# ---------------------------------------------------------------- one customer id, compared case counting
+
+
+def test_a_customer_id_is_compared_case_counting_everywhere_an_email_in_any_case_a_phone_normalized():
+    matcher = Matcher([Needle(ID, "C0000001"), Needle(EMAIL, "ann@example.org"), Needle(PHONE, "+4915136411992")])
+    for text in ("called c0000001 back", '{"customer_id": "c0000001"}', "c0000001,Ann Lee,x", '{"note": "c0000001"}'):
+        assert matcher.in_value(text, raw_record=True) == set(), text
+    assert matcher.in_value("c0000001", "customer_id") == set() and matcher.in_bytes(b"\x00c0000001\x00") == set()
+    assert matcher.in_value("called C0000001 back") == {ID} and matcher.in_bytes(b"\x00C0000001\x00") == {ID}
+    assert matcher.in_value("mail ANN@Example.ORG") == {EMAIL} and matcher.in_bytes(b"\x00ANN@EXAMPLE.ORG\x00") == {EMAIL}
+    assert matcher.in_value("+49 151 3641 1992", "phone") == {PHONE}
+
+
+def test_case_twins_ids_are_not_found_in_any_kind_of_file(tmp_path):
+    con = duckdb.connect(str(tmp_path / "w.duckdb"))
+    con.execute("CREATE TABLE t (customer_id VARCHAR, note VARCHAR, payload BLOB)")
+    con.execute("INSERT INTO t VALUES ('c0000001', 'called c0000001', ?)", [zlib.compress(b'{"customer_id": "c0000001"}')])
+    con.close()
+    (tmp_path / "log.txt").write_text("erasure requested for c0000001\n")
+    (tmp_path / "blob.bin").write_bytes(b"\x00\x01c0000001\x00")
+    for name in ("w.duckdb", "log.txt", "blob.bin"):
+        assert _search(tmp_path, [Needle(ID, "C0000001")], name) == [], name
+        assert _search(tmp_path, [Needle(ID, "c0000001")], name) != [], name
+
+
+@pytest.mark.parametrize(
+    ("fields", "theirs"),
+    [({"customer_id": "C2", "email": "ann@x.org"}, False),  # another customer's record, whatever email it holds
+     ({"customer_id": " ", "email": "ANN@x.org"}, True),  # a blank id: by the email
+     ({"customer_email": "ann@x.org", "body": "hi"}, True),  # a ticket: by the email
+     ({"customer_id": "C1", "email": "bo@x.org"}, True),
+     ({"order": {"customer_id": "C2"}, "email": "ann@x.org"}, False),  # an id at any depth decides
+     ({"customer_id": None, "phone": "+49 151 2345678"}, True)],
+)
+def test_a_customer_id_decides_whose_a_record_is(fields, theirs):
+    subject = Identifiers.of(["C1"], ["ann@x.org"], ["+491512345678"])
+    assert subject.owns_fields(fields) is theirs
+    assert subject.owns_line(json.dumps(fields)) is theirs
+
+
+# ---------------------------------------------------------------- CSV records cut as the loader cuts them
+
+
+@pytest.mark.parametrize("end", ["\n", "\r\n", "\r"])
+def test_a_csv_file_is_searched_record_by_record_as_the_loader_cuts_it(tmp_path, end):
+    # a quote inside an unquoted field is a character (it opens nothing), a record ends at LF, CRLF
+    # or a lone CR, a blank line is no record, a byte order mark is no part of the header
+    text = end.join(["customer_id,note", "", 'C5,a 27" screen', "42,hello", '7,"two', 'lines"', "8,x"]) + end
+    (tmp_path / "export.csv").write_bytes(b"\xef\xbb\xbf" + text.encode())
+    assert _search(tmp_path, [Needle(ID, "42")], "export.csv") == ["export.csv: text: 1 x customer id"]
+    assert _search(tmp_path, [Needle(ID, "8")], "export.csv") == ["export.csv: text: 1 x customer id"]
+    assert _search(tmp_path, [Needle(ID, "screen")], "export.csv") == []
+
+
+# ---------------------------------------------------------------- whose record a hit is in
+
+
+def test_hits_in_another_owners_record_are_set_apart_with_their_owner_and_the_rest_are_traces(tmp_path):
+    from ai_data_platform.governance.search import Owner, search
+
+    con = duckdb.connect(str(tmp_path / "w.duckdb"))
+    con.execute("CREATE TABLE tickets (customer_email VARCHAR, body VARCHAR)")
+    con.execute("INSERT INTO tickets VALUES ('bo@x.org', 'friend of C0000001'), ('ann@x.org', 'it is me'), (NULL, 'C0000001?')")
+    con.execute("CREATE TABLE notes (customer_id VARCHAR, note VARCHAR)")
+    con.execute("INSERT INTO notes VALUES ('C2', 'about C0000001'), ('C0000001', 'mine')")
+    con.close()
+    (tmp_path / "t.csv").write_text("customer_id,note\nC3,about ann@x.org\n")
+    (tmp_path / "e.jsonl").write_text('{"customer_id": "C4", "page": "/u/C0000001"}\n')
+    (tmp_path / "app.log").write_text('{"customer_id": "C4", "page": "/u/C0000001"}\n')  # a log line: no one's record
+    needles = [Needle(ID, "C0000001"), Needle(EMAIL, "ann@x.org")]
+
+    found = search([tmp_path], needles, attribute=True)
+
+    mentions = sorted((m.trace.describe(), m.owner) for m in found.in_others_records)
+    assert mentions == [
+        ("e.jsonl: text: 1 x customer id", Owner(frozenset({"C4"}))),
+        ("t.csv: text: 1 x email", Owner(frozenset({"C3"}))),
+        ("w.duckdb: main.notes.note: 1 x customer id", Owner(frozenset({"C2"}))),
+        ("w.duckdb: main.tickets.body: 1 x customer id", Owner(frozenset(), frozenset({"bo@x.org"}))),
+    ]
+    assert sorted(t.describe() for t in found.traces) == [
+        "app.log: text: 1 x customer id",
+        "w.duckdb: main.notes.customer_id: 1 x customer id",  # their own record
+        "w.duckdb: main.tickets.body: 1 x customer id",  # a ticket from no one
+        "w.duckdb: main.tickets.customer_email: 1 x email",  # their own ticket
+    ]
+    def totals(traces):
+        return Counter({(t.file, t.location, t.needle): t.count for t in traces})
+
+    everything = totals(found.traces)
+    for m in found.in_others_records:
+        everything[(m.trace.file, m.trace.location, m.trace.needle)] += m.trace.count
+    assert totals(search([tmp_path], needles).traces) == everything  # without attribution: every hit a trace
+
+
+def test_a_row_kept_as_received_and_a_stream_segment_line_are_their_records(tmp_path):
+    from ai_data_platform.governance.search import Owner, search
+
+    con = duckdb.connect(str(tmp_path / "w.duckdb"))
+    con.execute("CREATE TABLE records (_position BIGINT, _payload VARCHAR)")
+    con.execute("INSERT INTO records VALUES (1, ?), (2, ?), (3, ?)", [
+        '{"customer_id": "C4", "page": "/u/C0000001"}',  # the stream payload of C4
+        '{"customer_id": "C4", "customer_id": "C5", "page": "/u/C0000001"}',  # a key twice: whose is unclear
+        'page /u/C0000001',  # no record at all
+    ])
+    con.close()
+    (tmp_path / "events").mkdir()
+    (tmp_path / "events" / "0001.log").write_text('1796701173465674\t{"customer_id":"C4","page":"/u/C0000001"}\n'
+                                                  '1796701173465675\tC4 saw /u/C0000001\n')
+
+    found = search([tmp_path], [Needle(ID, "C0000001")], attribute=True)
+
+    assert sorted((m.trace.describe(), m.owner) for m in found.in_others_records) == [
+        ("events/0001.log: text: 1 x customer id", Owner(frozenset({"C4"}))),
+        ("w.duckdb: main.records._payload: 1 x customer id", Owner(frozenset({"C4"}))),
+    ]
+    assert sorted(t.describe() for t in found.traces) == ["events/0001.log: text: 1 x customer id",
+                                                          "w.duckdb: main.records._payload: 2 x customer id"]

@@ -123,7 +123,7 @@ def test_erasure_covers_segment_files_sqlite_and_stream_tables_and_both_consumer
     assert result.counts["streaming: online store"] >= 5  # rows, profile, values
     planted.unlink()
     subject = erasure.resolve(SUBJECT, paths, world.personal_data(paths.root))
-    assert erasure.verify(subject, paths, world.personal_data(paths.root))[0] == []
+    assert erasure.verify(subject, paths, world.personal_data(paths.root)).traces == []
 
     # every other record kept its position and bytes; the file its size and modification time
     after = {r.position: r for r in FileSegmentTransport(paths.stream).scan(None, 1000)}
@@ -239,9 +239,10 @@ def test_erasure_covers_the_redis_stream_and_store_and_a_restarted_consumer_cont
 
         # what arrives or is written after the erasure is found in Redis (the files cannot show it)
         transport.append(stream.subject(1))
-        store.r.hset(f"{prefix}:online:notes", "n1", f"call {SUBJECT.lower()} back")
+        store.r.hset(f"{prefix}:online:notes", "n1", f"call {SUBJECT} back")
+        store.r.hset(f"{prefix}:online:notes", "n2", f"call {SUBJECT.lower()} back")  # another customer: ids count case
         subject = erasure.resolve(SUBJECT, paths, world.personal_data(paths.root))
-        traces, _ = erasure.verify(subject, paths, world.personal_data(paths.root))
+        traces = erasure.verify(subject, paths, world.personal_data(paths.root)).traces
         assert sorted(t.describe() for t in traces) == [
             f"redis/{prefix}:stream:events: entries: 1 x customer id",
             f"redis:{prefix}:online: notes: 1 x customer id",

@@ -115,7 +115,7 @@ def main() -> None:
             raise SystemExit(f"erasure of {subject}: {result.status}\n" + "\n".join(result.report()))
         subject_keys = erasure.resolve(subject, work, work_personal)
         started = time.perf_counter()
-        traces, searched = erasure.verify(subject_keys, work, work_personal)
+        traces, searched, _ = erasure.verify(subject_keys, work, work_personal)
         verify_times.append(time.perf_counter() - started)
         assert traces == []
         size = sum(p.stat().st_size for p in work.root.rglob("*") if p.is_file())

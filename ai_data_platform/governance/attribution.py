@@ -1,12 +1,14 @@
 """Which records belong to a data subject: exact attribution, never a word found somewhere in a text.
 
-A record is the subject's when one of its **identifier fields** holds one of the subject's
-identifiers as its whole value:
+A subject is one customer id. A record is the subject's when its **identifier fields** say so:
 
 * ``customer_id`` equals their customer id (surrounding spaces aside, as the warehouse's
-  ``trim``; case counts: ``eur`` is not ``EUR``);
-* ``email`` / ``customer_email`` normalizes (``pii.normalize_email``) to one of their emails;
-* ``phone`` normalizes (``pii.normalize_phone``) to one of their phones.
+  ``trim``; case counts: ``eur`` is not ``EUR``). A record under a customer id decides by it
+  alone: another customer's record is never theirs, whatever email or phone it holds;
+* a record with no customer id (no such field, or a blank one; a support ticket) is theirs when
+  ``email`` / ``customer_email`` normalizes (``pii.normalize_email``) to one of their emails, or
+  ``phone`` normalizes (``pii.normalize_phone``) to one of their phones. The caller gives only
+  emails and phones that are *theirs alone* (no other customer has them: ``erasure_subject.py``).
 
 That holds for a parsed record of any store (a CSV row split by its header, a JSON object, a
 Parquet or database row). A **raw line that cannot be parsed** (a truncated CSV row, a cut-off
@@ -20,8 +22,9 @@ only when it holds one of their identifiers as a *whole* value:
 
 A complete JSON object or array inside such a line (``rows {"US": 10}``, ``tags ["EUR"]``) is
 parsed and judged by its identifier keys, like a parsed record: its strings are no whole values of
-the line. A parsed record or fragment counts by identifier keys at any depth, and by every value
-of a key it holds twice (one reader keeps the first, another the last).
+the line. A parsed record or fragment counts by identifier keys at any depth (a customer id at any
+depth deciding), and by every value of a key it holds twice (one reader keeps the first, another
+the last).
 
 Emails count in a raw line only when they have an ``@``, phones only with at least
 :data:`MIN_PHONE_DIGITS` digits: a short "phone" like ``7`` would match any quoted number. So
@@ -205,8 +208,10 @@ class Identifiers:
         return None
 
     def field_kinds(self, fields: Mapping[object, object]) -> set[str]:
-        """The kinds of identifier a parsed record's identifier fields hold (at any depth)."""
+        """The kinds of identifier that make a parsed record theirs (identifier fields at any depth;
+        a record holding a customer id decides by its ids alone)."""
         found: set[str] = set()
+        has_id = False
         stack: list[object] = [fields]
         while stack:
             item = stack.pop()
@@ -214,12 +219,15 @@ class Identifiers:
                 stack.extend(item)
             elif isinstance(item, dict):
                 for key, value in item.items():
-                    kind = FIELD_KINDS.get(key) if isinstance(key, str) else None
-                    if kind and not isinstance(value, (dict, list)) and self.kind_of(kind, value):
-                        found.add(kind)
                     if isinstance(value, (dict, list)):
                         stack.append(value)
-        return found
+                        continue
+                    kind = FIELD_KINDS.get(key) if isinstance(key, str) else None
+                    if kind == ID and canonical_id(value) is not None:
+                        has_id = True
+                    if kind and self.kind_of(kind, value):
+                        found.add(kind)
+        return found & {ID} if has_id else found
 
     def value_kinds(self, value: str) -> set[str]:
         """The kinds of identifier a whole value of a raw line is (quoted string, CSV field)."""
@@ -304,7 +312,8 @@ def id_candidates(text: str) -> set[str]:
 
 
 def _field_keys(document: object) -> LineKeys:
-    """The ids and emails the identifier fields of a parsed JSON value hold, at any depth."""
+    """The ids and emails the identifier fields of a parsed JSON value hold, at any depth (only its
+    ids when it holds one: a record under a customer id is theirs alone)."""
     ids, emails = set(), set()
     stack = [document]
     while stack:
@@ -319,7 +328,8 @@ def _field_keys(document: object) -> LineKeys:
                     ids.add(canonical_id(value))
                 elif key in EMAIL_FIELDS:
                     emails.add(normalize_email(field_text(value)))
-    return LineKeys(frozenset(ids - {None}), frozenset(emails - {None}))
+    ids.discard(None)
+    return LineKeys(frozenset(ids), frozenset() if ids else frozenset(emails - {None}))
 
 
 def lines(text: str) -> Iterator[str]:
@@ -330,18 +340,6 @@ def lines(text: str) -> Iterator[str]:
         end = len(text) if end < 0 else end + 1
         yield text[start:end]
         start = end
-
-
-def csv_records(text: str) -> Iterator[str]:
-    """The raw text of each CSV record (a quoted field may span lines), line endings included."""
-    pending = ""
-    for line in lines(text):
-        pending += line
-        if pending.count('"') % 2 == 0:
-            yield pending
-            pending = ""
-    if pending:
-        yield pending
 
 
 def csv_split(record: str) -> list[str]:

@@ -11,19 +11,22 @@
    ``nothing_found``. So rows that only *reference* an id the CRM never had (payments of an
    ``unknown_customer``, quarantined in staging) are no one's known personal data: an erasure
    request for that id deletes nothing, and retention ages those rows out like any other.
-   A known subject's keys come from the data: their emails, phones and names from the regional
-   stores and the CRM landing files, the HMAC keys from the warehouse. Emails identify a person:
-   CRM rows under another id with the subject's email and tickets sent from it are theirs too. A
-   phone or name shared with another customer is not used to select or search anything (the
-   report says which were left out and why).
+   A subject is one customer id: their keys come from their own records, their emails, phones and
+   names from the regional stores and the CRM landing files, the HMAC keys from the warehouse.
+   Records under another customer id are never theirs, whatever they share. An email, phone or name
+   another customer id has too (emails and phones compared normalized and by HMAC, names trimmed and
+   case-folded) is not theirs alone: it selects nothing, is suppressed nowhere and searched for
+   nowhere (the report says which kind was left out and how many other customers have it, never
+   the value).
 2. **Suppress** them (``suppression.py``): recorded first, so no load running meanwhile and no
    later backfill brings them back.
-3. **Delete** exactly their records, by ``attribution.py``'s rule (identifier fields, and whole
-   values of unparseable raw lines; never a word inside a text): landing files of every zone
+3. **Delete** exactly their records, by ``attribution.py``'s rule (a record's customer id; without
+   one, an email or phone theirs alone, so a ticket from an email they share stays, unlinked from
+   them; whole values of unparseable raw lines; never a word inside a text): landing files of every zone
    (rewritten, mtime kept, ``landing_erasure.py``); in the warehouse the raw rows, and the staging
    and quarantine rows with the same row keys (so row conservation still holds), then every row of
-   any other table whose ``customer_id``, ``email_hash`` or ``phone_hash`` is theirs (marts,
-   features, scores, ...); in every regional store their personal rows; every dataset version
+   any other table whose ``customer_id`` (or, without one, ``email_hash`` or ``phone_hash``) is
+   theirs (marts, features, scores, ...); in every regional store their personal rows; every dataset version
    holding their rows is rewritten through ``ml/datasets.erase_rows`` (new content hash, an
    ``erasure`` event in its history naming the subject only by ``subject_ref``); then every
    :class:`ErasureTarget`: the platform's own in :data:`TARGET_MODULES` (the stream transport,
@@ -33,9 +36,15 @@
 5. **Verify by searching** (``search.py``): every file under ``$ADP_DATA_DIR`` and every
    regional store and landing zone configured outside it, whatever it is (DuckDB, SQLite such
    as Dagster's event log, compressed blobs, Parquet, text), and each target's storage that is
-   not a file (Redis), for the id, emails, phones, names and their HMACs. Anything left is a
-   :class:`search.Trace` naming the file, table, column and count; the erasure then fails (exit
-   code 1).
+   not a file (Redis), for the id, emails, phones, names and their HMACs. Anything left in their
+   own records, or in a place attributed to no known customer (a log, a Dagster blob, a row of an
+   id no customer record holds), is a :class:`search.Trace` naming the file, table, column and
+   count; the erasure then fails (exit code 1). A hit inside a record attributed (by its
+   identifier fields) to another known customer (the subject named in someone else's support
+   ticket) is that customer's record: not erased, and no failure, but reported as a mention kept
+   (file, table, column, count) in the report and the audit record. A managed database holding
+   such mentions is compacted before it is trusted: the search does not look again in its bytes for
+   a value its tables show.
 6. **Audit**: one record holding no personal data: ``subject_ref``, counts per place, reason,
    actor, time, the verification outcome. It is written whatever happens: a step that fails
    midway leaves a record with status ``error`` naming the step (and what was removed before it),
@@ -51,8 +60,9 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable, Iterable, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 from ai_data_platform import settings, warehouse
 from ai_data_platform.errors import InputError
@@ -60,6 +70,7 @@ from ai_data_platform.governance import audit, suppression
 from ai_data_platform.governance.attribution import canonical_id
 from ai_data_platform.governance.erasure_delete import erase_databases, erase_datasets
 from ai_data_platform.governance.erasure_subject import (  # noqa: F401 - Subject, resolve, ...: this module's API too
+    CustomerRecords,
     Subject,
     customer_id_for,
     customers_matching,
@@ -71,7 +82,7 @@ from ai_data_platform.governance.erasure_subject import (  # noqa: F401 - Subjec
     storable,
     subject_hash,
 )
-from ai_data_platform.governance.landing_erasure import erase_landing
+from ai_data_platform.governance.landing_erasure import crm_customer_records, erase_landing
 from ai_data_platform.governance.search import Matcher, Trace, search
 from ai_data_platform.governance.stores import PersonalData
 from ai_data_platform.sources.landing import LandingZones
@@ -80,6 +91,7 @@ EXIT_ERASED = 0
 EXIT_TRACES_REMAIN = 1
 EXIT_UNKNOWN_SUBJECT = 3
 SELECTORS = ("customer_id", "email", "phone")
+MENTIONS_KEPT = "not theirs: not erased"
 
 
 class ErasureFailed(RuntimeError):
@@ -147,6 +159,7 @@ class ErasureResult:
     selector: str = "customer_id"  # what named the subject: customer_id | email | phone | subject_ref
     matches: int | None = None  # for an email or phone: how many customers have it
     failed_step: str | None = None
+    mentions_kept: list[Trace] = field(default_factory=list)  # in other customers' records: not theirs
 
     @property
     def exit_code(self) -> int:
@@ -171,6 +184,9 @@ class ErasureResult:
             lines.append(f"first erased at {self.erased_before}")
         lines += [f"  removed {n:>7} from {place}" for place, n in sorted(self.counts.items())] or ["  nothing found to remove"]
         lines += [f"  not searched: {what} ({why})" for what, why in sorted(self.not_searched.items())]
+        if self.mentions_kept:
+            lines.append(f"  mentions kept in other customers' records ({MENTIONS_KEPT}):")
+            lines += [f"    {t.describe()}" for t in self.mentions_kept]
         if self.status == "error":
             lines.append(f"ERASURE FAILED while {self.failed_step}: run it again to finish (erasing twice is harmless)")
         elif self.traces:
@@ -186,7 +202,7 @@ def check_reason(reason: str, subject: Subject) -> None:
         raise InputError("a reason is required (e.g. the request's ticket number)")
     if not storable(reason):
         raise InputError("the reason must be text (it holds bytes that are not UTF-8)")
-    if canonical_id(reason) == subject.customer_id or Matcher(subject.needles()).in_value(reason, raw_record=True):
+    if canonical_id(reason) == subject.customer_id or Matcher(subject.every_value()).in_value(reason, raw_record=True):
         raise InputError("the reason contains the subject's personal data: it is kept in the audit log for good, "
                          "use a ticket number instead")
 
@@ -201,9 +217,21 @@ def search_roots(paths: settings.Paths, personal: PersonalData) -> list[Path]:
     return roots
 
 
-def verify(subject: Subject, paths: settings.Paths, personal: PersonalData) -> tuple[list[Trace], int]:
-    """Search everything for the subject; (traces, files searched). The suppression list may keep
-    their HMAC keys (it is how they stay erased); nothing else may keep anything."""
+class Verification(NamedTuple):
+    """What the search after an erasure found: ``traces`` (in the subject's own records, or in a
+    place attributed to no one: a log, a Dagster blob, an orphan row) fail it; ``mentions_kept``
+    (inside records attributed to another known customer: not theirs, not erased) are reported."""
+
+    traces: list[Trace]
+    files_searched: int
+    mentions_kept: list[Trace]
+
+
+def verify(subject: Subject, paths: settings.Paths, personal: PersonalData) -> Verification:
+    """Search everything for the subject. The suppression list may keep their HMAC keys (it is how
+    they stay erased); nothing else may keep anything of theirs. A hit inside a record attributed
+    (by its identifier fields) to another known customer is that customer's record mentioning
+    them: kept, and reported; one in a record of an id no customer record holds is a trace."""
     warehouse_name = paths.warehouse.relative_to(paths.root).as_posix()
 
     def allowed(file: str, location: str, label: str) -> bool:
@@ -211,11 +239,26 @@ def verify(subject: Subject, paths: settings.Paths, personal: PersonalData) -> t
             location.startswith(suppression.TABLE + ".") or location == "bytes on disk"
         )
 
-    traces, searched = search(search_roots(paths, personal), subject.needles(), allowed=allowed)
+    found = search(search_roots(paths, personal), subject.needles(), allowed=allowed, attribute=True)
+    traces, kept = list(found.traces), []
+    if found.in_others_records:
+        crm = list(crm_customer_records(LandingZones.from_settings(paths)))
+        with reading(paths, personal) as (con, aliases):
+            records = CustomerRecords(con, aliases, personal.hmac_key, crm)
+            for mention in found.in_others_records:
+                (kept if records.others_have(mention.owner, subject.customer_id) else traces).append(mention.trace)
     for target in registered_targets():
         if target.search is not None:
             traces += list(target.search(subject))
-    return traces, searched
+    return Verification(_merged(traces), found.files_searched, _merged(kept))
+
+
+def _merged(traces: list[Trace]) -> list[Trace]:
+    """One trace per file, location and label (the counts added up), in order."""
+    counts: dict[tuple[str, str, str], int] = {}
+    for t in traces:
+        counts[(t.file, t.location, t.needle)] = counts.get((t.file, t.location, t.needle), 0) + t.count
+    return [Trace(file, location, label, n) for (file, location, label), n in counts.items()]
 
 
 class _Steps:
@@ -302,35 +345,41 @@ def _erase_known(
     for target in registered_targets():
         with steps.at(f"erasing from {target.name}"):
             counts |= {f"{target.name}: {place}": n for place, n in target.erase(subject).items() if n}
+    compacted: set[Path] = set()
     if counts:
         with steps.at("compacting the databases"):
-            warehouse.compact(paths.warehouse)
-            for region in changed_regions:
-                warehouse.compact(personal.stores.paths[region])
+            compacted = {paths.warehouse, *(personal.stores.paths[region] for region in changed_regions)}
+            for path in sorted(compacted):
+                warehouse.compact(path)
     with steps.at("verifying by searching every store"):
-        traces, searched = verify(subject, paths, personal)
-    stale = _uncompacted(traces, paths, personal)
-    if stale:  # deleted rows an interrupted erasure (or any delete) left in a database's bytes
+        found = verify(subject, paths, personal)
+    stale = _uncompacted(found, paths, personal, compacted)
+    if stale:
         with steps.at("compacting the databases"):
             for path in stale:
                 warehouse.compact(path)
         with steps.at("verifying by searching every store"):
-            traces, searched = verify(subject, paths, personal)
-    status = "traces_remain" if traces else "erased" if counts else "nothing_found"
-    return ErasureResult(
-        subject.ref, status, dict(counts), traces, dict(subject.not_searched), subject.erased_before, searched
-    )
+            found = verify(subject, paths, personal)
+    status = "traces_remain" if found.traces else "erased" if counts else "nothing_found"
+    return ErasureResult(subject.ref, status, dict(counts), found.traces, dict(subject.not_searched),
+                         subject.erased_before, found.files_searched, mentions_kept=found.mentions_kept)
 
 
-def _uncompacted(traces: list[Trace], paths: settings.Paths, personal: PersonalData) -> list[Path]:
-    """The databases the erasure manages (the warehouse, the regional stores) where the subject is
-    found only in the bytes of deleted rows: compacting them removes the traces."""
+def _uncompacted(
+    found: Verification, paths: settings.Paths, personal: PersonalData, compacted: set[Path]
+) -> list[Path]:
+    """The databases the erasure manages (the warehouse, the regional stores) to compact before
+    verifying again: where the subject is found only in the bytes of deleted rows (an interrupted
+    erasure, any delete), and, unless compacted in this erasure, where other customers' records
+    mention them (the search does not look for a value in the bytes of a file whose tables show
+    it, so deleted rows of theirs holding it must be gone first)."""
     managed = {}
     for path in (paths.warehouse, *personal.stores.paths.values()):
         managed[path.relative_to(paths.root).as_posix() if path.is_relative_to(paths.root) else str(path)] = path
-    on_disk = {t.file for t in traces if t.location == "bytes on disk"}
-    elsewhere = {t.file for t in traces if t.location != "bytes on disk"}
-    return [managed[f] for f in sorted(on_disk - elsewhere) if f in managed]
+    on_disk = {t.file for t in found.traces if t.location == "bytes on disk"}
+    elsewhere = {t.file for t in found.traces if t.location != "bytes on disk"}
+    mentioned = {t.file for t in found.mentions_kept} - {f for f, path in managed.items() if path in compacted}
+    return [managed[f] for f in sorted((on_disk - elsewhere) | (mentioned - elsewhere)) if f in managed]
 
 
 def erase_matching(
@@ -391,6 +440,7 @@ def _audit(result: ErasureResult, reason: str | None, actor: str | None, run_id:
             "passed": not result.traces and result.status not in ("error",) and not refused,
             "files_searched": result.files_searched,
             "traces": [t.describe() for t in result.traces],
+            "mentions_kept_in_other_customers_records": [t.describe() for t in result.mentions_kept],
             "not_searched": result.not_searched,
         },
         "nothing_found": not result.counts,
@@ -444,9 +494,10 @@ def erase_by_ref(
     subject = Subject("", subject_ref, subject_ref.removeprefix("subject:"), email_hashes=set(keys.get(suppression.KIND_EMAIL, [])))
     subject.erased_before = steps.erased_before = when
     with steps.audited("subject_ref"), steps.at("verifying by searching every store"):
-        traces, searched = verify(subject, paths, personal)
-    status = "traces_remain" if traces else "nothing_found"
-    result = ErasureResult(subject_ref, status, {}, traces, {}, subject.erased_before, searched, selector="subject_ref")
+        found = verify(subject, paths, personal)
+    status = "traces_remain" if found.traces else "nothing_found"
+    result = ErasureResult(subject_ref, status, {}, found.traces, {}, subject.erased_before, found.files_searched,
+                           selector="subject_ref", mentions_kept=found.mentions_kept)
     _audit(result, reason, actor, run_id, paths, anchor)
     return result
 

@@ -5,8 +5,14 @@ Source tables are deleted by **row key** (``_partition_date``, ``_row_number``):
 be theirs in any layer (``raw``, ``staging``, ``quarantine``, a regional store's personal tables) by
 an identifier column or its raw text goes from every layer, so row conservation still holds. Every
 other table (marts, features, scores, ``stream.events``, any table added later) loses the rows whose
-``customer_id``, ``email_hash`` or ``phone_hash`` is theirs. A raw text is first filtered in SQL by
-the subject's identifiers as substrings, then judged in Python.
+``customer_id`` is theirs, or, in a row without a customer id (no such column, or a blank one),
+whose ``email_hash`` or ``phone_hash`` is. A row under another customer id is never theirs. A raw
+text is first filtered in SQL by the subject's identifiers as substrings, then judged in Python.
+
+A source record that carries no customer id (a support ticket: only the email it came from) is
+theirs by its email alone, whatever ``customer_id`` staging derived for it (the latest customer
+with that email, :data:`DERIVED_ID_COLUMN`): a ticket from an email they share with another
+customer is kept, and only its link to them is removed (that ``customer_id`` set to NULL).
 """
 
 from __future__ import annotations
@@ -23,9 +29,10 @@ from ai_data_platform.governance.erasure_subject import Subject
 from ai_data_platform.governance.personal_data import holds_personal_data
 from ai_data_platform.governance.pii import normalize_email_sql, normalize_phone_sql
 from ai_data_platform.governance.stores import PERSONAL_TABLES, QUARANTINE_PERSONAL, RAW_PERSONAL
-from ai_data_platform.sources.contracts import SOURCE_TABLES
+from ai_data_platform.sources.contracts import SOURCE_TABLES, SourceTable
 
 SOURCE_LAYERS = ("raw", "staging", "quarantine")
+DERIVED_ID_COLUMN = "customer_id"  # in a layer of a table whose records carry none: derived by staging
 RAW_TEXT_COLUMNS = ("_raw_line", "raw_record")  # where a record is kept as received
 
 
@@ -43,23 +50,32 @@ def text_candidates(column: str, ids: Identifiers) -> tuple[str, list[str]]:
     return f"{q} IS NOT NULL AND ({condition})", [v for _, v in conds]
 
 
-def _keyed_conditions(columns: set[str], subject: Subject) -> list[tuple[str, object]]:
-    """(condition, parameter) selecting the subject's rows by the identifier columns present."""
-    conds: list[tuple[str, object]] = []
-    if "customer_id" in columns:
-        conds.append(("trim(CAST(customer_id AS VARCHAR)) = ?", subject.customer_id))
+_ID = "trim(CAST(customer_id AS VARCHAR))"
+_WITHOUT_ID = f"nullif({_ID}, '') IS NULL"  # a row with no customer id: theirs by email or phone
+
+
+def _keyed_conditions(columns: set[str], subject: Subject) -> tuple[str, list[object]] | None:
+    """A condition (and its parameters) selecting the subject's rows by the identifier columns
+    present: the customer id; without one, their emails and phones and the HMACs of them."""
+    contact: list[tuple[str, object]] = []
     for column in ("email_hash", "customer_email_hash"):
         if column in columns:
-            conds.append((f"list_contains(?, {column})", sorted(subject.email_hashes)))
+            contact.append((f"list_contains(?, {column})", sorted(subject.email_hashes)))
     if "phone_hash" in columns:
-        conds.append(("list_contains(?, phone_hash)", sorted(subject.phone_hashes)))
+        contact.append(("list_contains(?, phone_hash)", sorted(subject.phone_hashes)))
     ids = subject.identifiers()
     for column in ("email", "customer_email"):
         if column in columns and ids.emails:
-            conds.append((f"list_contains(?, {normalize_email_sql(column)})", sorted(ids.emails)))
+            contact.append((f"list_contains(?, {normalize_email_sql(column)})", sorted(ids.emails)))
     if "phone" in columns and ids.phones:
-        conds.append((f"list_contains(?, {normalize_phone_sql('phone')})", sorted(ids.phones)))
-    return conds
+        contact.append((f"list_contains(?, {normalize_phone_sql('phone')})", sorted(ids.phones)))
+    by_contact = " OR ".join(c for c, _ in contact)
+    params = [p for _, p in contact]
+    if "customer_id" not in columns:
+        return (by_contact, params) if contact else None
+    if not contact:
+        return f"{_ID} = ?", [subject.customer_id]
+    return f"{_ID} = ? OR ({_WITHOUT_ID} AND ({by_contact}))", [subject.customer_id, *params]
 
 
 def _row_sources(
@@ -77,12 +93,34 @@ def _row_sources(
                 # lines themselves are in the regional store
                 digest_only = layer == "raw" and holds_personal_data(t)
                 texts = [c for c in RAW_TEXT_COLUMNS if c in columns and not digest_only]
-                yield t.name, relation, columns, texts
+                yield t.name, relation, columns - _derived_columns(t, columns), texts
         if holds_personal_data(t):
             for table in (RAW_PERSONAL[t.name], QUARANTINE_PERSONAL[t.name]):
                 columns = {c for c, _ in table.columns}
                 for a in aliases.values():
                     yield t.name, f"{a}.{table.name}", columns, [c for c in RAW_TEXT_COLUMNS if c in columns]
+
+
+def _derived_columns(t: SourceTable, columns: set[str]) -> set[str]:
+    """The identifier columns a layer of ``t`` holds that its records do not carry (derived)."""
+    return {DERIVED_ID_COLUMN} & columns - set(t.column_names)
+
+
+def _unlink_derived(con: duckdb.DuckDBPyConnection, subject: Subject) -> dict[str, int]:
+    """Set to NULL the customer id staging derived as theirs for records that are not theirs (kept:
+    a ticket from an email they share); {place: records unlinked}."""
+    counts = {}
+    for t in SOURCE_TABLES:
+        for layer in SOURCE_LAYERS:
+            relation = f"{layer}.{t.name}"
+            if warehouse.table_exists(con, relation):
+                columns = {c for c, _ in warehouse.table_columns(con, relation)}
+                if _derived_columns(t, columns):
+                    n = con.execute(f"UPDATE {relation} SET {DERIVED_ID_COLUMN} = NULL WHERE {_ID} = ?",
+                                    [subject.customer_id]).fetchone()[0]
+                    if n:
+                        counts[f"{relation}.{DERIVED_ID_COLUMN} of records not theirs alone (records kept)"] = n
+    return counts
 
 
 def _subject_row_keys(con: duckdb.DuckDBPyConnection, aliases: Mapping[str, str], subject: Subject) -> None:
@@ -91,12 +129,13 @@ def _subject_row_keys(con: duckdb.DuckDBPyConnection, aliases: Mapping[str, str]
     con.execute("CREATE OR REPLACE TEMP TABLE _erase_rows (tbl VARCHAR, _partition_date DATE, _row_number BIGINT)")
     ids = subject.identifiers()
     for tbl, relation, columns, texts in _row_sources(con, aliases):
-        conds = _keyed_conditions(columns, subject)
-        if conds:
+        keyed = _keyed_conditions(columns, subject)
+        if keyed:
+            condition, params = keyed
             con.execute(
                 f"INSERT INTO _erase_rows SELECT DISTINCT ?, _partition_date, _row_number FROM {relation} "
-                f"WHERE {' OR '.join(c for c, _ in conds)}",
-                [tbl, *(p for _, p in conds)],
+                f"WHERE {condition}",
+                [tbl, *params],
             )
         for column in texts:
             if not ids:
@@ -119,14 +158,14 @@ def _delete_by_keys(con, relation: str, tbl: str) -> int:
 
 
 def _subject_condition(columns: set[str]) -> str | None:
-    """A condition selecting the subject's rows of a table with these columns (None: it has none)."""
-    conds = []
-    if "customer_id" in columns:
-        conds.append("trim(CAST(customer_id AS VARCHAR)) = (SELECT customer_id FROM _erase_subject)")
-    for column in ("email_hash", "phone_hash", "customer_email_hash"):
-        if column in columns:
-            conds.append(f"{column} IN (SELECT h FROM _erase_hashes)")
-    return " OR ".join(conds) or None
+    """A condition selecting the subject's rows of a table with these columns (None: it has none):
+    by ``customer_id``; a row without one by its email or phone HMACs."""
+    by_hash = " OR ".join(f"{column} IN (SELECT h FROM _erase_hashes)"
+                          for column in ("email_hash", "phone_hash", "customer_email_hash") if column in columns)
+    if "customer_id" not in columns:
+        return by_hash or None
+    by_id = f"{_ID} = (SELECT customer_id FROM _erase_subject)"
+    return f"{by_id} OR ({_WITHOUT_ID} AND ({by_hash}))" if by_hash else by_id
 
 
 def erase_databases(con: duckdb.DuckDBPyConnection, aliases: Mapping[str, str], subject: Subject) -> tuple[dict[str, int], set[str]]:
@@ -144,6 +183,7 @@ def erase_databases(con: duckdb.DuckDBPyConnection, aliases: Mapping[str, str], 
             for layer in SOURCE_LAYERS:
                 if warehouse.table_exists(con, f"{layer}.{t.name}"):
                     counts[f"{layer}.{t.name}"] = _delete_by_keys(con, f"{layer}.{t.name}", t.name)
+        counts |= _unlink_derived(con, subject)
         handled = {f"{layer}.{t.name}" for layer in SOURCE_LAYERS for t in SOURCE_TABLES} | {suppression.TABLE}
         for table, columns in _tables(con, main).items():
             if table in handled:

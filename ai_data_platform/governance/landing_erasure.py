@@ -2,9 +2,9 @@
 one and each region's, ``sources/landing.LandingZones``): whichever regional file holds them.
 
 Which records are the subject's is ``attribution.py``'s rule: a record split into fields by its
-identifier fields (``customer_id``; a CRM table's email; the customers' phone), a record that
-cannot be split (a truncated CSV row, a cut-off JSON line) only when it holds one of their
-identifiers as a whole quoted JSON string, keyed value or CSV field. Every other record keeps its
+identifier fields (``customer_id``; without one, a CRM table's email or the customers' phone), a
+record that cannot be split (a truncated CSV row, a cut-off JSON line) only when it holds one of
+their identifiers as a whole quoted JSON string, keyed value or CSV field. Every other record keeps its
 exact bytes (CSV and JSON lines are rewritten record by record from the original text; Parquet is
 re-encoded with the file's own compression).
 
@@ -154,17 +154,23 @@ def _parquet_without(t: SourceTable, path: Path, subject: Identifiers) -> tuple[
     if not keys:
         return None, 0
     table = pq.read_table(path, columns=keys)  # the key columns first: most files hold nothing of theirs
-    masks = []
+    by_id, by_contact = [], []
+    without_id = pa.array([True] * table.num_rows, pa.bool_())  # no customer id (none, or blank): by email or phone
     for column in table.column_names:
         values = pc.cast(table.column(column), pa.string())
-        if column in ID_FIELDS and subject.customer_ids:
-            masks.append(pc.is_in(pc.utf8_trim(values, " "), pa.array(sorted(subject.customer_ids))))
+        if column in ID_FIELDS:
+            ids = pc.utf8_trim(values, " ")
+            without_id = pc.and_(without_id, pc.fill_null(pc.equal(ids, ""), True))
+            if subject.customer_ids:
+                by_id.append(pc.is_in(ids, pa.array(sorted(subject.customer_ids))))
         elif column in EMAIL_FIELDS and subject.emails:
-            masks.append(pc.is_in(pc.utf8_lower(pc.utf8_trim_whitespace(values)), pa.array(sorted(subject.emails))))
+            emails = pc.utf8_lower(pc.utf8_trim_whitespace(values))
+            by_contact.append(pc.is_in(emails, pa.array(sorted(subject.emails))))
         elif column in PHONE_FIELDS and subject.phones:
             phones = pa.array([normalize_phone(v) for v in values.to_pylist()], pa.string())
-            masks.append(pc.is_in(phones, pa.array(sorted(subject.phones))))
-    masks = [pc.fill_null(m, False) for m in masks]
+            by_contact.append(pc.is_in(phones, pa.array(sorted(subject.phones))))
+    masks = [pc.fill_null(m, False) for m in by_id]
+    masks += [pc.and_(without_id, pc.fill_null(m, False)) for m in by_contact]
     if not masks:
         return None, 0
     owned = masks[0]

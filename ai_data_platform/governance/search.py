@@ -12,48 +12,70 @@ looks like is searched as bytes and reported).
   text, or searched as bytes; then the file's bytes, as for DuckDB.
 * **Parquet** (``PAR1``): read through DuckDB, every column, as for a table.
 * **Everything else** (CSV, JSON lines, JSON documents, segment files, logs, model artifacts), a
-  gzip or zlib file decompressed first: text line by line (a ``.csv`` file by its header), or,
-  when it holds NUL bytes or is not UTF-8, the bytes.
+  gzip or zlib file decompressed first: text (a UTF-8 byte order mark skipped, as the loader skips
+  it): a ``.csv`` file by its header, its records cut where the loader cuts them
+  (``landing.csv_record_texts``: LF, CRLF or a lone CR outside a quoted field, a quote opening a
+  field only at its start); a ``.jsonl`` file line by line (LF or CRLF), each JSON object a record;
+  any other text line by line; when it holds NUL bytes or is not UTF-8, the bytes.
 
 **What counts as a trace** is ``search_rules.py``'s: what attribution (``attribution.py``) counts
 as the subject's (identifier columns and JSON keys, raw records by whole values), and distinctive
 values (emails, phones, HMACs, opaque-key ids, full names) as words anywhere; nothing a short id
-merely resembles. So for the customer ``EUR`` a currency column, ``{"US": 10}`` in Dagster's
-metadata or ``06:42:49`` is no trace, while ``called C0000001 back`` in a note is one. Binary bytes
-are searched for words only. Each hit is a :class:`Trace` naming the file (and table and column)
-and how many rows, lines or occurrences hold the value, never the value itself. ``allowed``
-exempts a (place, label) pair: the one table that may keep an erased subject's keys, the
-suppression list. Pure Python, no Dagster.
+merely resembles, and a customer id only as it is written (case counts: ``c0000001`` is another
+customer). So for the customer ``EUR`` a currency column, ``{"US": 10}`` in Dagster's metadata or
+``06:42:49`` is no trace, while ``called C0000001 back`` in a note is one. Binary bytes are
+searched for words only. Each hit is a :class:`Trace` naming the file (and table and column) and
+how many rows, lines or occurrences hold the value, never the value itself. ``allowed`` exempts a
+(place, label) pair: the one table that may keep an erased subject's keys, the suppression list.
+
+**Whose record a hit is in.** With ``attribute``, a hit inside a *record* is judged by whose the
+record is, by its identifier fields (``search_rules.record_owner``: its ``customer_id``; without
+one, its email or email HMAC): a database or Parquet row (one without such fields by the JSON
+object it keeps as received: a stream payload, a quarantined record), a CSV record split by its
+header, a JSON object line of a ``.jsonl`` file, a stream segment's line. A hit in a record of the
+subject, or in anything that is no such record (a log line, a JSON document, a blob, bytes, an
+unsplittable line) is a trace; a hit in a record of another owner is returned apart
+(:class:`Mention`, with the owner) for the caller to decide whether that owner is a known
+customer. Pure Python, no Dagster.
 """
 
 from __future__ import annotations
 
 import itertools
+import re
 import sqlite3
 import zlib
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import duckdb
 
 from ai_data_platform import warehouse
-from ai_data_platform.governance.attribution import csv_records, csv_split, json_document
+from ai_data_platform.governance.attribution import EMAIL_FIELDS, ID_FIELDS, csv_split, json_document
 from ai_data_platform.governance.search_rules import (  # noqa: F401 - the labels, Needle, Trace, is_word: this module's API too
     EMAIL,
+    EMAIL_HASH_FIELDS,
     EMAIL_HMAC,
     HMAC_LABELS,
     ID,
     NAME,
     PHONE,
     PHONE_HMAC,
+    RECEIVED_RECORD_COLUMNS,
     Matcher,
     Needle,
+    Owner,
     Trace,
     column_kind,
+    exact_case,
     is_word,
+    record_owner,
     word_count,
 )
+from ai_data_platform.sources.landing import csv_record_texts
 
 _NUMERIC_TYPES = ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT", "UINTEGER", "UBIGINT",
                   "UHUGEINT", "FLOAT", "DOUBLE", "DECIMAL")
@@ -63,6 +85,28 @@ _WHOLE_TEXT_LIMIT = 256 << 20  # a text file up to this size is read whole (a JS
 
 
 Allowed = Callable[[str, str, str], bool]  # (file, location, label) -> the value may be there
+OWNER_FIELDS = ID_FIELDS | EMAIL_FIELDS | EMAIL_HASH_FIELDS | set(RECEIVED_RECORD_COLUMNS)  # what says whose a row is
+_SEGMENT_LINE = re.compile(r"[0-9]{10,}\t(?=\{)")  # a stream segment's line: its receipt stamp, a tab, the payload
+_JSON_LINES_SUFFIXES = (".jsonl", ".jsonl.gz", ".ndjson", ".ndjson.gz")
+
+
+@dataclass(frozen=True)
+class Mention:
+    """Hits in records attributed to an owner that is not the subject (a trace's place, label and
+    count, and the owner): the caller decides whether the owner is a known customer."""
+
+    trace: Trace
+    owner: Owner
+
+
+class Found(NamedTuple):
+    """What :func:`search` found: ``traces`` (in the subject's records and in places attributed to
+    no one), how many files it searched, and ``in_others_records`` (hits inside records attributed
+    to someone else, with ``attribute``; else these are traces too)."""
+
+    traces: list[Trace]
+    files_searched: int
+    in_others_records: list[Mention]
 
 
 def search_texts(name: str, items: Iterable[tuple[str, str]], needles: list[Needle]) -> list[Trace]:
@@ -119,19 +163,42 @@ def _as_text(data: bytes) -> str | None:
 
 
 class _Counts:
-    """Hits per (location, label) in one file, skipping what ``allowed`` exempts."""
+    """Hits per (location, label) in one file, skipping what ``allowed`` exempts. With ``attribute``,
+    hits in a record whose :class:`Owner` is not the subject are counted apart, per owner."""
 
-    def __init__(self, file: str, allowed: Allowed):
-        self.file, self.allowed = file, allowed
+    def __init__(self, file: str, allowed: Allowed, matcher: Matcher, attribute: bool = False):
+        self.file, self.allowed, self.matcher, self.attribute = file, allowed, matcher, attribute
         self.counts: Counter = Counter()
+        self.owned: Counter = Counter()  # (location, label, owner) -> hits
 
-    def add(self, location: str, labels: Iterable[str], n: int = 1) -> None:
+    def add(self, location: str, labels: Iterable[str], n: int = 1, owner: Owner | None = None) -> None:
+        others = self.attribute and owner is not None and not self.matcher.owns(owner)
         for label in labels:
-            if not self.allowed(self.file, location, label):
+            if self.allowed(self.file, location, label):
+                continue
+            if others:
+                self.owned[(location, label, owner)] += n
+            else:
                 self.counts[(location, label)] += n
+
+    def add_record(self, location_labels: dict[str, set[str]], fields: Callable[[], dict]) -> None:
+        """One record's hits ({location: labels}); ``fields()`` gives its fields, read only when
+        there is a hit, to know whose record it is."""
+        if not any(location_labels.values()):
+            return
+        owner = record_owner(fields()) if self.attribute else None
+        for location, labels in location_labels.items():
+            self.add(location, labels, owner=owner)
+
+    def labels_seen(self) -> set[str]:
+        return {label for (_, label) in self.counts} | {label for (_, label, _) in self.owned}
 
     def traces(self) -> list[Trace]:
         return [Trace(self.file, location, label, n) for (location, label), n in sorted(self.counts.items()) if n]
+
+    def mentions(self) -> list[Mention]:
+        ordered = sorted(self.owned.items(), key=lambda item: item[0][:2])
+        return [Mention(Trace(self.file, location, label, n), owner) for (location, label, owner), n in ordered if n]
 
 
 def _prefilter(matcher: Matcher, text: str, lowered: str, kind: str | None) -> str:
@@ -159,8 +226,11 @@ def _search_relation(
 ) -> None:
     """Every value of one DuckDB relation's columns that may hold a needle (one scan, a substring
     filter in SQL), judged in Python; a nested value (struct, map, list) as its JSON; a BLOB as a
-    blob (decompressed, or its bytes)."""
+    blob (decompressed, or its bytes). A row's owner columns are read with it (whose record it is)."""
     searched, blobs = [], []
+    owners = [column for column, _ in columns if column.lower() in OWNER_FIELDS]
+    owner_sql = "".join(f", CAST({warehouse.quote(c)} AS VARCHAR) AS o{i}" for i, c in enumerate(owners))
+    owner_names = "".join(f", o{i}" for i in range(len(owners)))
     for column, dtype in columns:
         base = dtype.split("(")[0].upper()
         kind = column_kind(column)
@@ -174,10 +244,12 @@ def _search_relation(
     if not matcher.needles:
         return
     for column in blobs:
-        cursor = con.execute(f"SELECT {warehouse.quote(column)} FROM {qualified} WHERE {warehouse.quote(column)} IS NOT NULL")
+        quoted = warehouse.quote(column)
+        cursor = con.execute(f"SELECT {quoted}{owner_sql} FROM {qualified} WHERE {quoted} IS NOT NULL")
         while rows := cursor.fetchmany(1000):
-            for (value,) in rows:
-                counts.add(f"{name}.{column}", _blob_labels(matcher, value, column))
+            for value, *owner_values in rows:
+                counts.add_record({f"{name}.{column}": _blob_labels(matcher, value, column)},
+                                  lambda v=owner_values: dict(zip(owners, v)))
     if not searched:
         return
     params_sql, params = _needle_params(matcher)
@@ -186,13 +258,14 @@ def _search_relation(
                       for i, (_, kind, _) in enumerate(searched))
     hit = " OR ".join(f"v{i} IS NOT NULL" for i in range(len(searched)))
     cursor = con.execute(
-        f"SELECT * FROM (SELECT {picks} FROM (SELECT {texts} FROM {qualified}), {params_sql}) WHERE {hit}", params
+        f"SELECT * FROM (SELECT {picks}{owner_names} FROM (SELECT {texts}{owner_sql} FROM {qualified}), {params_sql}) "
+        f"WHERE {hit}", params
     )
     while rows := cursor.fetchmany(10_000):
         for row in rows:
-            for (column, _, _), value in zip(searched, row):
-                if value is not None:
-                    counts.add(f"{name}.{column}", matcher.in_value(value, column))
+            hits = {f"{name}.{column}": matcher.in_value(value, column)
+                    for (column, _, _), value in zip(searched, row) if value is not None}
+            counts.add_record(hits, lambda r=row: dict(zip(owners, r[len(searched):])))
 
 
 def _search_duckdb(path: Path, matcher: Matcher, counts: _Counts) -> None:
@@ -264,14 +337,16 @@ def _search_sqlite(path: Path, matcher: Matcher, counts: _Counts) -> None:
             columns = [d[0] for d in cursor.description]
             while rows := cursor.fetchmany(1000):
                 for row in rows:
-                    for column, value in zip(columns, row):
-                        counts.add(f"{table}.{column}", _sqlite_value(matcher, value, column))
+                    hits = {f"{table}.{column}": _sqlite_value(matcher, value, column)
+                            for column, value in zip(columns, row)}
+                    counts.add_record(hits, lambda r=row: dict(zip(columns, r)))
     finally:
         con.close()
 
 
 def _search_binary(chunks: Iterable[bytes], matcher: Matcher, counts: _Counts, location: str, skip: set[str]) -> None:
-    """Word needles in a byte stream read in chunks, any case (a match may straddle two chunks)."""
+    """Word needles in a byte stream read in chunks (a match may straddle two chunks): a customer
+    id as it is, anything else in any case."""
     wanted = {label: values for label, values in matcher.word_bytes.items()
               if label not in skip and not counts.allowed(counts.file, location, label)}
     if not wanted:
@@ -281,11 +356,12 @@ def _search_binary(chunks: Iterable[bytes], matcher: Matcher, counts: _Counts, l
     carried, context = b"", False  # the unsearched end of what was read; whether it starts with a byte of context
 
     def count(data: bytes, first: int, last: int) -> None:
+        lowered = data.lower()  # ASCII only: the same length
         for label, values in wanted.items():
-            found[label] += sum(word_count(data, v, first, last) for v in values)
+            found[label] += sum(word_count(data if exact_case(label) else lowered, v, first, last) for v in values)
 
     for chunk in chunks:
-        data = carried + chunk.lower()
+        data = carried + chunk
         first, last = int(context), len(data) - overlap  # a match starting at or after ``last`` may go on
         if last <= first:
             carried = data
@@ -343,6 +419,8 @@ def _looks_binary(head: bytes) -> bool:
 
 
 def _text_lines(chunks: Iterable[bytes]) -> Iterator[str]:
+    """The lines of a text read in chunks, each without its line end (LF or CRLF): the lines a
+    JSON-lines reader reads."""
     carried = b""
     for chunk in chunks:
         data = carried + chunk
@@ -350,47 +428,92 @@ def _text_lines(chunks: Iterable[bytes]) -> Iterator[str]:
         if cut < 0:
             carried = data
             continue
-        yield from data[: cut + 1].decode("utf-8", "surrogateescape").splitlines()
+        yield from _lines(data[: cut + 1].decode("utf-8", "surrogateescape"))
         carried = data[cut + 1:]
     if carried:
-        yield from carried.decode("utf-8", "surrogateescape").splitlines()
+        yield from _lines(carried.decode("utf-8", "surrogateescape"))
+
+
+def _lines(text: str) -> Iterator[str]:
+    """``text``'s lines split on LF, a CR before it removed."""
+    for line in text.split("\n"):
+        yield line.removesuffix("\r")
 
 
 def _search_csv(text: str, matcher: Matcher, counts: _Counts) -> None:
-    """A CSV file by its header: each field as its column's value; a record that does not split
-    into the header's fields as a raw record."""
-    records = csv_records(text)
-    header = csv_split(next(records, ""))
-    for raw in records:
-        if not matcher.may_hold(raw):
+    """A CSV file by its header, its records cut where the loader cuts them (``landing.csv_record_texts``:
+    LF, CRLF or CR outside a quoted field; a blank line no record): each field as its column's value,
+    the record attributed by its identifier fields; a record that does not split into the header's
+    fields as a raw record (attributed to no one)."""
+    header: list[str] | None = None
+    for raw in csv_record_texts(text):
+        record = raw.removesuffix("\n").removesuffix("\r")
+        if not record:
             continue
-        fields = csv_split(raw)
+        if header is None:
+            header = csv_split(record)
+            continue
+        if not matcher.may_hold(record):
+            continue
+        fields = csv_split(record)
         if len(fields) == len(header):
-            found: set[str] = set()
-            for column, value in zip(header, fields):
-                found |= matcher.in_value(value, column, raw_record=False)
+            labels = [matcher.in_value(value, column, raw_record=False) for column, value in zip(header, fields)]
+            hits = {"text": set().union(*labels)}
+            counts.add_record(hits, lambda f=fields: _first_of_each(header, f))
         else:
-            found = matcher.in_value(raw, raw_record=True)
-        counts.add("text", found)
+            counts.add("text", matcher.in_value(record, raw_record=True))
 
 
-def _search_text(text: str, csv_file: bool, matcher: Matcher, counts: _Counts) -> None:
-    """A whole text file: a JSON document by its keys, a CSV file by its header, else line by line."""
+def _first_of_each(header: list[str], values: list[str]) -> dict[str, str]:
+    """A CSV record's fields by name; a name the header repeats names its first column, as for the loader."""
+    fields: dict[str, str] = {}
+    for name, value in zip(header, values):
+        fields.setdefault(name, value)
+    return fields
+
+
+def _search_text(text: str, shape: str, matcher: Matcher, counts: _Counts) -> None:
+    """A whole text file: a CSV file by its header, a JSON-lines file by its records, a JSON
+    document by its keys, else line by line."""
+    text = text.removeprefix("\ufeff")  # a UTF-8 byte order mark, as the loader skips it
     if not matcher.may_hold(text):
+        return
+    if shape == "csv":
+        _search_csv(text, matcher, counts)
+        return
+    if shape == "jsonl":
+        _search_lines(_lines(text), matcher, counts, json_records=True)
         return
     document = json_document(text)
     if document is not None:
         counts.add("text", matcher.in_document(document) | matcher.in_words(text))
-    elif csv_file:
-        _search_csv(text, matcher, counts)
     else:
         _search_lines(text.splitlines(), matcher, counts)
 
 
-def _search_lines(lines: Iterable[str], matcher: Matcher, counts: _Counts) -> None:
+def _search_lines(lines: Iterable[str], matcher: Matcher, counts: _Counts, *, json_records: bool = False) -> None:
+    """Lines as raw records; a record attributed by its identifier fields: with ``json_records`` (a
+    JSON-lines file) a line that is a JSON object, as the loader reads it, and in any file a stream
+    segment's line whose payload is one (``<receipt stamp>\\t<payload>``, as the consumer reads it)."""
     for line in lines:
-        if line and matcher.may_hold(line):
-            counts.add("text", matcher.in_value(line, raw_record=True))
+        if not line or not matcher.may_hold(line):
+            continue
+        labels = matcher.in_value(line, raw_record=True)
+        record = None
+        if labels and json_records:
+            record = json_document(line)
+        elif labels and (segment := _SEGMENT_LINE.match(line)):
+            record = json_document(line[segment.end():])
+        if isinstance(record, dict):
+            counts.add_record({"text": labels}, lambda r=record: r)
+        else:
+            counts.add("text", labels)
+
+
+def _shape(path: Path) -> str:
+    """How a text file's records are cut, by its name: ``csv``, ``jsonl`` or ``text``."""
+    name = path.name.lower()
+    return "csv" if name.endswith((".csv", ".csv.gz")) else "jsonl" if name.endswith(_JSON_LINES_SUFFIXES) else "text"
 
 
 def _search_other(path: Path, matcher: Matcher, counts: _Counts) -> None:
@@ -401,32 +524,36 @@ def _search_other(path: Path, matcher: Matcher, counts: _Counts) -> None:
         _search_binary(itertools.chain([first], chunks), matcher, counts, "bytes", set())
         return
     buffered, size = [first], len(first)
+    shape = _shape(path)
     for chunk in chunks:
         buffered.append(chunk)
         size += len(chunk)
         if size > _WHOLE_TEXT_LIMIT:
-            _search_lines(_text_lines(itertools.chain(buffered, chunks)), matcher, counts)
+            lines = _text_lines(itertools.chain(buffered, chunks))
+            _search_lines(lines, matcher, counts, json_records=shape == "jsonl")
             return
-    csv_file = path.name.lower().endswith((".csv", ".csv.gz"))
-    _search_text(b"".join(buffered).decode("utf-8", "surrogateescape"), csv_file, matcher, counts)
+    _search_text(b"".join(buffered).decode("utf-8", "surrogateescape"), shape, matcher, counts)
 
 
 def search_file(path: Path, needles: list[Needle] | Matcher, *, file: str, allowed: Allowed) -> list[Trace]:
-    """Every trace of ``needles`` in one file (see the module docstring). A file that cannot be
-    read as what it looks like (locked, corrupt) is searched as bytes and reported as a trace."""
+    """Every trace of ``needles`` in one file (see the module docstring), whoever's record holds it.
+    A file that cannot be read as what it looks like (locked, corrupt) is searched as bytes and
+    reported as a trace."""
     matcher = needles if isinstance(needles, Matcher) else Matcher(needles)
     with _ParquetReader() as parquet:
-        return _search_file(path, matcher, file, allowed, parquet)
+        return _search_file(path, matcher, file, allowed, parquet, attribute=False).traces()
 
 
-def _search_file(path: Path, matcher: Matcher, file: str, allowed: Allowed, parquet: _ParquetReader) -> list[Trace]:
-    counts = _Counts(file, allowed)
+def _search_file(path: Path, matcher: Matcher, file: str, allowed: Allowed, parquet: _ParquetReader, *,
+                 attribute: bool) -> _Counts:
+    counts = _Counts(file, allowed, matcher, attribute)
     try:
         if not matcher or not path.is_file() or path.stat().st_size == 0:
-            return []
+            return counts
         kind = _kind(path)
     except OSError as exc:
-        return [Trace(file, f"unreadable ({type(exc).__name__})", "file", 1)]
+        counts.counts[(f"unreadable ({type(exc).__name__})", "file")] += 1
+        return counts
     searcher = {"duckdb": _search_duckdb, "sqlite": _search_sqlite, "parquet": parquet.search, "other": _search_other}[kind]
     try:
         searcher(path, matcher, counts)
@@ -435,12 +562,13 @@ def _search_file(path: Path, matcher: Matcher, file: str, allowed: Allowed, parq
         kind = "unreadable"
     if kind in ("duckdb", "sqlite", "unreadable"):
         # Values no table shows but the file still holds: deleted rows a compaction has not removed.
-        seen = {label for (_, label) in counts.counts}
+        # A label a table shows (in anyone's record) is not searched for again in the bytes: a
+        # caller that keeps hits in others' records compacts such a file first (``erasure.py``).
         try:
-            _search_binary(_raw_chunks(path), matcher, counts, "bytes on disk", seen)
+            _search_binary(_raw_chunks(path), matcher, counts, "bytes on disk", counts.labels_seen())
         except OSError as exc:
             counts.counts[(f"unreadable ({type(exc).__name__})", "file")] += 1
-    return counts.traces()
+    return counts
 
 
 def files_under(roots: Iterable[Path]) -> Iterator[tuple[Path, str]]:
@@ -458,14 +586,21 @@ def files_under(roots: Iterable[Path]) -> Iterator[tuple[Path, str]]:
             yield path, (path.relative_to(base).as_posix() if root.is_dir() else str(path))
 
 
-def search(roots: Iterable[Path], needles: list[Needle], *, allowed: Allowed | None = None) -> tuple[list[Trace], int]:
-    """Every trace of ``needles`` in every file below ``roots``, and how many files were searched."""
+def search(
+    roots: Iterable[Path], needles: list[Needle], *, allowed: Allowed | None = None, attribute: bool = False
+) -> Found:
+    """Every trace of ``needles`` in every file below ``roots``, and how many files were searched.
+    With ``attribute``, hits inside records attributed to an owner that is not the subject are
+    returned apart (:attr:`Found.in_others_records`), for the caller to judge."""
     allowed = allowed or (lambda file, location, label: False)
     traces: list[Trace] = []
+    mentions: list[Mention] = []
     searched = 0
     matcher = Matcher(needles)
     with _ParquetReader() as parquet:
         for path, name in files_under(roots):
-            traces += _search_file(path, matcher, name, allowed, parquet)
+            counts = _search_file(path, matcher, name, allowed, parquet, attribute=attribute)
+            traces += counts.traces()
+            mentions += counts.mentions()
             searched += 1
-    return traces, searched
+    return Found(traces, searched, mentions)

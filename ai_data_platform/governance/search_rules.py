@@ -8,9 +8,21 @@ which labels a value, a raw record, a JSON document or binary data holds:
 * a raw record (a line of a text file, a ``_raw_line``/``raw_record``/``raw_value``/``_payload``
   value) holding one as a whole quoted JSON string, keyed value or CSV field (``attribution.py``);
 * a JSON document or fragment by its keys, recursively;
-* a **word** anywhere, any case, for values distinctive enough (:func:`is_word`): emails, phones
-  of at least seven digits, HMACs, ids shaped like opaque keys (``C0000001``, a UUID starting with
-  a letter) and full names; a short or common value (``42``, ``EUR``, ``login``) never is one.
+* a **word** anywhere, for values distinctive enough (:func:`is_word`): emails, phones of at least
+  seven digits, HMACs, ids shaped like opaque keys (``C0000001``, a UUID starting with a letter)
+  and full names; a short or common value (``42``, ``EUR``, ``login``) never is one.
+
+Each kind of value is compared as the platform compares it: a customer id exactly, case counting
+(ids are case-sensitive identifiers: ``c0000001`` is another customer than ``C0000001``), in an
+identifier column, a raw record, free text or bytes alike; an email in any case (normalized to
+lower case); a phone by its normalized form (``pii.normalize_phone``) in a phone column and as
+written or as digits elsewhere; a name trimmed and case-folded; an HMAC in any case.
+
+**Whose record a hit is in** (:func:`record_owner`): a record (a database or Parquet row, a CSV
+record, a JSON-lines record) is attributed by its identifier fields alone, as erasure attributes
+it: its ``customer_id``, else (none, or blank) its email or email HMAC. A :class:`Matcher` says
+whether that owner is the subject (:meth:`Matcher.owns`); ``search.py`` lets its caller decide
+whether another owner is a known customer.
 
 Pure Python, no files: ``search.py`` reads the stores and asks the :class:`Matcher`.
 """
@@ -18,21 +30,25 @@ Pure Python, no files: ``search.py`` reads the stores and asks the :class:`Match
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 
 from ai_data_platform.governance.attribution import (
     EMAIL,
+    EMAIL_FIELDS,
     ID,
+    ID_FIELDS,
     PHONE,
     Identifiers,
     as_bytes,
+    canonical_id,
+    field_text,
     json_document,
     json_fragments,
     written_forms,
 )
-from ai_data_platform.governance.pii import normalize_phone
+from ai_data_platform.governance.pii import normalize_email, normalize_phone
 
 NAME = "name"
 EMAIL_HMAC = "email HMAC"
@@ -57,6 +73,59 @@ class Needle:
 
     label: str
     value: str
+
+
+EMAIL_HASH_FIELDS = frozenset({"email_hash", "customer_email_hash"})
+
+
+@dataclass(frozen=True)
+class Owner:
+    """Whose a record is, by its identifier fields: its customer ids (canonical) when it has any,
+    else its emails (normalized) and email HMACs (lower-cased)."""
+
+    customer_ids: frozenset[str] = frozenset()
+    emails: frozenset[str] = frozenset()
+    email_hashes: frozenset[str] = frozenset()
+
+
+RECEIVED_RECORD_COLUMNS = ("_payload", "raw_record", "_raw_line")  # a record kept as received
+
+
+def record_owner(fields: Mapping[str, object]) -> Owner | None:
+    """The :class:`Owner` of a record by its top-level fields (``customer_id``; else ``email`` /
+    ``customer_email`` and their ``*_hash``; names compared in any case), or None: it has none. A
+    row with none that keeps a record as received (:data:`RECEIVED_RECORD_COLUMNS`: a stream
+    payload, a quarantined record) is that record's, when it is a JSON object: by its top-level
+    fields."""
+    owner = _fields_owner(fields)
+    if owner is not None:
+        return owner
+    for column in RECEIVED_RECORD_COLUMNS:
+        received = fields.get(column)
+        document = json_document(received) if isinstance(received, str) else None
+        if isinstance(document, dict):
+            return _fields_owner(document)
+    return None
+
+
+def _fields_owner(fields: Mapping[str, object]) -> Owner | None:
+    ids, emails, hashes = set(), set(), set()
+    for key, value in fields.items():
+        name = key.lower() if isinstance(key, str) else None
+        if name is None or isinstance(value, (dict, list, bytes)):
+            continue
+        text = field_text(value)
+        if name in ID_FIELDS:
+            ids.add(canonical_id(text))
+        elif name in EMAIL_FIELDS:
+            emails.add(normalize_email(text))
+        elif name in EMAIL_HASH_FIELDS and text and text.strip():
+            hashes.add(text.strip().lower())
+    ids.discard(None)
+    if ids:
+        return Owner(frozenset(ids))
+    emails.discard(None)
+    return Owner(frozenset(), frozenset(emails), frozenset(hashes)) if emails or hashes else None
 
 
 @dataclass(frozen=True)
@@ -115,16 +184,24 @@ def _is_utf8(text: str) -> bool:
     return True
 
 
+def exact_case(label: str) -> bool:
+    """Whether values of ``label`` are compared case counting: customer ids (case-sensitive
+    identifiers); every other label in any case."""
+    return label == ID
+
+
 def _word_pattern(values: Iterable[str], label: str) -> re.Pattern | None:
-    """Any of ``values`` as a word, any case: no letter or digit next to it; for an email, nothing
-    that would make it part of a longer address (``jo.ann@x.org``, ``ann@x.org.uk``) either."""
+    """Any of ``values`` as a word (a customer id exactly, anything else in any case): no letter or
+    digit next to it; for an email, nothing that would make it part of a longer address
+    (``jo.ann@x.org``, ``ann@x.org.uk``) either."""
     body = "|".join(re.escape(v) for v in sorted(set(values), key=len, reverse=True))
     if not body:
         return None
+    flags = 0 if exact_case(label) else re.IGNORECASE
     if label == EMAIL:
         after = rf"(?![{_BOUNDARY}_%+\-@]|\.[{_BOUNDARY}])"  # a dot may end a sentence, not a domain
-        return re.compile(rf"(?<![{_EMAIL_CHARS}])(?:{body}){after}", re.IGNORECASE)
-    return re.compile(rf"(?<![{_BOUNDARY}])(?:{body})(?![{_BOUNDARY}])", re.IGNORECASE)
+        return re.compile(rf"(?<![{_EMAIL_CHARS}])(?:{body}){after}", flags)
+    return re.compile(rf"(?<![{_BOUNDARY}])(?:{body})(?![{_BOUNDARY}])", flags)
 
 
 class Matcher:
@@ -138,7 +215,9 @@ class Matcher:
         self.names = frozenset(v.strip().casefold() for v in by[NAME])
         self.hmacs = {v.strip().lower(): label for label in HMAC_LABELS for v in by[label]}
         self.words: dict[str, re.Pattern] = {}
-        self.word_bytes: dict[str, list[bytes]] = {}  # lower-cased, to find in lower-cased bytes
+        # per label, the bytes to find: a customer id's as they are (found in the data as it is),
+        # any other's lower-cased (found in the lower-cased data)
+        self.word_bytes: dict[str, list[bytes]] = {}
         word_values = []
         for label in dict.fromkeys(n.label for n in self.needles):
             values = [n.value.strip() for n in self.needles if n.label == label and is_word(n)]
@@ -147,22 +226,25 @@ class Matcher:
             pattern = _word_pattern(values, label)
             if pattern is not None:
                 self.words[label] = pattern
-                self.word_bytes[label] = sorted({as_bytes(v).lower() for v in values})
-                word_values += values
-        self.longest_word = max((len(as_bytes(v)) for v in word_values), default=0)
+                self.word_bytes[label] = sorted({as_bytes(v) if exact_case(label) else as_bytes(v).lower()
+                                                 for v in values})
+                word_values += [(label, v) for v in values]
+        self.longest_word = max((len(as_bytes(v)) for _, v in word_values), default=0)
         # Substrings every match contains (a cheap filter before the rules), in every written form
         # (JSON and CSV escapes): ids as they are, the rest lower-cased; a backslash-u JSON escape
         # may spell any of them.
-        lowered = {*self.identifiers.emails, *self.names, *self.hmacs, *(v.lower() for v in word_values),
+        lowered = {*self.identifiers.emails, *self.names, *self.hmacs,
+                   *(v.lower() for label, v in word_values if not exact_case(label)),
                    *(v.strip() for v in by[PHONE]), *self.identifiers.phones} - {""}
-        self.exact_substrings = sorted({form for i in self.identifiers.customer_ids for form in written_forms(i)})
+        exact = {*self.identifiers.customer_ids, *(v for label, v in word_values if exact_case(label))}
+        self.exact_substrings = sorted({form for i in exact for form in written_forms(i)})
         self.lower_substrings = sorted({form for v in lowered for form in written_forms(v)})
         parts = [re.escape(s) for s in self.exact_substrings] + [f"(?i:{re.escape(s)})" for s in self.lower_substrings]
         self._candidate = re.compile("|".join([*parts, r"\\u"]))
         # A database holds UTF-8 text only: a needle that is none (an argument's undecodable bytes) is in none
         self.sql_exact = [s for s in self.exact_substrings if _is_utf8(s)]
         self.sql_lower = [s for s in self.lower_substrings if _is_utf8(s)]
-
+        self.subject_email_hashes = frozenset(h for h, label in self.hmacs.items() if label == EMAIL_HMAC)
 
     def __bool__(self) -> bool:
         return bool(self.needles)
@@ -230,7 +312,14 @@ class Matcher:
         """The labels of the word needles binary data holds."""
         lowered = data.lower()
         return {label for label, values in self.word_bytes.items()
-                if any(word_count(lowered, v, 0, len(lowered)) for v in values)}
+                if any(word_count(data if exact_case(label) else lowered, v, 0, len(data)) for v in values)}
+
+    def owns(self, owner: Owner) -> bool:
+        """Whether a record of this owner is the subject's (``attribution.py``'s rule: the customer
+        id decides; a record without one by its email or email HMAC)."""
+        if owner.customer_ids:
+            return bool(owner.customer_ids & self.identifiers.customer_ids)
+        return bool(owner.emails & self.identifiers.emails or owner.email_hashes & self.subject_email_hashes)
 
 
 _WORD_BYTES = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789")
