@@ -53,6 +53,14 @@ class SourceTable:
     extra: dict = field(default_factory=dict)
     # Columns only a database source carries (never in the landing file): kept in raw and staging.
     database_columns: tuple[Column, ...] = ()
+    # What one day's file holds (the landing guard judges each file against it, ``landing_guard``):
+    # records timed on its day, or up to ``late_days`` days before it (delivered late); the table's
+    # first file may be an initial full export of everything up to that day (``first_export_full``);
+    # and no record already exported on another day, a record being its key, or for a table whose key
+    # recurs (an upsert: a customer changed again) its key at one ``time_column`` value.
+    late_days: int = 0
+    first_export_full: bool = False
+    key_recurs: bool = False
 
     @property
     def column_names(self) -> tuple[str, ...]:
@@ -67,6 +75,12 @@ class SourceTable:
     @property
     def raw_column_names(self) -> tuple[str, ...]:
         return tuple(c.name for c in self.raw_columns)
+
+    @property
+    def identity(self) -> tuple[str, ...]:
+        """The columns naming one record across every day's file: the key, and for a table whose key
+        recurs the time of that version too."""
+        return (self.key, self.time_column) if self.key_recurs else (self.key,)
 
     @property
     def extension(self) -> str:
@@ -97,6 +111,8 @@ CUSTOMERS = SourceTable(
     time_column="updated_at",
     customer_ref=None,
     description="CRM customer upserts: one row per new or changed customer in the day's export.",
+    first_export_full=True,
+    key_recurs=True,
     columns=(
         Column("customer_id", "VARCHAR", True, description="CRM customer id"),
         Column("name", "VARCHAR", True, PII_DIRECT, "full name"),
@@ -151,6 +167,8 @@ SUBSCRIPTIONS = SourceTable(
     time_column="updated_at",
     malformed_rule="accepted_values",
     description="Billing subscription upserts: new subscriptions, plan changes and cancellations.",
+    first_export_full=True,
+    key_recurs=True,
     columns=(
         Column("subscription_id", "VARCHAR", True),
         Column("customer_id", "VARCHAR", True),
@@ -235,6 +253,7 @@ EVENTS = SourceTable(
     key="event_id",
     time_column="event_time",
     description="Product events (logins, page views, feature use, card transactions).",
+    late_days=3,  # the collector delivers a few events up to three days after they happened
     columns=(
         Column("event_id", "VARCHAR", True),
         Column("customer_id", "VARCHAR", True),

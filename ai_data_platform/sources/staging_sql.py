@@ -368,3 +368,26 @@ def conservation_sql(t: SourceTable, lo: date, hi: date) -> str:
     FROM days LEFT JOIN raw_n USING (d) LEFT JOIN distinct_n USING (d)
     LEFT JOIN staged_n USING (d) LEFT JOIN quarantined_n USING (d) ORDER BY 1
     """
+
+
+def repeated_keys_sql(t: SourceTable, lo: date, hi: date) -> str:
+    """Per day in [lo, hi] of ``staging.<t>``: its distinct records (``t.identity``: the key, and the
+    version time for a table whose key recurs), how many of them other partitions also hold, and
+    those partitions with their counts (``[day, count]`` pairs, most first)."""
+    names = [f"k{i}" for i in range(len(t.identity))]
+    cols = ", ".join(f"{quote(c)} AS {n}" for c, n in zip(t.identity, names))
+    match = " AND ".join(f"s.{quote(c)} = run.{n}" for c, n in zip(t.identity, names))
+    keys = ", ".join(f"run.{n}" for n in names)
+    rng = f"BETWEEN DATE {sql_literal(lo.isoformat())} AND DATE {sql_literal(hi.isoformat())}"
+    return f"""
+    WITH run AS (SELECT DISTINCT _partition_date AS d, {cols} FROM {staging_table(t)} WHERE _partition_date {rng}),
+    hits AS (SELECT DISTINCT run.d, {keys}, s._partition_date AS other
+             FROM run JOIN {staging_table(t)} s ON {match} AND s._partition_date <> run.d),
+    repeated AS (SELECT d, count(*) AS n FROM (SELECT DISTINCT * EXCLUDE (other) FROM hits) GROUP BY d),
+    per_other AS (SELECT d, other, count(*) AS n FROM hits GROUP BY ALL),
+    counted AS (SELECT d, count(*) AS n FROM run GROUP BY d)
+    SELECT counted.d, counted.n, coalesce(repeated.n, 0),
+           (SELECT list([strftime(p.other, '%Y-%m-%d'), CAST(p.n AS VARCHAR)] ORDER BY p.n DESC, p.other)
+            FROM per_other p WHERE p.d = counted.d)
+    FROM counted LEFT JOIN repeated USING (d) ORDER BY 1
+    """
