@@ -23,6 +23,12 @@ PLANS = ("basic", "pro", "business")
 CURRENCIES = ("EUR", "USD", "GBP", "AUD", "JPY", "SGD")
 EVENT_TYPES = ("login", "page_view", "feature_use", "card_transaction")
 
+# The largest amount any money column holds, in any of the CURRENCIES (JPY included): no card
+# transaction, invoice, payment, chargeback or monthly fee comes near it (the simulated ones stay
+# below a million), and sums over a customer's history stay far from overflowing a DOUBLE. A larger
+# value is a broken export or a hostile one, quarantined as ``out_of_range``.
+MAX_AMOUNT = 1e8
+
 # The kinds of dirt the simulator injects, and the staging rule that must catch each one.
 # ``duplicate`` rows are not quarantined: they are dropped and counted.
 DIRT_KINDS = ("duplicate", "malformed", "null_required", "unknown_customer", "bad_timestamp")
@@ -37,6 +43,7 @@ class Column:
     description: str = ""
     accepted_values: tuple[str, ...] | None = None
     non_negative: bool = False
+    max_value: float | None = None  # the largest plausible value of a DOUBLE column (larger: ``out_of_range``)
 
 
 @dataclass(frozen=True)
@@ -173,7 +180,7 @@ SUBSCRIPTIONS = SourceTable(
         Column("subscription_id", "VARCHAR", True),
         Column("customer_id", "VARCHAR", True),
         Column("plan", "VARCHAR", True, accepted_values=PLANS),
-        Column("mrr", "DOUBLE", True, description="monthly recurring revenue", non_negative=True),
+        Column("mrr", "DOUBLE", True, description="monthly recurring revenue", non_negative=True, max_value=MAX_AMOUNT),
         Column("currency", "VARCHAR", True, accepted_values=CURRENCIES),
         Column("started_at", "TIMESTAMP", True),
         Column("cancelled_at", "TIMESTAMP", False, description="cancellation time, null if active"),
@@ -193,7 +200,7 @@ INVOICES = SourceTable(
         Column("invoice_id", "VARCHAR", True),
         Column("subscription_id", "VARCHAR", True),
         Column("customer_id", "VARCHAR", True),
-        Column("amount", "DOUBLE", True, non_negative=True),
+        Column("amount", "DOUBLE", True, non_negative=True, max_value=MAX_AMOUNT),
         Column("currency", "VARCHAR", True, accepted_values=CURRENCIES),
         Column("issued_at", "TIMESTAMP", True),
         Column("due_at", "TIMESTAMP", True),
@@ -213,7 +220,7 @@ PAYMENTS = SourceTable(
         Column("payment_id", "VARCHAR", True),
         Column("invoice_id", "VARCHAR", False),
         Column("customer_id", "VARCHAR", True),
-        Column("amount", "DOUBLE", True, non_negative=True),
+        Column("amount", "DOUBLE", True, non_negative=True, max_value=MAX_AMOUNT),
         Column("currency", "VARCHAR", True, accepted_values=CURRENCIES),
         Column("status", "VARCHAR", True, accepted_values=("succeeded", "failed", "refunded")),
         Column("failure_code", "VARCHAR", False, description="why a failed payment failed"),
@@ -233,7 +240,7 @@ CHARGEBACKS = SourceTable(
         Column("chargeback_id", "VARCHAR", True),
         Column("transaction_id", "VARCHAR", True, description="event_id of the card transaction"),
         Column("customer_id", "VARCHAR", True),
-        Column("amount", "DOUBLE", True, non_negative=True),
+        Column("amount", "DOUBLE", True, non_negative=True, max_value=MAX_AMOUNT),
         Column("currency", "VARCHAR", True, accepted_values=CURRENCIES),
         Column(
             "reason",
@@ -268,7 +275,9 @@ EVENTS = SourceTable(
         Column("session_id", "VARCHAR", False),
         Column("page", "VARCHAR", False, description="page_view: page path"),
         Column("feature", "VARCHAR", False, description="feature_use: feature name"),
-        Column("amount", "DOUBLE", False, description="card_transaction amount", non_negative=True),
+        Column(
+            "amount", "DOUBLE", False, description="card_transaction amount", non_negative=True, max_value=MAX_AMOUNT
+        ),
         Column("currency", "VARCHAR", False),
         Column("merchant_category", "VARCHAR", False),
         Column("device_id", "VARCHAR", False, PII_INDIRECT, "device fingerprint"),

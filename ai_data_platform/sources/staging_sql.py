@@ -9,7 +9,8 @@ For one table and day the staging step:
    holding a control character, or a JSON object or array) → ``invalid_timestamp`` (event time
    unparseable or outside [2000-01-01, day + 2 days)) → ``invalid_<type>`` (other unparseable
    values; ``NaN``, ``Infinity`` and overflowing numbers are unparseable) → ``accepted_values`` →
-   ``non_negative`` → ``known_customer`` → ``unique_key``;
+   ``non_negative`` → ``out_of_range`` (a number above its column's ``max_value``, e.g. an amount
+   above ``contracts.MAX_AMOUNT``) → ``known_customer`` → ``unique_key``;
 4. writes passing rows to ``staging.<table>`` and failing rows to ``quarantine.<table>`` with the
    file, row number, rule, column and raw value.
 
@@ -185,10 +186,18 @@ def _rule_cases(t: SourceTable, day: date) -> list[tuple[str, str]]:
     for c in t.columns:
         if c.non_negative:
             cases.append((f"({typed(c.name)} < 0)", _violation("non_negative", c.name, quote(c.name))))
+    for c in t.columns:
+        if c.max_value is not None:
+            cases.append((f"({typed(c.name)} > {max_value_sql(c)})", _violation("out_of_range", c.name, quote(c.name))))
     if t.customer_ref is not None:
         ref_value = "NULL" if is_regional(t, t.customer_ref) else quote(t.customer_ref)  # personal: regional quarantine
         cases.append(("(_known._known_id IS NULL)", _violation("known_customer", t.customer_ref, ref_value)))
     return cases
+
+
+def max_value_sql(c: Column) -> str:
+    """SQL: a column's ``max_value`` as the exact DOUBLE the stream's judge compares with."""
+    return f"CAST('{float(c.max_value)!r}' AS DOUBLE)"
 
 
 def _typed_expr(c_name: str, dtype: str) -> str:

@@ -10,11 +10,11 @@
 
 The body of ``POST /score`` is judged by the stream's judge (``events.judge``) against
 :data:`SCORE_REQUEST`, the EVENTS contract's fields of a card transaction, with the staging rules:
-an id is an id, an amount a finite non-negative number, an event time a timestamp in the range
-staging accepts. Bad requests get a 4xx, never a 500: 400 for a body that is not one JSON object,
-413 above :data:`MAX_BODY_BYTES`, 415 for a content type other than JSON, 422 for a field that
-breaks a rule (``{"error", "rule", "field"}``, the message naming the field and echoing at most a
-short prefix of its value).
+an id is an id, an amount a finite non-negative number no larger than ``contracts.MAX_AMOUNT``, an
+event time a timestamp in the range staging accepts. Bad requests get a 4xx, never a 500: 400 for a
+body that is not one JSON object, 413 above :data:`MAX_BODY_BYTES`, 415 for a content type other
+than JSON, 422 for a field that breaks a rule (``{"error", "rule", "field"}``, the message naming
+the field and echoing at most a short prefix of its value).
 """
 
 from __future__ import annotations
@@ -64,6 +64,7 @@ _RULE_TEXT = {
     "invalid_number": "must be a finite number",
     "non_negative": "must not be negative",
 }
+_LIMITS = dict(SCORE_REQUEST.maximums)
 
 
 class BadRequest(ValueError):
@@ -87,7 +88,10 @@ def _refusal(v: Violation) -> BadRequest:
         return BadRequest(400, message, v.rule)
     got = "" if v.raw_value is None else f", got {shown(v.raw_value)}"
     field = v.column if v.column in SCORE_REQUEST.names else shown(v.column)  # an unknown one is input
-    rule_text = _RULE_TEXT.get(v.rule, f"breaks rule {v.rule}")
+    if v.rule == "out_of_range" and v.column in _LIMITS:
+        rule_text = f"must be at most {_LIMITS[v.column]:g}"
+    else:
+        rule_text = _RULE_TEXT.get(v.rule, f"breaks rule {v.rule}")
     return BadRequest(422, f"field {shown(v.column)} {rule_text}{got}", v.rule, field)
 
 
