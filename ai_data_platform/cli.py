@@ -332,7 +332,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--allow-shrink",
         action="store_true",
         help="load days the landing guard stops (a re-load that would empty or shrink a loaded day, a file cut short, "
-        "a day far below the trailing days): tags the run adp/allow_shrink=true; each forced day is audited",
+        "a day far below the trailing days, a file of another day's records): tags the run adp/allow_shrink=true; "
+        "each forced day is audited",
     )
     m.set_defaults(func=cmd_materialize)
 

@@ -56,7 +56,8 @@ def materialize_range(
 
     ``allow_shrink`` tags the run ``adp/allow_shrink=true``: days the landing guard would stop (a
     re-load emptying or shrinking a loaded day, a first load cut short or far below the trailing
-    days) are loaded anyway, each with an audit record (``sources/landing_guard.py``)."""
+    days, files of another day's records) are loaded anyway, each with an audit record
+    (``sources/landing_guard.py``)."""
     from ai_data_platform.sources.landing_guard import ALLOW_SHRINK_TAG
 
     defs = load_defs()

@@ -6,7 +6,8 @@ fields replaced by hostile values, the rest hostile in their bytes. Every class 
 producer or a client can send appears: bytes that are not UTF-8 (and encoded or escaped lone
 surrogates, a BOM, UTF-16), JSON that is not an object, nested thousands deep, a key twice,
 non-standard literals (``NaN``, ``nan``, trailing commas), numbers that are ``NaN``, infinite,
-overflowing (``1e999``, an integer of 5000 digits), booleans, ``-0`` or exponent strings, times
+overflowing (``1e999``, an integer of 5000 digits), finite but huge (``1e308``) or at either side of
+the amounts' bound (``contracts.MAX_AMOUNT``), booleans, ``-0`` or exponent strings, times
 in year 0, 1 (with an offset: overflow), 9999 (``-14:00``), 10000, a leap second, ``24:00``,
 ``+99:00`` offsets, ids that are objects, arrays, 129 characters long or hold NUL bytes, text with
 control characters, and records larger than the judge reads. No payload holds a newline byte (the
@@ -16,10 +17,11 @@ transport stores one record per line).
 from __future__ import annotations
 
 import json
+import math
 import random
 from datetime import datetime, timedelta
 
-from ai_data_platform.sources.contracts import EVENT_TYPES
+from ai_data_platform.sources.contracts import EVENT_TYPES, MAX_AMOUNT
 from ai_data_platform.sources.json_object import MAX_DEPTH, MAX_RECORD_BYTES
 
 _CHARS = ["a", "Z", "0", "9", " ", "\t", "\n", "\r", "\x00", "\x1f", "\x7f", "\x85", "\xa0", "\u2028", "\u3000", "\u200b",
@@ -28,9 +30,11 @@ _TEXTS = ["", " ", "  ", "\t", "\xa0", "\u3000", "null", "true", "C0000001", " C
           "x" * 128, "x" * 129, " " + "x" * 128 + " ", '{"a": 1}', "[1]", "{", "[", "a\x00b", "\U0001f600", "\u0663\u0664"]
 _NUMBER_TEXTS = ["12.5", " 3 ", "\t3", "3\t", "\xa03\xa0", "1e3", "1E5", "1e999", "-1e999", "1e-999", "1e308", "2e308", "NaN",
                  "nan", "-nan", "Infinity", "-Infinity", "inf", "+inf", "1_000", "\u0661\u0662", "\uff11", "0x10", ".5", "5.",
-                 "+5", "-0", "-0.0", "00012", "1,5", "1 000", "", "  ", "e5", "1e", "--1", "1e+5", "4.9e-324", "lots"]
+                 "+5", "-0", "-0.0", "00012", "1,5", "1 000", "", "  ", "e5", "1e", "--1", "1e+5", "4.9e-324", "lots",
+                 "1e8", "100000000", "100000000.00000002", "1.0000000000000001e8", " 1e8 "]
 _NUMBERS = [0, 1, -1, 0.0, -0.0, 12.5, -0.5, 1e308, -1e308, 5e-324, float("nan"), float("inf"), float("-inf"), 2**53 + 1,
-            2**63 - 1, 2**63, -(2**63), 10**30, 10**400, True, False]
+            2**63 - 1, 2**63, -(2**63), 10**30, 10**400, True, False,
+            MAX_AMOUNT, int(MAX_AMOUNT), int(MAX_AMOUNT) + 1, math.nextafter(MAX_AMOUNT, math.inf)]  # the amounts' bound
 _TIMES = ["0001-01-01T00:00:00+01:00", "0001-01-01T00:00:00-01:00", "9999-12-31T23:59:59-14:00", "9999-12-31T23:59:59+14:00",
           "0000-01-01", "0000-01-01T00:00:00Z", "10000-01-01", "2026-11-30T23:59:60Z", "2026-11-30T24:00:00", "2026-11-30T10:00:00+24:00",
           "2026-11-30T10:00:00+99:00", "2026-11-30T10:00:00\x00", "2026-11-30T10", "2026-11-30T1000", "2026-11-30T10:00:00,5",

@@ -184,3 +184,46 @@ def test_adp_features_list_prints_the_catalog_and_assets_carry_each_description(
         described = {c.name: c.description for c in getattr(schema, "schema", schema).columns}
         for feature in published(features):
             assert described[feature.name] == feature.description, (table, feature.name)
+
+
+@pytest.mark.parametrize("amounts, shown", [
+    ((1e308, 1e308), "card_txn_amount_30d=inf"),  # finite amounts whose sum overflows
+    ((float("inf"),), "=inf"),
+    ((float("-inf"),), "=-inf"),
+    ((float("nan"),), "=nan"),
+])
+def test_a_non_finite_feature_value_fails_the_blocking_feature_gate_naming_the_column(con, data_dir, amounts, shown):
+    """Staging bounds amounts (``out_of_range``), but whatever makes a feature NaN or infinite, the
+    blocking ``gx_suite`` of features/customer_daily fails on it, naming the column and the value.
+    (The fixture's NULL features, e.g. a customer's days since a last payment, are no failure.)"""
+    import dagster as dg
+
+    from ai_data_platform import settings
+    from ai_data_platform.definitions import defs
+    from ai_data_platform.resources import build_resources
+
+    for i, amount in enumerate(amounts):  # rows staging would quarantine, written past it
+        t = _ts(1 + i)
+        con.execute(
+            "INSERT INTO staging.events (event_id, customer_id, event_type, event_time, amount, _partition_date, _available_at) "
+            "VALUES (?, 'C2', 'card_transaction', ?, ?, ?, ?)",
+            [f"EX{i}", t, amount, t.date(), datetime.combine(t.date() + timedelta(days=1), datetime.min.time())],
+        )
+    paths = settings.Paths(data_dir)
+    con.execute(f"ATTACH '{paths.warehouse}' AS target")
+    con.execute("COPY FROM DATABASE memory TO target")
+    con.execute("DETACH target")
+    key = dg.AssetKey(["features", "customer_daily"])
+    result = dg.materialize(
+        [*defs.assets, *defs.asset_checks],
+        selection=dg.AssetSelection.assets(key),
+        partition_key=D.isoformat(),
+        resources=build_resources(paths),
+        raise_on_error=False,
+    )
+    (gate,) = [e for e in result.get_asset_check_evaluations() if e.asset_key == key and e.check_name == "gx_suite"]
+    assert not gate.passed and gate.severity == dg.AssetCheckSeverity.ERROR
+    message = gate.metadata["message"].text
+    assert "expect_column_values_to_be_null(_non_finite_values): 1 of 2 rows unexpected" in message, message
+    assert shown in message and "card_txn_amount_30d" in message
+    assert not result.success

@@ -28,10 +28,11 @@ from ai_data_platform.definitions import defs
 from ai_data_platform.errors import InputError
 from ai_data_platform.governance import audit
 from ai_data_platform.observability.sensors import alert_sensor
+from ai_data_platform.quality.tolerances import tolerated_rows
 from ai_data_platform.resources import build_resources
 from ai_data_platform.runner import failure_messages
 from ai_data_platform.sources import landing_guard, raw_load
-from ai_data_platform.sources.contracts import CUSTOMERS, EVENTS, PAYMENTS, REGIONS, SUBSCRIPTIONS
+from ai_data_platform.sources.contracts import CUSTOMERS, EVENTS, INVOICES, PAYMENTS, REGIONS, SUBSCRIPTIONS
 from ai_data_platform.sources.landing import LandingFileUnreadable, LandingZones, read_landing_file
 from ai_data_platform.sources.landing_guard import FileIntake
 from ai_data_platform.sources.simulator import generate
@@ -325,6 +326,124 @@ def test_adp_materialize_refuses_then_allow_shrink_forces_and_audits(paths):
     assert record["details"]["flag"] == "adp/allow_shrink=true" and record["row_counts"]["landed_well_formed"] == 0
 
 
+# -- a day's records belong to the day ----------------------------------------------------------------
+
+
+def _copy(paths, t, source_day, day, region=None) -> str:
+    zones = _zones(paths)
+    shutil.copyfile(zones.file(t, source_day, region), zones.file(t, day, region))
+    return zones.name(zones.file(t, day, region))
+
+
+ANOTHER_DAYS_FILE = [
+    pytest.param(EVENTS, DAY1, None, ["not timed on", "already loaded on another day: " + DAY1.isoformat()], id="events-of-two-days-before"),
+    pytest.param(EVENTS, DAY2, None, ["not timed on", "already loaded on another day: " + DAY2.isoformat()], id="events-of-the-day-before"),
+    pytest.param(PAYMENTS, DAY2, None, ["not timed on", "already loaded on another day: " + DAY2.isoformat()], id="payments-parquet"),
+    pytest.param(INVOICES, DAY2, None, ["already loaded on another day"], id="invoices-parquet"),
+    pytest.param(CUSTOMERS, DAY1, "EU", ["not timed on", "(customer_id + updated_at) are already loaded"], id="customers-full-export"),
+]
+
+
+@pytest.mark.parametrize("t, source_day, region, finding", ANOTHER_DAYS_FILE)
+def test_a_first_load_of_another_days_file_stops_at_the_gate_naming_the_file(paths, t, source_day, region, finding):
+    name = _copy(paths, t, source_day, DAY3, region)
+    result = _materialize(paths, DAY3, [f"raw/{t.name}", f"staging/{t.name}", f"quarantine/{t.name}"])
+    assert not result.success
+    gate = _check(result, f"raw/{t.name}", "landing_complete")
+    assert not gate.passed and gate.severity == dg.AssetCheckSeverity.ERROR
+    message = gate.metadata["message"].text
+    assert f"raw.{t.name} {DAY3}: {name}: " in message and all(f in message for f in finding), message
+    assert "adp/allow_shrink=true" in message
+    assert f"staging/{t.name}" not in _materialized(result)
+
+
+def test_the_copied_day_of_the_report_alerts_and_keeps_its_keys_out_of_staging(paths):
+    """The reported break: a day's events file replaced by an earlier day's loads nothing downstream,
+    and the alert sensor raises an alert for the gate; the other day's rows are untouched."""
+    before = _partition(paths, "raw.events", DAY1)
+    _copy(paths, EVENTS, DAY1, DAY3)
+    (paths.root / "dagster_home").mkdir()
+    with dg.instance_for_test(temp_dir=str(paths.root / "dagster_home")) as instance:
+        result = _materialize(paths, DAY3, ["raw/events", "staging/events", "features/customer_daily"], instance=instance)
+        assert not result.success and not {"staging/events", "features/customer_daily"} & _materialized(result)
+        alert_sensor.evaluate_tick(dg.build_sensor_context(instance=instance, definitions=defs))
+    alerts = [json.loads(line) for line in paths.alerts.read_text().splitlines()]
+    (alert,) = [a for a in alerts if a["kind"] == "check_failed" and a["asset_key"] == "raw/events"]
+    assert alert["partition"] == DAY3.isoformat() and "already loaded on another day" in alert["message"]
+    assert _partition(paths, "raw.events", DAY1) == before
+    con = warehouse.connect(paths.warehouse, read_only=True)
+    try:
+        repeated = con.execute(
+            "SELECT count(*) - count(DISTINCT event_id) FROM staging.events"
+        ).fetchone()[0]
+    finally:
+        con.close()
+    assert repeated == 0
+
+
+def test_a_reload_with_another_days_file_is_refused_and_the_partition_kept(paths):
+    before, stores = _partition(paths, "raw.events", DAY1), _store_bytes(paths)
+    name = _copy(paths, EVENTS, DAY2, DAY1)  # more records than DAY1 held: no shrinking, only the wrong day
+    result = _materialize(paths, DAY1, ["raw/events"])
+    assert not result.success
+    (message,) = failure_messages(result)
+    assert "\n" not in message and message.startswith(f"raw__events: refused to replace raw.events {DAY1}: {name}: ")
+    assert f"not timed on {DAY1}" in message and f"already loaded on another day: {DAY2} (" in message
+    assert "would become" not in message  # it does not shrink
+    assert "the partition is kept as loaded" in message and "adp/allow_shrink=true" in message
+    assert _partition(paths, "raw.events", DAY1) == before and _store_bytes(paths) == stores
+
+
+def test_a_reload_with_a_later_days_parquet_file_is_refused(paths):
+    assert _materialize(paths, DAY3, ["raw/payments"]).success  # DAY3 loaded, then copied over DAY2
+    before = _partition(paths, "raw.payments", DAY2)
+    name = _copy(paths, PAYMENTS, DAY3, DAY2)
+    result = _materialize(paths, DAY2, ["raw/payments"])
+    assert not result.success
+    (message,) = failure_messages(result)
+    assert f"refused to replace raw.payments {DAY2}: {name}: " in message
+    assert f"not timed on {DAY2}" in message and f"already loaded on another day: {DAY3} (1)" in message
+    assert _partition(paths, "raw.payments", DAY2) == before
+
+
+def test_the_flag_forces_another_days_file_through_audited_and_staging_shows_the_repeated_keys(paths):
+    name = _copy(paths, EVENTS, DAY2, DAY3)
+    tags = {landing_guard.ALLOW_SHRINK_TAG: "true", "adp/actor": "ops@example.com"}
+    result = _materialize(paths, DAY3, ["raw/events", "staging/events", "quarantine/events"], tags=tags)
+    assert result.success  # forced: the raw gate warns, staging's repeated keys warn
+    assert "forced by ops@example.com" in _check(result, "raw/events", "landing_complete").metadata["message"].text
+    (record,) = _audit_records(paths)
+    assert record["partition"] == DAY3.isoformat() and record["details"]["not_of_the_day"]
+    (file,) = record["details"]["files"]
+    assert file["file"] == name and file["loaded_on_other_days"] == file["distinct_records"] > 0
+    assert file["other_days"] == {DAY2.isoformat(): file["distinct_records"]} and file["timed_on_day"] == 0
+    repeats = _check(result, "staging/events", "key_unique_across_days")
+    assert not repeats.passed and repeats.severity == dg.AssetCheckSeverity.WARN
+    assert f"staging.events partition {DAY3}: " in repeats.metadata["message"].text
+    assert f"are also staged on {DAY2} (" in repeats.metadata["message"].text
+
+
+def test_late_events_a_redelivered_day_and_the_first_full_export_load_as_before(paths):
+    """What legitimately repeats or lies before a day: a day's export re-delivered with its late
+    events (timed up to the contract's lateness before it) re-loads; the first partition, a full
+    export of earlier records, re-loads; and every day passes staging's key check."""
+    path = _zones(paths).file(EVENTS, DAY2)
+    lines = path.read_bytes().splitlines(keepends=True)
+    late = []
+    for i, line in enumerate(lines[:3]):
+        record = json.loads(line)
+        if isinstance(record, dict) and record.get("event_time"):
+            record |= {"event_id": f"E-LATE-{i}", "event_time": f"{DAY2 - timedelta(days=EVENTS.late_days)}T00:00:01Z"}
+            late.append(json.dumps(record).encode() + b"\n")
+    path.write_bytes(b"".join(lines + late))  # the day's export, re-delivered with a few more late events
+    result = _materialize(paths, DAY2, ["raw/events", "staging/events", "quarantine/events"])
+    assert result.success and late
+    assert _check(result, "raw/events", "landing_complete").passed
+    assert _check(result, "staging/events", "key_unique_across_days").passed
+    reload = _materialize(paths, DAY1, ["raw/customers", "raw/subscriptions"])
+    assert reload.success and _check(reload, "raw/customers", "landing_complete").passed
+
+
 # -- encodings, line ends and Parquet types ---------------------------------------------------------
 
 
@@ -538,3 +657,56 @@ def test_the_override_tag_is_true_or_false(value, allowed):
 def test_a_bad_override_tag_value_is_an_input_error_naming_it():
     with pytest.raises(InputError, match=r"run tag adp/allow_shrink='1': must be true or false"):
         landing_guard.allow_shrink({landing_guard.ALLOW_SHRINK_TAG: "1"})
+
+
+def _timed(judged, on_day, late, repeated=0, keys=None, name="f.jsonl"):
+    times = landing_guard.RecordTimes(judged, on_day, late)
+    repeats = landing_guard.KeyRepeats(judged if keys is None else keys, repeated, ((DAY1, repeated),) if repeated else ())
+    return FileIntake(name, judged, judged, times=times, repeats=repeats)
+
+
+EVENTS_RULE = landing_guard.DayRule("event_time", late_days=3, identity=("event_id",))
+PAYMENTS_RULE = landing_guard.DayRule("created_at", identity=("payment_id",))
+
+
+@given(judged=st.integers(1, 5000), on_share=st.floats(0, 1), late_share=st.floats(0, 1), lateness=st.sampled_from([0, 3]))
+def test_a_file_is_of_its_day_when_mostly_timed_on_it_and_within_its_lateness(judged, on_share, late_share, lateness):
+    on_day = round(judged * on_share)
+    late = round((judged - on_day) * late_share) if lateness else 0
+    rule = landing_guard.DayRule("t", late_days=lateness, identity=("k",))
+    findings = landing_guard.belonging_findings("raw.x", DAY3, _timed(judged, on_day, late), rule)
+    outside = judged - on_day - late
+    mostly_elsewhere = on_day < judged / 2 and (lateness == 0 or judged >= landing_guard.ON_DAY_MIN_JUDGED)
+    assert bool(findings) == (mostly_elsewhere or outside > tolerated_rows(judged, landing_guard.OUTSIDE_WINDOW_SHARE))
+    if on_day == judged:
+        assert findings == []  # a day's own records always belong to it
+    for finding in findings:
+        assert finding.startswith("f.jsonl: ") and "not timed on" in finding
+
+
+@given(keys=st.integers(1, 5000), share=st.floats(0, 1))
+def test_a_file_repeating_more_than_a_twentieth_of_its_records_from_other_days_is_of_another_day(keys, share):
+    repeated = round(keys * share)
+    findings = landing_guard.belonging_findings("raw.x", DAY3, _timed(keys, keys, 0, repeated), PAYMENTS_RULE)
+    assert bool(findings) == (repeated > 0.05 * keys)
+    if findings:
+        (finding,) = findings
+        assert f"{repeated} of its {keys} distinct record(s) (payment_id) are already loaded on another day: {DAY1} ({repeated})" in finding
+
+
+def test_a_first_full_export_is_not_judged_by_time_and_a_few_late_events_are_no_finding():
+    full = landing_guard.DayRule("updated_at", full_export=True, identity=("customer_id", "updated_at"))
+    assert landing_guard.belonging_findings("raw.customers", DAY1, _timed(500, 0, 0), full) == []
+    assert landing_guard.belonging_findings("raw.events", DAY3, _timed(4, 1, 3), EVENTS_RULE) == []  # too few to judge
+    assert landing_guard.belonging_findings("raw.events", DAY3, _timed(100, 98, 2), EVENTS_RULE) == []
+    assert landing_guard.belonging_findings("raw.payments", DAY3, _timed(1, 0, 0), PAYMENTS_RULE)  # one record, of another day
+
+
+def test_a_reload_of_another_days_records_is_refused_and_a_first_load_of_them_is_a_finding():
+    copied = dict(times=landing_guard.RecordTimes(40, 0, 0), repeats=landing_guard.KeyRepeats(40, 40, ((DAY1, 40),)))
+    reload = landing_guard.judge("raw.events", DAY2, [FileIntake("e.jsonl", 40, 40, None, 38, 38, **copied)], [], EVENTS_RULE)
+    assert reload.refusal.startswith(f"refused to replace raw.events {DAY2}: e.jsonl: 40 of 40 record(s)")
+    assert "would become" not in reload.refusal and reload.stopped
+    first = landing_guard.judge("raw.events", DAY3, [FileIntake("e.jsonl", 40, 40, **copied)], [], EVENTS_RULE)
+    assert first.refusal is None and len(first.findings) == 2 and all(f.startswith(f"raw.events {DAY3}: e.jsonl: ") for f in first.findings)
+    assert landing_guard.audit_fields(landing_guard.forced(first), "raw/events")["details"]["not_of_the_day"] == list(first.foreign)

@@ -220,6 +220,26 @@ def test_dataset_gate_catches_leakage_constant_features_and_balance():
     assert any("positive rate 0.0000" in p for p in dataset_problems(no_positives, CHURN))
 
 
+def test_dataset_gate_fails_on_nan_or_infinite_feature_values_but_not_on_nulls():
+    import pyarrow as pa
+
+    from ai_data_platform.ml.checks import non_finite_problems
+
+    frame = _frame()
+    frame.loc[3, "mrr"] = None  # a missing value: null in Arrow, allowed
+    assert non_finite_problems(pa.Table.from_pandas(frame), CHURN) == []
+    table = pa.Table.from_pandas(_frame())
+    for name, values in (("mrr", [np.inf, -np.inf]), ("logins_30d", [np.nan])):
+        column = table.column(name).to_numpy().copy()
+        column[: len(values)] = values
+        table = table.set_column(table.schema.get_field_index(name), name, pa.array(column))
+    problems = non_finite_problems(table, CHURN)
+    assert problems == [
+        f"feature {name} holds {inf} infinite and {nan} NaN value(s): every value must be finite or null"
+        for name, inf, nan in sorted([("mrr", 2, 0), ("logins_30d", 0, 1)], key=lambda p: feature_columns(CHURN).index(p[0]))
+    ]
+
+
 def test_single_feature_auc_equals_roc_auc_with_ties_in_either_direction():
     from sklearn.metrics import roc_auc_score
 

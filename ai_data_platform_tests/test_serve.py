@@ -114,6 +114,9 @@ def test_bad_requests_name_the_field(served):
         r = client.post("/score", json=body)
         assert r.status_code == 422, body
         assert field in r.json()["error"], (body, r.json())
+    huge = client.post("/score", json={"customer_id": "C0000001", "amount": 1e308})  # finite, but no amount
+    assert huge.status_code == 422 and huge.json() == {
+        "error": "field 'amount' must be at most 1e+08, got '1e+308'", "rule": "out_of_range", "field": "amount"}
 
 
 def test_score_uses_the_latest_passing_model_and_reports_features(served):

@@ -15,7 +15,7 @@ from ai_data_platform import settings, warehouse
 from ai_data_platform.governance.pii import hmac_hex
 from ai_data_platform.governance.stores import PersonalData, RegionalStores
 from ai_data_platform.sources import raw_load, staging
-from ai_data_platform.sources.contracts import CUSTOMERS, EVENTS, PAYMENTS, REGIONS, SUPPORT_TICKETS
+from ai_data_platform.sources.contracts import CUSTOMERS, EVENTS, MAX_AMOUNT, PAYMENTS, REGIONS, SUPPORT_TICKETS
 from ai_data_platform.sources.landing import LandingFileMissing, LandingZones
 
 DAY = date(2026, 11, 20)
@@ -78,12 +78,14 @@ def landed(tmp_path):
         ("P8", "I8", "C1", float("inf"), "EUR", "succeeded", None),  # invalid_number
         ("P9", "I9", "C1", float("-inf"), "EUR", "succeeded", None),  # invalid_number, not non_negative
         ("P10", "I10", '["C1"]', 1.0, "EUR", "succeeded", None),  # invalid_id
+        ("P11", "I11", "C1", 1e308, "EUR", "succeeded", None),  # out_of_range: finite, far beyond any amount
+        ("P12", "I12", "C1", MAX_AMOUNT, "EUR", "succeeded", None),  # the largest amount there is: staged
     ]
     ts = pa.array(
         [
             "2026-11-20 09:00:00", "2026-11-20 10:00:00", "2026-11-20 11:00:00",
             "2026-11-20 12:00:00", "2026-11-20 13:00:00", "2999-01-01 00:00:00",
-        ] + ["2026-11-20 14:00:00"] * 4
+        ] + ["2026-11-20 14:00:00"] * 6
     ).cast(pa.timestamp("us"))
     cols = list(zip(*pay_rows))
     table = pa.table(
@@ -209,8 +211,11 @@ def test_payments_rules_and_out_of_range_timestamp(landed):
         8: ("invalid_number", "amount"),
         9: ("invalid_number", "amount"),
         10: ("invalid_id", "customer_id"),
+        11: ("out_of_range", "amount"),
     }
-    assert con.execute("SELECT list(payment_id ORDER BY payment_id) FROM staging.payments").fetchone()[0] == ["P1", "P2"]
+    assert con.execute("SELECT list(payment_id ORDER BY payment_id) FROM staging.payments").fetchone()[0] == ["P1", "P12", "P2"]
+    raw_value = con.execute("SELECT raw_value FROM quarantine.payments WHERE rule = 'out_of_range'").fetchone()[0]
+    assert float(raw_value) == 1e308
     amount = con.execute("SELECT amount FROM staging.payments WHERE payment_id = 'P1'").fetchone()[0]
     assert amount == 10.0 and results["payments"].conserved
 
@@ -332,3 +337,36 @@ def test_non_finite_amounts_in_a_parquet_double_column_are_invalid_numbers_and_f
     assert not report.success
     (failure,) = [o for o in report.failures() if o.column == "amount"]
     assert failure.expectation == "expect_column_values_to_not_be_null" and failure.unexpected_count == 20
+
+
+def test_finite_amounts_beyond_the_contracts_maximum_are_out_of_range_and_fail_the_gate(tmp_path):
+    """1e308 is a finite number but no amount: a partition of them is quarantined as ``out_of_range``
+    (never staged, so no sum downstream overflows to infinity) and fails the blocking GX gate, whose
+    between-expectation carries the contract's maximum."""
+    from ai_data_platform.quality.gx_runner import validate_dataframe
+    from ai_data_platform.quality.suites import staging_suite
+
+    zones = _zones(tmp_path)
+    n = 40
+    amounts = [1e308, 1.7976931348623157e308, MAX_AMOUNT * 10] * 6 + [12.5] * (n - 18)
+    table = pa.table({
+        "payment_id": [f"P{i}" for i in range(n)], "invoice_id": [f"I{i}" for i in range(n)], "customer_id": ["C1"] * n,
+        "amount": pa.array(amounts, pa.float64()), "currency": ["EUR"] * n, "status": ["succeeded"] * n,
+        "failure_code": pa.nulls(n, pa.string()), "created_at": pa.array(["2026-11-20 09:00:00"] * n).cast(pa.timestamp("us")),
+    })
+    path = zones.file(PAYMENTS, DAY)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(table, path)
+    con = warehouse.connect(tmp_path / "wh.duckdb")
+    try:
+        warehouse.ensure_schemas(con)
+        raw_load.load_days(con, PAYMENTS, zones, [DAY], _personal(tmp_path))
+        (result,) = staging.stage_days(con, PAYMENTS, [DAY])
+        assert result.rules == {"out_of_range": 18, "known_customer": n - 18} and result.conserved  # no customers landed
+        candidates = staging.candidate_rows(con, PAYMENTS, DAY)
+        report = validate_dataframe(candidates, staging_suite(PAYMENTS, rows=len(candidates)))
+    finally:
+        con.close()
+    assert not report.success
+    (failure,) = [o for o in report.failures() if o.column == "amount"]
+    assert failure.expectation == "expect_column_values_to_be_between" and failure.unexpected_count == 18

@@ -13,8 +13,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ai_data_platform.sources.contracts import CUSTOMERS, EVENTS
-from ai_data_platform.sources.staging_sql import _typed_expr, judged_sql, raw_ddl, staging_ddl, typed
+from ai_data_platform.sources.contracts import CUSTOMERS, EVENTS, MAX_AMOUNT
+from ai_data_platform.sources.staging_sql import _typed_expr, judged_sql, max_value_sql, raw_ddl, staging_ddl, typed
 from ai_data_platform.sources.json_object import MAX_DEPTH, MAX_RECORD_BYTES, read_object
 from ai_data_platform.streaming.events import judge, parse_timestamp
 from ai_data_platform.streaming.transport import FileSegmentTransport, to_us
@@ -45,8 +45,31 @@ def test_amounts_are_read_as_staging_reads_their_text(amount):
     event, violation = _judge(amount=amount)
     if staged is None and text.strip(" "):
         assert event is None and (violation.rule, violation.column) == ("invalid_number", "amount"), violation
+    elif staged is not None and staged > MAX_AMOUNT:
+        assert event is None and (violation.rule, violation.column, violation.raw_value) == ("out_of_range", "amount", text)
     else:
         assert violation is None and event["amount"] == staged and math.isfinite(event["amount"] or 0.0)
+
+
+_JUST_ABOVE = math.nextafter(MAX_AMOUNT, math.inf)
+
+
+@pytest.mark.parametrize(("amount", "rule"), [
+    (MAX_AMOUNT, None), (int(MAX_AMOUNT), None), ("1e8", None), (" 100000000.0 ", None), (99_999_999.99, None),
+    (_JUST_ABOVE, "out_of_range"), (repr(_JUST_ABOVE), "out_of_range"), ("100000000.00000002", "out_of_range"),
+    (1e308, "out_of_range"), ("1e308", "out_of_range"), (2**63, "out_of_range"), (10**30, "out_of_range"),
+    ("1.7976931348623157e308", "out_of_range"), (-1e308, "non_negative"),  # rule order: non_negative first
+])
+def test_amounts_above_the_contracts_maximum_are_out_of_range_in_the_stream_and_in_staging(amount, rule):
+    """A finite number too large to be an amount (``contracts.MAX_AMOUNT``) is refused alike by the
+    stream's judge and by staging's SQL: the bound is one exact DOUBLE comparison on both paths."""
+    text = amount if isinstance(amount, str) else json.dumps(amount)
+    event, violation = _judge(amount=amount)
+    assert (violation.rule if violation else None) == rule, violation
+    staged = duckdb.execute(
+        f"SELECT {_typed_expr('t', 'DOUBLE')} > {max_value_sql(EVENTS.column('amount'))} FROM (SELECT ? AS t)", [text]
+    ).fetchone()[0]
+    assert staged == (rule == "out_of_range")
 
 
 @pytest.mark.parametrize("amount", ["NaN", "Infinity", "-Infinity", "1e999", float("nan"), float("inf"), 10**400])
@@ -82,6 +105,8 @@ def test_text_fields_are_trimmed_as_staging_trims_and_non_strings_keep_their_jso
     ({"event_time": "2026-W48-1"}, "invalid_timestamp", "event_time", "2026-W48-1"),
     ({"event_type": "teleport"}, "accepted_values", "event_type", "teleport"),
     ({"amount": -0.5}, "non_negative", "amount", "-0.5"),
+    ({"amount": 1e308}, "out_of_range", "amount", "1e+308"),
+    ({"amount": "100000001"}, "out_of_range", "amount", "100000001"),
     ({"amount": "NaN"}, "invalid_number", "amount", "NaN"),
     ({"amount": "lots", "event_type": "teleport"}, "invalid_number", "amount", "lots"),  # rule order: type before values
     ({"customer_id": {"a": 1}, "event_time": "yesterday"}, "invalid_id", "customer_id", '{"a": 1}'),  # ids before times

@@ -137,8 +137,9 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    """A real ``adp serve`` over an online store with events of 20 customers and a passing fraud model."""
+def served(tmp_path_factory):
+    """A real ``adp serve`` over an online store with events of 20 customers and a passing fraud model:
+    its client, port and the file its log (stderr) goes to."""
     from .test_serve import _train_fraud_model
 
     root = tmp_path_factory.mktemp("serve_fuzz")
@@ -150,23 +151,31 @@ def server(tmp_path_factory):
     transport.append([encode(e) for e in EventProducer(20, seed=4).events(300)])
     Consumer(transport, SqliteOnlineStore(root / "online" / backends.SQLITE_FILE)).run(until_idle=True)
     port = _free_port()
-    proc = subprocess.Popen([str(BIN / "adp"), "serve", "--port", str(port)], env=dict(os.environ),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    log = root / "serve.log"
+    with log.open("wb") as stderr:
+        proc = subprocess.Popen([str(BIN / "adp"), "serve", "--port", str(port)], env=dict(os.environ),
+                                stdout=subprocess.DEVNULL, stderr=stderr, start_new_session=True)
     try:
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=bound(120)) as client:
             def health():
-                assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
+                assert proc.poll() is None, log.read_text(errors="replace")[-2000:]
                 try:
                     return client.get("/health").status_code
                 except httpx.TransportError as exc:
                     return type(exc).__name__
 
             wait_for(health, "adp serve to answer /health", until=lambda status: status == 200, max_interval=0.5)
-            yield client, port
+            yield client, port, log
     finally:
         proc.terminate()
         proc.wait(bound(120))
         mp.undo()
+
+
+@pytest.fixture(scope="module")
+def server(served):
+    client, port, _ = served
+    return client, port
 
 
 _CONTENT_TYPES = [None, "application/json", "application/json; charset=utf-8", "application/problem+json",
@@ -247,3 +256,31 @@ def test_adp_serve_answers_hostile_paths_and_queries_with_a_4xx_or_defaults(serv
     assert response.status_code < 500, response.text[:300]
     if response.status_code >= 400:
         assert len(response.text) <= 2 * ECHO_LIMIT, response.text[:300]
+
+
+def _send_part_and_hang_up(port: int, head: bytes, body_part: bytes) -> None:
+    with socket.create_connection(("127.0.0.1", port), timeout=bound(120)) as s:
+        s.sendall(head + body_part)
+
+
+def test_adp_serve_logs_one_line_not_a_traceback_when_a_client_disconnects_mid_body(served):
+    """A client that sends part of a ``POST /score`` body and hangs up: the server logs one line for
+    it (no traceback, no "Exception in ASGI application") and keeps answering."""
+    client, port, log = served
+    head = b"POST /score HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+    hang_ups = [
+        (head + b"Content-Length: 200\r\n\r\n", b'{"customer_id": "C0000001", "am'),  # part of a declared body
+        (head + b"Content-Length: 200\r\n\r\n", b""),  # none of it
+        (head + b"Transfer-Encoding: chunked\r\n\r\n", b'10\r\n{"customer_id": '),  # a chunked body cut mid-chunk
+        (head + b"Transfer-Encoding: chunked\r\n\r\n", b'5\r\n{"cus\r\n'),  # cut between chunks
+    ]
+    before = log.read_text(errors="replace").count("disconnected")
+    for request_head, body_part in hang_ups:
+        _send_part_and_hang_up(port, request_head, body_part)
+    wait_for(lambda: log.read_text(errors="replace").count("disconnected") - before,
+             "adp serve to log each client's disconnect", until=lambda n: n >= len(hang_ups), max_interval=0.2)
+    assert client.post("/score", json={"customer_id": "C0000001", "amount": 12.5}).status_code == 200
+    text = log.read_text(errors="replace")
+    assert "Traceback" not in text and "Exception in ASGI application" not in text and "ClientDisconnect" not in text, text[-3000:]
+    lines = [line for line in text.splitlines() if "disconnected" in line]
+    assert len(lines) == before + len(hang_ups) and all("POST /score" in line for line in lines), lines

@@ -6,6 +6,8 @@ import math
 import dagster as dg
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from ai_data_platform.features.assets import KEY as CUSTOMER_DAILY_KEY
 from ai_data_platform.ml import datasets, models, training_sql
@@ -65,6 +67,23 @@ def dataset_problems(frame: pd.DataFrame, spec: TrainingSetSpec) -> list[str]:
     return problems
 
 
+def non_finite_problems(table: pa.Table, spec: TrainingSetSpec) -> list[str]:
+    """A sentence per floating-point feature column holding NaN or an infinity (read from Arrow,
+    where NaN is a value and null is missing; pandas cannot tell them apart)."""
+    problems = []
+    for name in training_sql.feature_columns(spec):
+        if name not in table.column_names or not pa.types.is_floating(table.schema.field(name).type):
+            continue
+        values = table.column(name)
+        infinite = pc.sum(pc.is_inf(values)).as_py() or 0
+        nan = pc.sum(pc.is_nan(values)).as_py() or 0
+        if infinite or nan:
+            problems.append(
+                f"feature {name} holds {infinite} infinite and {nan} NaN value(s): every value must be finite or null"
+            )
+    return problems
+
+
 def build_dataset_check(spec: TrainingSetSpec) -> dg.AssetChecksDefinition:
     @dg.asset_check(
         asset=dataset_key(spec),
@@ -73,14 +92,16 @@ def build_dataset_check(spec: TrainingSetSpec) -> dg.AssetChecksDefinition:
         partitions_def=daily_partitions,
         description=(
             "Blocks training on a dataset version with a leaked label (a feature that alone "
-            f"separates it, ROC-AUC >= {LEAKAGE_AUC}), a constant or all-null feature, or a positive "
+            f"separates it, ROC-AUC >= {LEAKAGE_AUC}), a constant or all-null feature, a NaN or infinite "
+            "feature value, or a positive "
             f"rate outside {CLASS_BALANCE_BOUNDS[spec.name]}; verifies the file's content hash."
         ),
     )
     def _check(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
         version = context.partition_key
-        frame = datasets.load_dataset(spec.name, version)  # verifies the content hash
-        problems = dataset_problems(frame, spec)
+        table = datasets.load_dataset_table(spec.name, version)  # verifies the content hash
+        frame = table.to_pandas()
+        problems = non_finite_problems(table, spec) + dataset_problems(frame, spec)
         message = (
             f"{spec.name} version {version}: " + "; ".join(problems)
             if problems

@@ -514,6 +514,12 @@ def read_manifest(name: str, version: str, *, root: Path | None = None) -> dict:
 
 def load_dataset(name: str, version: str, *, root: Path | None = None) -> pd.DataFrame:
     """The rows of ``name``/``version`` as pandas, after verifying the file against its manifest."""
+    return load_dataset_table(name, version, root=root).to_pandas()
+
+
+def load_dataset_table(name: str, version: str, *, root: Path | None = None) -> pa.Table:
+    """The rows of ``name``/``version`` as Arrow (where NaN and null differ), after verifying the
+    file against its manifest."""
     root = Path(root) if root is not None else datasets_root()
     manifest = read_manifest(name, version, root=root)
     path = _version_dir(root, name, version) / DATA_FILE
@@ -527,7 +533,7 @@ def load_dataset(name: str, version: str, *, root: Path | None = None) -> pd.Dat
             f"dataset {name!r} version {version!r}: content hash mismatch for {path}: "
             f"manifest says {manifest['content_hash']}, file is {actual} (corrupted or tampered)"
         )
-    return pq.read_table(io.BytesIO(data)).to_pandas()
+    return pq.read_table(io.BytesIO(data))
 
 
 def list_datasets(*, root: Path | None = None) -> list[dict]:

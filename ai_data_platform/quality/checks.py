@@ -4,7 +4,9 @@ from datetime import date
 
 import dagster as dg
 
+from ai_data_platform import warehouse as wh
 from ai_data_platform.partitions import daily_partitions, days_in
+from ai_data_platform.quality import finite
 from ai_data_platform.quality.gx_days import validate_days
 from ai_data_platform.quality.gx_runner import SuiteSpec, ValidationReport
 from ai_data_platform.resources import WarehouseResource
@@ -41,20 +43,27 @@ def table_gx_check(
     asset_key: dg.AssetKey, table: str, suite: SuiteSpec, *, blocking: bool, description: str
 ) -> dg.AssetChecksDefinition:
     """A partitioned ``gx_suite`` check validating each day of ``table`` against ``suite`` (the days
-    of a range run in one GX pass, each judged on its own: ``gx_days``)."""
+    of a range run in one GX pass, each judged on its own: ``gx_days``), and that no floating-point
+    column holds NaN or an infinity (``finite``: the failure names the column and the value)."""
+    suite = finite.with_finite_values(suite)
 
     @dg.asset_check(
         asset=asset_key,
         name="gx_suite",
         blocking=blocking,
         partitions_def=daily_partitions,
-        description=f"Great Expectations suite {suite.name}: {description}",
+        description=(
+            f"Great Expectations suite {suite.name}: {description} No NaN or infinite value in any numeric column."
+        ),
     )
     def _gx(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource) -> dg.AssetCheckResult:
         with warehouse.get_connection() as con:
+            flagged = finite.flagged_sql(finite.floating_columns(wh.table_columns(con, table)))
             reports = validate_days(
                 days_in(context),
-                lambda day: con.execute(f"SELECT * FROM {table} WHERE _partition_date = ?", [day]).df(),
+                lambda day: con.execute(
+                    f"SELECT *, {flagged} AS {finite.FLAGGED_COLUMN} FROM {table} WHERE _partition_date = ?", [day]
+                ).df(),
                 suite,
             )
         return gx_check_result(table, reports)

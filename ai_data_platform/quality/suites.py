@@ -32,10 +32,12 @@ def staging_suite(t: SourceTable, rows: int = 0, tolerance: float = MAX_RULE_FAI
                     {"column": c.name, "value_set": list(c.accepted_values), "mostly": mostly},
                 )
             )
-        if c.non_negative:
-            exps.append(
-                ExpectationSpec("ExpectColumnValuesToBeBetween", {"column": c.name, "min_value": 0, "mostly": mostly})
+        if c.non_negative or c.max_value is not None:
+            bounds = ({"min_value": 0} if c.non_negative else {}) | (
+                {"max_value": c.max_value} if c.max_value is not None else {}
             )
+            kwargs = {"column": c.name, **bounds, "mostly": mostly}
+            exps.append(ExpectationSpec("ExpectColumnValuesToBeBetween", kwargs))
     return SuiteSpec(name=f"staging.{t.name}", expectations=tuple(exps))
 
 

@@ -242,10 +242,12 @@ def build_raw_asset(t: SourceTable) -> dg.AssetsDefinition:
                 partitions_def=daily_partitions,
                 description=(
                     "No landing file of the day is cut short (a CSV without its header, a last record cut off, "
-                    "a quoted field never closed) and the day's well-formed records are not far below the "
-                    "trailing days' median. A re-load that would empty or shrink a loaded day is refused "
-                    f"before anything is replaced. The run tag {landing_guard.ALLOW_SHRINK_TAG}=true forces "
-                    "such a day through; the override is audited."
+                    "a quoted field never closed), the day's well-formed records are not far below the "
+                    "trailing days' median, and they belong to the day: mostly timed on it (or late within the "
+                    "contract's lateness), not already loaded on another day. A re-load that would empty or "
+                    "shrink a loaded day, or fill it with another day's records, is refused before anything is "
+                    f"replaced. The run tag {landing_guard.ALLOW_SHRINK_TAG}=true forces such a day through; "
+                    "the override is audited."
                 ),
             ),
             dg.AssetCheckSpec(
@@ -470,7 +472,18 @@ def build_staging_asset(t: SourceTable) -> dg.AssetsDefinition:
                 blocking=True,
                 partitions_def=daily_partitions,
                 description="raw rows = staged + quarantined + exact duplicates, for every partition.",
-            )
+            ),
+            dg.AssetCheckSpec(
+                "key_unique_across_days",
+                asset=skey,
+                partitions_def=daily_partitions,
+                description=(
+                    f"No record ({' + '.join(t.identity)}) of the partition is also staged on another day. "
+                    "Warns (naming the days): the raw layer's blocking landing_complete gate stops a day "
+                    "repeating another day's records; what this shows got through it (a few re-sent records, "
+                    "a day forced through)."
+                ),
+            ),
         ],
     )
     def _stage(
@@ -482,6 +495,7 @@ def build_staging_asset(t: SourceTable) -> dg.AssetsDefinition:
         with warehouse.get_connection() as con:
             staged_days = staging.stage_days(con, t, days, personal)
             conserved = staging.conservation(con, t, min(days), max(days))
+            repeats = staging.repeated_keys(con, t, min(days), max(days))
             profile = partition_profile(con, sql.staging_table(t), days)
         rules: dict[str, int] = {}
         for d in staged_days:
@@ -538,8 +552,36 @@ def build_staging_asset(t: SourceTable) -> dg.AssetsDefinition:
                 "by_day": {str(c.day): {"raw": c.raw, "staged": c.staged, "quarantined": c.quarantined, "duplicates": c.duplicates} for c in conserved},
             },
         )
+        yield _repeats_check(t, skey, repeats)
 
     return _stage
+
+
+def _repeats_check(t: SourceTable, key: dg.AssetKey, repeats: list[staging.RepeatedKeys]) -> dg.AssetCheckResult:
+    """The ``key_unique_across_days`` result: warns on each staged day holding another day's records."""
+    repeating = [r for r in repeats if r.repeated]
+    if repeating:
+        message = "; ".join(r.describe(t) for r in repeating)
+    else:
+        message = (
+            f"{sql.staging_table(t)}: no record ({' + '.join(t.identity)}) staged on another day, "
+            f"{len(repeats)} partition(s)"
+        )
+    return dg.AssetCheckResult(
+        asset_key=key,
+        check_name="key_unique_across_days",
+        passed=not repeating,
+        severity=dg.AssetCheckSeverity.WARN,
+        description=message[:2000],
+        metadata={
+            "message": message,
+            "by_day": {
+                str(r.day): {"records": r.keys, "also_staged_elsewhere": r.repeated,
+                             "other_days": {str(d): n for d, n in r.elsewhere[:staging.REPEATS_NAMED]}}
+                for r in repeating
+            },
+        },
+    )
 
 
 raw_assets = [build_raw_asset(t) for t in SOURCE_TABLES]

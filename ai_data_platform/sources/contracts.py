@@ -23,6 +23,12 @@ PLANS = ("basic", "pro", "business")
 CURRENCIES = ("EUR", "USD", "GBP", "AUD", "JPY", "SGD")
 EVENT_TYPES = ("login", "page_view", "feature_use", "card_transaction")
 
+# The largest amount any money column holds, in any of the CURRENCIES (JPY included): no card
+# transaction, invoice, payment, chargeback or monthly fee comes near it (the simulated ones stay
+# below a million), and sums over a customer's history stay far from overflowing a DOUBLE. A larger
+# value is a broken export or a hostile one, quarantined as ``out_of_range``.
+MAX_AMOUNT = 1e8
+
 # The kinds of dirt the simulator injects, and the staging rule that must catch each one.
 # ``duplicate`` rows are not quarantined: they are dropped and counted.
 DIRT_KINDS = ("duplicate", "malformed", "null_required", "unknown_customer", "bad_timestamp")
@@ -37,6 +43,7 @@ class Column:
     description: str = ""
     accepted_values: tuple[str, ...] | None = None
     non_negative: bool = False
+    max_value: float | None = None  # the largest plausible value of a DOUBLE column (larger: ``out_of_range``)
 
 
 @dataclass(frozen=True)
@@ -53,6 +60,14 @@ class SourceTable:
     extra: dict = field(default_factory=dict)
     # Columns only a database source carries (never in the landing file): kept in raw and staging.
     database_columns: tuple[Column, ...] = ()
+    # What one day's file holds (the landing guard judges each file against it, ``landing_guard``):
+    # records timed on its day, or up to ``late_days`` days before it (delivered late); the table's
+    # first file may be an initial full export of everything up to that day (``first_export_full``);
+    # and no record already exported on another day, a record being its key, or for a table whose key
+    # recurs (an upsert: a customer changed again) its key at one ``time_column`` value.
+    late_days: int = 0
+    first_export_full: bool = False
+    key_recurs: bool = False
 
     @property
     def column_names(self) -> tuple[str, ...]:
@@ -67,6 +82,12 @@ class SourceTable:
     @property
     def raw_column_names(self) -> tuple[str, ...]:
         return tuple(c.name for c in self.raw_columns)
+
+    @property
+    def identity(self) -> tuple[str, ...]:
+        """The columns naming one record across every day's file: the key, and for a table whose key
+        recurs the time of that version too."""
+        return (self.key, self.time_column) if self.key_recurs else (self.key,)
 
     @property
     def extension(self) -> str:
@@ -97,6 +118,8 @@ CUSTOMERS = SourceTable(
     time_column="updated_at",
     customer_ref=None,
     description="CRM customer upserts: one row per new or changed customer in the day's export.",
+    first_export_full=True,
+    key_recurs=True,
     columns=(
         Column("customer_id", "VARCHAR", True, description="CRM customer id"),
         Column("name", "VARCHAR", True, PII_DIRECT, "full name"),
@@ -151,11 +174,13 @@ SUBSCRIPTIONS = SourceTable(
     time_column="updated_at",
     malformed_rule="accepted_values",
     description="Billing subscription upserts: new subscriptions, plan changes and cancellations.",
+    first_export_full=True,
+    key_recurs=True,
     columns=(
         Column("subscription_id", "VARCHAR", True),
         Column("customer_id", "VARCHAR", True),
         Column("plan", "VARCHAR", True, accepted_values=PLANS),
-        Column("mrr", "DOUBLE", True, description="monthly recurring revenue", non_negative=True),
+        Column("mrr", "DOUBLE", True, description="monthly recurring revenue", non_negative=True, max_value=MAX_AMOUNT),
         Column("currency", "VARCHAR", True, accepted_values=CURRENCIES),
         Column("started_at", "TIMESTAMP", True),
         Column("cancelled_at", "TIMESTAMP", False, description="cancellation time, null if active"),
@@ -175,7 +200,7 @@ INVOICES = SourceTable(
         Column("invoice_id", "VARCHAR", True),
         Column("subscription_id", "VARCHAR", True),
         Column("customer_id", "VARCHAR", True),
-        Column("amount", "DOUBLE", True, non_negative=True),
+        Column("amount", "DOUBLE", True, non_negative=True, max_value=MAX_AMOUNT),
         Column("currency", "VARCHAR", True, accepted_values=CURRENCIES),
         Column("issued_at", "TIMESTAMP", True),
         Column("due_at", "TIMESTAMP", True),
@@ -195,7 +220,7 @@ PAYMENTS = SourceTable(
         Column("payment_id", "VARCHAR", True),
         Column("invoice_id", "VARCHAR", False),
         Column("customer_id", "VARCHAR", True),
-        Column("amount", "DOUBLE", True, non_negative=True),
+        Column("amount", "DOUBLE", True, non_negative=True, max_value=MAX_AMOUNT),
         Column("currency", "VARCHAR", True, accepted_values=CURRENCIES),
         Column("status", "VARCHAR", True, accepted_values=("succeeded", "failed", "refunded")),
         Column("failure_code", "VARCHAR", False, description="why a failed payment failed"),
@@ -215,7 +240,7 @@ CHARGEBACKS = SourceTable(
         Column("chargeback_id", "VARCHAR", True),
         Column("transaction_id", "VARCHAR", True, description="event_id of the card transaction"),
         Column("customer_id", "VARCHAR", True),
-        Column("amount", "DOUBLE", True, non_negative=True),
+        Column("amount", "DOUBLE", True, non_negative=True, max_value=MAX_AMOUNT),
         Column("currency", "VARCHAR", True, accepted_values=CURRENCIES),
         Column(
             "reason",
@@ -235,6 +260,7 @@ EVENTS = SourceTable(
     key="event_id",
     time_column="event_time",
     description="Product events (logins, page views, feature use, card transactions).",
+    late_days=3,  # the collector delivers a few events up to three days after they happened
     columns=(
         Column("event_id", "VARCHAR", True),
         Column("customer_id", "VARCHAR", True),
@@ -249,7 +275,9 @@ EVENTS = SourceTable(
         Column("session_id", "VARCHAR", False),
         Column("page", "VARCHAR", False, description="page_view: page path"),
         Column("feature", "VARCHAR", False, description="feature_use: feature name"),
-        Column("amount", "DOUBLE", False, description="card_transaction amount", non_negative=True),
+        Column(
+            "amount", "DOUBLE", False, description="card_transaction amount", non_negative=True, max_value=MAX_AMOUNT
+        ),
         Column("currency", "VARCHAR", False),
         Column("merchant_category", "VARCHAR", False),
         Column("device_id", "VARCHAR", False, PII_INDIRECT, "device fingerprint"),

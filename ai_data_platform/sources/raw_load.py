@@ -5,10 +5,11 @@ CRM's tables, which land in each region's zone), read as one partition: ``_row_n
 across the files in region order, ``_file`` names each record's own file, schema drift (missing,
 unexpected and, for Parquet, wrongly typed columns) is judged file by file.
 
-Before a day replaces its partition, ``landing_guard`` judges it against what the partition holds
-and the trailing days: a re-load that would empty or shrink the day is refused (nothing is
-replaced), a first load that looks cut short or far too small is loaded and reported for the raw
-asset's blocking check, unless an operator forces it (see ``landing_guard``).
+Before a day replaces its partition, ``landing_guard`` judges it against what the partition holds,
+the trailing days and the other partitions' records: a re-load that would empty or shrink the day,
+or fill it with another day's records, is refused (nothing is replaced), a first load that looks
+cut short, far too small or of another day is loaded and reported for the raw asset's blocking
+check, unless an operator forces it (see ``landing_guard``).
 
 Two compliance rules apply to every load. Records of erased subjects (``governance/suppression.py``)
 are dropped, so no re-run or backfill brings a subject back. Tables holding personal data
@@ -37,7 +38,7 @@ from ai_data_platform.governance.stores import RAW_PERSONAL, PersonalData
 from ai_data_platform.sources import crm_database
 from ai_data_platform.sources import crm_postgres as crm
 from ai_data_platform.sources.contracts import CUSTOMERS, EVENTS, SOURCE_TABLES, SourceTable
-from ai_data_platform.sources import landing_guard
+from ai_data_platform.sources import landing_belonging, landing_guard
 from ai_data_platform.sources.landing import LandedFile, LandingZones, read_landing_day
 from ai_data_platform.sources.landing_guard import DayVerdict, FileIntake, LoadRefused
 from ai_data_platform.sources.staging import check_layout, require_personal
@@ -315,12 +316,16 @@ def judge_day(
     loaded: dict[str, tuple[int, int]],
 ) -> DayVerdict:
     """The guard's verdict on ``day``'s named landing files, given what its partition held from
-    each file (``loaded``, from :func:`loaded_counts`) and the trailing days in ``raw.<table>``."""
+    each file (``loaded``, from :func:`loaded_counts`), the trailing days in ``raw.<table>`` and
+    whether the files' records belong to the day (``landing_belonging``: when they are timed, and
+    which of them other partitions of ``raw.<table>`` already hold)."""
+    facts = landing_belonging.file_facts(con, t, day, [f for _, f in landed])
     intakes = [
-        FileIntake(name, f.rows, f.well_formed, f.incomplete, *loaded.get(name, (0, 0)))
-        for name, f in landed
+        FileIntake(name, f.rows, f.well_formed, f.incomplete, *loaded.get(name, (0, 0)), times=timed, repeats=repeated)
+        for (name, f), (timed, repeated) in zip(landed, facts)
     ]
-    return landing_guard.judge(raw_table(t), day, intakes, trailing_counts(con, t, day))
+    rule = landing_belonging.day_rule(con, t, day)
+    return landing_guard.judge(raw_table(t), day, intakes, trailing_counts(con, t, day), rule)
 
 
 def load_crm_days(

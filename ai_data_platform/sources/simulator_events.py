@@ -30,7 +30,7 @@ NEW_DEVICE_SHARE = 0.015  # ordinary sessions on a device never seen before
 TRAVEL_SHARE = 0.04  # ordinary sessions from abroad
 FRAUD_INCIDENTS_PER_CUSTOMER_DAY = 0.0005
 LATE_SHARE = 0.02
-LATE_DAYS = (1, 4)  # [low, high)
+LATE_DAYS = (1, EVENTS.late_days + 1)  # [low, high): as late as the contract allows
 _NEW_DEVICE_BASE = 1 << 40  # device numbers of new devices; usual ones are 2 * customer + k
 
 LOGIN = EVENT_TYPES.index("login")

@@ -163,6 +163,37 @@ def conservation(con: duckdb.DuckDBPyConnection, t: SourceTable, lo: date, hi: d
     return [Conservation(r[0], r[1], r[2], r[3], r[4]) for r in rows]
 
 
+@dataclass(frozen=True)
+class RepeatedKeys:
+    """A staged day's distinct records (``SourceTable.identity``) and how many other partitions also hold."""
+
+    day: date
+    keys: int
+    repeated: int
+    elsewhere: tuple[tuple[date, int], ...]  # the other partitions holding them, most first
+
+    def describe(self, t: SourceTable) -> str:
+        where = ", ".join(f"{d} ({n})" for d, n in self.elsewhere[:REPEATS_NAMED])
+        more = f" and {len(self.elsewhere) - REPEATS_NAMED} more day(s)" if len(self.elsewhere) > REPEATS_NAMED else ""
+        return (
+            f"{sql.staging_table(t)} partition {self.day}: {self.repeated} of {self.keys} distinct record(s) "
+            f"({' + '.join(t.identity)}) are also staged on {where}{more}"
+        )
+
+
+REPEATS_NAMED = 5  # other partitions a message names
+
+
+def repeated_keys(con: duckdb.DuckDBPyConnection, t: SourceTable, lo: date, hi: date) -> list[RepeatedKeys]:
+    """Per staged day in [lo, hi]: its records that other partitions of ``staging.<t>`` also hold
+    (a record is ``t.identity``; a day re-staged replaces its own partition, so it never repeats itself)."""
+    rows = con.execute(sql.repeated_keys_sql(t, lo, hi)).fetchall()
+    return [
+        RepeatedKeys(d, n, repeated, tuple((date.fromisoformat(o), int(c)) for o, c in (others or [])))
+        for d, n, repeated, others in rows
+    ]
+
+
 def candidate_rows(
     con: duckdb.DuckDBPyConnection,
     t: SourceTable,

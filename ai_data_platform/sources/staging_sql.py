@@ -9,7 +9,8 @@ For one table and day the staging step:
    holding a control character, or a JSON object or array) → ``invalid_timestamp`` (event time
    unparseable or outside [2000-01-01, day + 2 days)) → ``invalid_<type>`` (other unparseable
    values; ``NaN``, ``Infinity`` and overflowing numbers are unparseable) → ``accepted_values`` →
-   ``non_negative`` → ``known_customer`` → ``unique_key``;
+   ``non_negative`` → ``out_of_range`` (a number above its column's ``max_value``, e.g. an amount
+   above ``contracts.MAX_AMOUNT``) → ``known_customer`` → ``unique_key``;
 4. writes passing rows to ``staging.<table>`` and failing rows to ``quarantine.<table>`` with the
    file, row number, rule, column and raw value.
 
@@ -185,10 +186,18 @@ def _rule_cases(t: SourceTable, day: date) -> list[tuple[str, str]]:
     for c in t.columns:
         if c.non_negative:
             cases.append((f"({typed(c.name)} < 0)", _violation("non_negative", c.name, quote(c.name))))
+    for c in t.columns:
+        if c.max_value is not None:
+            cases.append((f"({typed(c.name)} > {max_value_sql(c)})", _violation("out_of_range", c.name, quote(c.name))))
     if t.customer_ref is not None:
         ref_value = "NULL" if is_regional(t, t.customer_ref) else quote(t.customer_ref)  # personal: regional quarantine
         cases.append(("(_known._known_id IS NULL)", _violation("known_customer", t.customer_ref, ref_value)))
     return cases
+
+
+def max_value_sql(c: Column) -> str:
+    """SQL: a column's ``max_value`` as the exact DOUBLE the stream's judge compares with."""
+    return f"CAST('{float(c.max_value)!r}' AS DOUBLE)"
 
 
 def _typed_expr(c_name: str, dtype: str) -> str:
@@ -367,4 +376,27 @@ def conservation_sql(t: SourceTable, lo: date, hi: date) -> str:
     SELECT days.d, coalesce(raw_n.n, 0), coalesce(distinct_n.n, 0), coalesce(staged_n.n, 0), coalesce(quarantined_n.n, 0)
     FROM days LEFT JOIN raw_n USING (d) LEFT JOIN distinct_n USING (d)
     LEFT JOIN staged_n USING (d) LEFT JOIN quarantined_n USING (d) ORDER BY 1
+    """
+
+
+def repeated_keys_sql(t: SourceTable, lo: date, hi: date) -> str:
+    """Per day in [lo, hi] of ``staging.<t>``: its distinct records (``t.identity``: the key, and the
+    version time for a table whose key recurs), how many of them other partitions also hold, and
+    those partitions with their counts (``[day, count]`` pairs, most first)."""
+    names = [f"k{i}" for i in range(len(t.identity))]
+    cols = ", ".join(f"{quote(c)} AS {n}" for c, n in zip(t.identity, names))
+    match = " AND ".join(f"s.{quote(c)} = run.{n}" for c, n in zip(t.identity, names))
+    keys = ", ".join(f"run.{n}" for n in names)
+    rng = f"BETWEEN DATE {sql_literal(lo.isoformat())} AND DATE {sql_literal(hi.isoformat())}"
+    return f"""
+    WITH run AS (SELECT DISTINCT _partition_date AS d, {cols} FROM {staging_table(t)} WHERE _partition_date {rng}),
+    hits AS (SELECT DISTINCT run.d, {keys}, s._partition_date AS other
+             FROM run JOIN {staging_table(t)} s ON {match} AND s._partition_date <> run.d),
+    repeated AS (SELECT d, count(*) AS n FROM (SELECT DISTINCT * EXCLUDE (other) FROM hits) GROUP BY d),
+    per_other AS (SELECT d, other, count(*) AS n FROM hits GROUP BY ALL),
+    counted AS (SELECT d, count(*) AS n FROM run GROUP BY d)
+    SELECT counted.d, counted.n, coalesce(repeated.n, 0),
+           (SELECT list([strftime(p.other, '%Y-%m-%d'), CAST(p.n AS VARCHAR)] ORDER BY p.n DESC, p.other)
+            FROM per_other p WHERE p.d = counted.d)
+    FROM counted LEFT JOIN repeated USING (d) ORDER BY 1
     """

@@ -11,7 +11,8 @@ same contract, reading text with the same grammar (``sources/value_grammar.py``)
 closed form does not have: the HTTP API's) -> ``not_null`` (a required field missing or blank) ->
 ``invalid_id`` -> ``invalid_timestamp`` (event time unparseable or outside [2000-01-01, receipt day
 + 2 days)) -> ``invalid_number`` (``NaN``, ``Infinity`` and overflowing numbers included) ->
-``accepted_values`` -> ``non_negative``. ``known_customer`` and ``unique_key`` are not judged here:
+``accepted_values`` -> ``non_negative`` -> ``out_of_range`` (a number above its column's ``max_value``).
+``known_customer`` and ``unique_key`` are not judged here:
 the nightly batch judges the same records again (they land in ``raw/events``), and the online
 store keeps one row per event id. An event's ``received_at`` is the transport's receipt stamp,
 whatever the payload says.
@@ -51,7 +52,7 @@ class Form:
     ``receipt_column`` is set from the judge's ``received_at``, never read from the record."""
 
     __slots__ = ("columns", "time_column", "ids", "closed", "receipt_column", "names", "required", "text", "numbers",
-                 "accepted_values", "non_negative")
+                 "accepted_values", "non_negative", "maximums")
 
     def __init__(self, columns: Iterable[Column], time_column: str | None, ids: Iterable[str], *,
                  closed: bool = False, receipt_column: str | None = None):
@@ -68,6 +69,7 @@ class Form:
         self.numbers = tuple(c.name for c in self.columns if c.dtype in _NUMBER_TYPES)
         self.accepted_values = tuple((c.name, frozenset(c.accepted_values)) for c in self.columns if c.accepted_values)
         self.non_negative = tuple(c.name for c in self.columns if c.non_negative)
+        self.maximums = tuple((c.name, float(c.max_value)) for c in self.columns if c.max_value is not None)
 
     @classmethod
     def of(cls, t: SourceTable, receipt_column: str | None = None) -> Form:
@@ -188,6 +190,9 @@ def _judge_fields(record: dict[str, Any], received_at: datetime, form: Form) -> 
     for name in form.non_negative:
         if typed[name] is not None and typed[name] < 0:
             return None, Violation("non_negative", name, raw_text(get(name)))
+    for name, limit in form.maximums:
+        if typed[name] is not None and typed[name] > limit:
+            return None, Violation("out_of_range", name, raw_text(get(name)))
     if form.receipt_column is not None:
         typed[form.receipt_column] = received_at
     return typed, None

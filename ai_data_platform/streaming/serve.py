@@ -10,20 +10,23 @@
 
 The body of ``POST /score`` is judged by the stream's judge (``events.judge``) against
 :data:`SCORE_REQUEST`, the EVENTS contract's fields of a card transaction, with the staging rules:
-an id is an id, an amount a finite non-negative number, an event time a timestamp in the range
-staging accepts. Bad requests get a 4xx, never a 500: 400 for a body that is not one JSON object,
-413 above :data:`MAX_BODY_BYTES`, 415 for a content type other than JSON, 422 for a field that
-breaks a rule (``{"error", "rule", "field"}``, the message naming the field and echoing at most a
-short prefix of its value).
+an id is an id, an amount a finite non-negative number no larger than ``contracts.MAX_AMOUNT``, an
+event time a timestamp in the range staging accepts. Bad requests get a 4xx, never a 500: 400 for a
+body that is not one JSON object, 413 above :data:`MAX_BODY_BYTES`, 415 for a content type other
+than JSON, 422 for a field that breaks a rule (``{"error", "rule", "field"}``, the message naming
+the field and echoing at most a short prefix of its value). A client that disconnects before its
+whole body arrived leaves one warning line in the server's log (how many bytes came), never a
+traceback.
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import replace
 
 from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from ai_data_platform.errors import shown
@@ -42,6 +45,7 @@ from ai_data_platform.streaming.online_api import (
 from ai_data_platform.streaming.online_store import OnlineStore
 
 MAX_BODY_BYTES = 64 * 1024  # a transaction is a few hundred bytes
+_log = logging.getLogger("uvicorn.error")  # the server's log: printed at adp serve's level (warning)
 SCORE_REQUEST = Form(
     (
         EVENTS.column("customer_id"),
@@ -64,6 +68,7 @@ _RULE_TEXT = {
     "invalid_number": "must be a finite number",
     "non_negative": "must not be negative",
 }
+_LIMITS = dict(SCORE_REQUEST.maximums)
 
 
 class BadRequest(ValueError):
@@ -87,7 +92,10 @@ def _refusal(v: Violation) -> BadRequest:
         return BadRequest(400, message, v.rule)
     got = "" if v.raw_value is None else f", got {shown(v.raw_value)}"
     field = v.column if v.column in SCORE_REQUEST.names else shown(v.column)  # an unknown one is input
-    rule_text = _RULE_TEXT.get(v.rule, f"breaks rule {v.rule}")
+    if v.rule == "out_of_range" and v.column in _LIMITS:
+        rule_text = f"must be at most {_LIMITS[v.column]:g}"
+    else:
+        rule_text = _RULE_TEXT.get(v.rule, f"breaks rule {v.rule}")
     return BadRequest(422, f"field {shown(v.column)} {rule_text}{got}", v.rule, field)
 
 
@@ -113,17 +121,29 @@ def _json_content(content_type: str | None) -> bool:
     return media in ("", "application/json") or media.endswith("+json")
 
 
+class ClientGone(Exception):
+    """The client disconnected before its request body arrived whole: nobody is left to answer."""
+
+    def __init__(self, received: int):
+        super().__init__(f"the client disconnected after {received} byte(s) of the request body")
+        self.received = received
+
+
 async def read_body(request: Request, limit: int = MAX_BODY_BYTES) -> bytes:
-    """The request body, refused (413) as soon as it is known to exceed ``limit`` bytes."""
+    """The request body, refused (413) as soon as it is known to exceed ``limit`` bytes;
+    :class:`ClientGone` when the client disconnects before sending all of it."""
     declared = request.headers.get("content-length", "")
     if declared.isascii() and declared.isdigit() and (len(declared) > 18 or int(declared) > limit):
         raise BadRequest(413, f"the request body exceeds {limit} bytes")
     chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise BadRequest(413, f"the request body exceeds {limit} bytes")
-        chunks.append(chunk)
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise BadRequest(413, f"the request body exceeds {limit} bytes")
+            chunks.append(chunk)
+    except ClientDisconnect:
+        raise ClientGone(size) from None
     return b"".join(chunks)
 
 
@@ -177,6 +197,9 @@ def create_app(store: OnlineStore, scorer: Scorer | None = None) -> Starlette:
             txn = parse_transaction(await read_body(request))
         except BadRequest as exc:
             return exc.response()
+        except ClientGone as exc:  # one line, no traceback: a client hanging up is not the server's error
+            _log.warning(f"POST /score: {exc}; nothing scored")
+            return Response(status_code=400)  # sent to nobody (the server drops it), but a complete answer
         try:
             return JSONResponse(scorer.score(txn, store))
         except NoPassingModel as exc:
